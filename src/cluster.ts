@@ -1,0 +1,289 @@
+// The entry point: starts and supervises the threads.
+//
+//   main thread (this file)     starts S shard workers and H HTTP workers, wires every HTTP
+//                               worker to every shard with its own MessageChannel, restarts
+//                               threads that die, and shuts everything down on SIGTERM/SIGINT.
+//   HTTP workers (src/http/)    uWS Apps on one port; route chat -> shardOf(chat, S).
+//   shard workers (src/store/)  own their chats' messages.
+//
+// The main thread handles no requests. Shutdown order: HTTP threads stop listening and answer
+// what is in flight, then shards flush and stop, then the process exits 0.
+
+import { mkdirSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads'
+import { ConfigError, helpText, parseConfig, type Config } from './config.js'
+import { httpWorkerUrl, type HttpControl, type HttpWorkerData } from './http/index.js'
+import { createLogger, errorFields, type Logger } from './log.js'
+import { shardWorkerUrl, type ShardControl, type ShardWorkerData } from './store/index.js'
+
+export interface ClusterHandle {
+  /** The port every HTTP thread listens on (the bound one when config.port was 0). */
+  readonly port: number
+  readonly config: Config
+  /** The live worker of shard i, for tests and tools. */
+  shardWorker(i: number): Worker | null
+  /** Resolves when shard i has been restarted `n` times in total. */
+  shardRestarted(i: number, n: number): Promise<void>
+  /** Graceful stop: stop listening, answer in-flight requests, flush shards, end threads. */
+  stop(): Promise<void>
+}
+
+const RESTART_DELAY_MS_MIN = 50
+const RESTART_DELAY_MS_MAX = 5_000
+const STABLE_AFTER_MS = 10_000 // a thread that lived this long resets its restart backoff
+
+function once<T>(worker: Worker, type: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (msg: { type: string }): void => {
+      if (msg?.type !== type) return
+      cleanup()
+      resolve(msg as T)
+    }
+    const onExit = (code: number): void => {
+      cleanup()
+      reject(new Error(`worker exited with code ${code} before '${type}'`))
+    }
+    const cleanup = (): void => {
+      worker.off('message', onMessage)
+      worker.off('exit', onExit)
+    }
+    worker.on('message', onMessage)
+    worker.on('exit', onExit)
+  })
+}
+
+interface Slot {
+  worker: Worker | null
+  restarts: number
+  consecutive: number
+  startedAt: number
+  waiters: { n: number; resolve: () => void }[]
+}
+
+export async function startCluster(config: Config, log: Logger = createLogger('main', config.logLevel)): Promise<ClusterHandle> {
+  mkdirSync(config.dataDir, { recursive: true })
+  let stopping = false
+  let boundPort = config.port
+  const shards: Slot[] = Array.from({ length: config.shards }, () => ({ worker: null, restarts: 0, consecutive: 0, startedAt: 0, waiters: [] }))
+  const https: Slot[] = Array.from({ length: config.httpThreads }, () => ({ worker: null, restarts: 0, consecutive: 0, startedAt: 0, waiters: [] }))
+
+  const backoff = (slot: Slot): number => {
+    if (Date.now() - slot.startedAt > STABLE_AFTER_MS) slot.consecutive = 0
+    const delay = Math.min(RESTART_DELAY_MS_MAX, RESTART_DELAY_MS_MIN * 2 ** slot.consecutive)
+    slot.consecutive++
+    return delay
+  }
+
+  const noteRestart = (slot: Slot): void => {
+    slot.restarts++
+    slot.waiters = slot.waiters.filter((w) => {
+      if (slot.restarts < w.n) return true
+      w.resolve()
+      return false
+    })
+  }
+
+  // Connects one HTTP worker to one shard worker with a fresh channel.
+  const channel = (shardWorker: Worker): MessagePort => {
+    const { port1, port2 } = new MessageChannel()
+    const msg: ShardControl = { type: 'port', port: port2 }
+    shardWorker.postMessage(msg, [port2])
+    return port1
+  }
+
+  const startShard = async (i: number): Promise<void> => {
+    const slot = shards[i] as Slot
+    const data: ShardWorkerData = { shard: i, config }
+    const worker = new Worker(shardWorkerUrl, { workerData: data, name: `shard-${i}` })
+    worker.on('error', (err) => log.error('shard thread failed', { shard: i, ...errorFields(err) }))
+    const ready = once(worker, 'ready')
+    worker.on('exit', (code) => {
+      if (slot.worker !== worker) return
+      slot.worker = null
+      if (stopping) return
+      log.error('shard thread exited; restarting', { shard: i, code })
+      for (const h of https) {
+        const down: HttpControl = { type: 'shard-down', shard: i }
+        h.worker?.postMessage(down)
+      }
+      const delay = backoff(slot)
+      setTimeout(() => {
+        if (stopping) return
+        startShard(i)
+          .then(() => {
+            // Wire the new shard into every live HTTP thread.
+            for (const h of https) {
+              if (h.worker === null || slot.worker === null) continue
+              const msg: HttpControl = { type: 'shard-port', shard: i, port: channel(slot.worker) }
+              h.worker.postMessage(msg, [msg.port])
+            }
+            noteRestart(slot)
+            log.info('shard thread restarted', { shard: i, restarts: slot.restarts })
+          })
+          .catch((err) => log.error('shard restart failed', { shard: i, ...errorFields(err) }))
+      }, delay).unref()
+    })
+    await ready
+    slot.worker = worker
+    slot.startedAt = Date.now()
+  }
+
+  const startHttp = async (i: number): Promise<void> => {
+    const slot = https[i] as Slot
+    const shardPorts = shards.map((s) => {
+      if (s.worker === null) {
+        // The shard is restarting: hand over a closed channel; it is wired in when it is back.
+        const { port1, port2 } = new MessageChannel()
+        port2.close()
+        return port1
+      }
+      return channel(s.worker)
+    })
+    const data: HttpWorkerData = { index: i, config, listenPort: boundPort, shardPorts }
+    const worker = new Worker(httpWorkerUrl, { workerData: data, transferList: shardPorts, name: `http-${i}` })
+    worker.on('error', (err) => log.error('http thread failed', { thread: i, ...errorFields(err) }))
+    const listening = new Promise<{ port: number }>((resolve, reject) => {
+      worker.on('message', (msg: { type: string; port?: number }) => {
+        if (msg.type === 'listening') resolve(msg as { port: number })
+        else if (msg.type === 'listen-failed') reject(new Error(`cannot listen on ${config.host}:${boundPort}`))
+      })
+      worker.once('exit', (code) => reject(new Error(`http thread exited with code ${code} before listening`)))
+    })
+    worker.on('exit', (code) => {
+      if (slot.worker !== worker) return
+      slot.worker = null
+      if (stopping) return
+      log.error('http thread exited; restarting', { thread: i, code })
+      setTimeout(() => {
+        if (stopping) return
+        startHttp(i)
+          .then(() => {
+            noteRestart(slot)
+            log.info('http thread restarted', { thread: i, restarts: slot.restarts })
+          })
+          .catch((err) => log.error('http restart failed', { thread: i, ...errorFields(err) }))
+      }, backoff(slot)).unref()
+    })
+    try {
+      const { port } = await listening
+      boundPort = port
+    } catch (err) {
+      await worker.terminate()
+      throw err
+    }
+    slot.worker = worker
+    slot.startedAt = Date.now()
+  }
+
+  const terminateAll = async (): Promise<void> => {
+    stopping = true
+    await Promise.all([...https, ...shards].map((s) => s.worker?.terminate()))
+  }
+
+  try {
+    await Promise.all(shards.map((_, i) => startShard(i)))
+    // The first HTTP thread binds (perhaps port 0); the others join the port it got.
+    for (let i = 0; i < https.length; i++) await startHttp(i)
+  } catch (err) {
+    await terminateAll()
+    throw err
+  }
+
+  const stop = async (): Promise<void> => {
+    if (stopping) return
+    stopping = true
+    const stopMsg = { type: 'stop' } as const
+    await Promise.all(
+      https.map(async (s) => {
+        const w = s.worker
+        if (w === null) return
+        const stopped = once(w, 'stopped')
+        w.postMessage(stopMsg)
+        await stopped.catch(() => {})
+        await w.terminate()
+      }),
+    )
+    await Promise.all(
+      shards.map(async (s) => {
+        const w = s.worker
+        if (w === null) return
+        const stopped = once(w, 'stopped')
+        w.postMessage(stopMsg)
+        await stopped.catch(() => {})
+        await w.terminate()
+      }),
+    )
+  }
+
+  return {
+    port: boundPort,
+    config,
+    shardWorker: (i) => shards[i]?.worker ?? null,
+    shardRestarted: (i, n) =>
+      new Promise<void>((resolve) => {
+        const slot = shards[i] as Slot
+        if (slot.restarts >= n) resolve()
+        else slot.waiters.push({ n, resolve })
+      }),
+    stop,
+  }
+}
+
+async function main(): Promise<void> {
+  let config: Config
+  try {
+    const parsed = parseConfig()
+    if (parsed.help) {
+      process.stdout.write(helpText() + '\n')
+      return
+    }
+    config = parsed.config
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`pullchat: ${err.message}\n`)
+      process.exitCode = 2
+      return
+    }
+    throw err
+  }
+  const log = createLogger('main', config.logLevel)
+  const cluster = await startCluster(config, log)
+  log.info('listening', {
+    host: config.host,
+    port: cluster.port,
+    shards: config.shards,
+    httpThreads: config.httpThreads,
+    dataDir: resolve(config.dataDir),
+    pid: process.pid,
+  })
+  let signalled = false
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (signalled) {
+      log.warn('second signal: exiting now', { signal })
+      process.exit(1)
+    }
+    signalled = true
+    log.info('shutting down', { signal })
+    cluster
+      .stop()
+      .then(() => {
+        log.info('stopped')
+        process.exit(0)
+      })
+      .catch((err) => {
+        log.error('shutdown failed', errorFields(err))
+        process.exit(1)
+      })
+  }
+  process.on('SIGTERM', onSignal)
+  process.on('SIGINT', onSignal)
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  main().catch((err) => {
+    process.stderr.write(JSON.stringify({ level: 'error', time: new Date().toISOString(), thread: 'main', msg: 'start-up failed', ...errorFields(err) }) + '\n')
+    process.exit(1)
+  })
+}

@@ -1,0 +1,158 @@
+// The one place that reads the environment and the command line.
+//
+// Every option has a default, an env var and a CLI flag; values are validated with errors that
+// name the option, and the result is frozen and passed explicitly (to worker threads through
+// `workerData`, so it must stay a plain, cloneable object). Nothing else reads `process.env`.
+
+export interface Config {
+  readonly port: number
+  readonly host: string
+  readonly dataDir: string
+  readonly shards: number
+  readonly httpThreads: number
+  readonly bodyBytesMax: number
+  readonly textBytesMax: number
+  readonly memberBytesMax: number
+  readonly pullLimitDefault: number
+  readonly pullLimitMax: number
+  readonly rpcInflightMax: number
+  readonly shutdownTimeoutMs: number
+  readonly logLevel: LogLevel
+}
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent'
+const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error', 'silent']
+
+interface OptionSpec {
+  readonly key: keyof Config
+  readonly env: string
+  readonly flag: string
+  readonly help: string
+  readonly parse: (raw: string, name: string) => Config[keyof Config]
+}
+
+export const DEFAULTS: Config = Object.freeze({
+  port: 8080,
+  host: '0.0.0.0',
+  dataDir: './data',
+  // Measured on the 2-core reference machine (README "Threads"): one HTTP thread and two shards
+  // leave a core for the kernel's network stack and the shards' work.
+  shards: 2,
+  httpThreads: 1,
+  bodyBytesMax: 64 * 1024, // 64 KiB per request body
+  textBytesMax: 16 * 1024, // 16 KiB of UTF-8 per message text
+  memberBytesMax: 128, // bytes of UTF-8 per member id, sender or room name
+  pullLimitDefault: 10, // messages per page when limit is absent or 0
+  pullLimitMax: 1000, // larger limits are clamped to this
+  rpcInflightMax: 65536, // requests awaiting a reply, per HTTP thread per shard
+  shutdownTimeoutMs: 10_000, // grace period for in-flight requests on SIGTERM
+  logLevel: 'info',
+})
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'ConfigError'
+  }
+}
+
+function int(min: number, max: number) {
+  return (raw: string, name: string): number => {
+    const trimmed = raw.trim()
+    if (!/^\d+$/.test(trimmed)) throw new ConfigError(`${name} must be an integer, got ${JSON.stringify(raw)}`)
+    const n = Number(trimmed)
+    if (n < min || n > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${n}`)
+    return n
+  }
+}
+
+function nonEmpty(raw: string, name: string): string {
+  if (raw.trim() === '') throw new ConfigError(`${name} must not be empty`)
+  return raw
+}
+
+function logLevel(raw: string, name: string): LogLevel {
+  const v = raw.trim().toLowerCase() as LogLevel
+  if (!LOG_LEVELS.includes(v)) throw new ConfigError(`${name} must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(raw)}`)
+  return v
+}
+
+const OPTIONS: readonly OptionSpec[] = [
+  { key: 'port', env: 'PORT', flag: 'port', help: 'TCP port to serve on (0 picks a free one)', parse: int(0, 65535) },
+  { key: 'host', env: 'HOST', flag: 'host', help: 'address to bind', parse: nonEmpty },
+  { key: 'dataDir', env: 'DATA_DIR', flag: 'data-dir', help: 'data directory', parse: nonEmpty },
+  { key: 'shards', env: 'SHARDS', flag: 'shards', help: 'shard worker threads', parse: int(1, 256) },
+  { key: 'httpThreads', env: 'HTTP_THREADS', flag: 'http-threads', help: 'HTTP worker threads', parse: int(1, 64) },
+  { key: 'bodyBytesMax', env: 'BODY_BYTES_MAX', flag: 'body-bytes-max', help: 'largest request body in bytes', parse: int(1024, 64 * 1024 * 1024) },
+  { key: 'textBytesMax', env: 'TEXT_BYTES_MAX', flag: 'text-bytes-max', help: 'longest message text in UTF-8 bytes', parse: int(1, 16 * 1024 * 1024) },
+  { key: 'memberBytesMax', env: 'MEMBER_BYTES_MAX', flag: 'member-bytes-max', help: 'longest member id, sender or room name in UTF-8 bytes', parse: int(1, 4096) },
+  { key: 'pullLimitDefault', env: 'PULL_LIMIT_DEFAULT', flag: 'pull-limit-default', help: 'page size when limit is absent or 0', parse: int(1, 100_000) },
+  { key: 'pullLimitMax', env: 'PULL_LIMIT_MAX', flag: 'pull-limit-max', help: 'larger limits are clamped to this', parse: int(1, 100_000) },
+  { key: 'rpcInflightMax', env: 'RPC_INFLIGHT_MAX', flag: 'rpc-inflight-max', help: 'requests in flight per HTTP thread per shard before 503', parse: int(1, 1 << 24) },
+  { key: 'shutdownTimeoutMs', env: 'SHUTDOWN_TIMEOUT_MS', flag: 'shutdown-timeout-ms', help: 'grace period for in-flight requests on SIGTERM, ms', parse: int(0, 600_000) },
+  { key: 'logLevel', env: 'LOG_LEVEL', flag: 'log-level', help: LOG_LEVELS.join('|'), parse: logLevel },
+]
+
+export interface ParsedArgs {
+  readonly config: Config
+  readonly help: boolean
+}
+
+/**
+ * Builds the config from defaults, then env vars, then CLI flags (`--port 8080` or
+ * `--port=8080`); later sources win. Throws ConfigError naming the option on bad input.
+ */
+export function parseConfig(
+  argv: readonly string[] = process.argv.slice(2),
+  env: Readonly<Record<string, string | undefined>> = process.env,
+  overrides: Partial<Config> = {},
+): ParsedArgs {
+  const out: Record<string, unknown> = { ...DEFAULTS }
+  for (const opt of OPTIONS) {
+    const raw = env[opt.env]
+    if (raw !== undefined && raw !== '') out[opt.key] = opt.parse(raw, opt.env)
+  }
+  let help = false
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string
+    if (arg === '--help' || arg === '-h') {
+      help = true
+      continue
+    }
+    if (!arg.startsWith('--')) throw new ConfigError(`unexpected argument ${JSON.stringify(arg)} (see --help)`)
+    const eq = arg.indexOf('=')
+    const flag = eq === -1 ? arg.slice(2) : arg.slice(2, eq)
+    const opt = OPTIONS.find((o) => o.flag === flag)
+    if (opt === undefined) throw new ConfigError(`unknown option --${flag} (see --help)`)
+    let value: string
+    if (eq !== -1) value = arg.slice(eq + 1)
+    else {
+      const next = argv[i + 1]
+      if (next === undefined) throw new ConfigError(`--${flag} needs a value`)
+      value = next
+      i++
+    }
+    out[opt.key] = opt.parse(value, `--${flag}`)
+  }
+  Object.assign(out, overrides)
+  const config = out as unknown as Config
+  if (config.pullLimitDefault > config.pullLimitMax) {
+    throw new ConfigError(`PULL_LIMIT_DEFAULT (${config.pullLimitDefault}) must not exceed PULL_LIMIT_MAX (${config.pullLimitMax})`)
+  }
+  return { config: Object.freeze(config), help }
+}
+
+export function helpText(): string {
+  const lines = [
+    'pullchat: a pull-mode instant-messaging backend',
+    '',
+    'usage: node dist/cluster.js [options]   (or npm start -- [options])',
+    '',
+    'options (flag / env var, default):',
+  ]
+  for (const opt of OPTIONS) {
+    lines.push(`  --${opt.flag.padEnd(22)} ${opt.env.padEnd(20)} ${String(DEFAULTS[opt.key]).padEnd(10)} ${opt.help}`)
+  }
+  lines.push('  --help                   print this and exit')
+  return lines.join('\n')
+}

@@ -1,0 +1,101 @@
+// Route handlers as plain functions from a parsed request to a reply, so they can be tested
+// without a socket. Validation happens here, before anything reaches a shard: a rejected send
+// stores nothing.
+
+import type { Config } from '../config.js'
+import { PullchatError, errorBody } from '../errors.js'
+import type { PullCallback, SendCallback } from '../rpc/index.js'
+import { checkId, parseChatId } from './chat-id.js'
+import { optionalBool, optionalUint, readFields, requiredString } from './request-fields.js'
+import { Errors } from '../errors.js'
+
+export interface ParsedRequest {
+  readonly method: string
+  readonly path: string
+  /** Raw query string, without '?'. */
+  readonly query: string
+  readonly contentType: string
+  readonly body: Uint8Array | null
+}
+
+export interface Reply {
+  readonly status: number
+  /** A JSON document. */
+  readonly body: string | Uint8Array
+  readonly headers?: Readonly<Record<string, string>>
+}
+
+/** What the handlers need of the shards: routing by chat is the backend's business. */
+export interface Backend {
+  send(chat: string, text: string, sender: string, cb: SendCallback): void
+  pull(chat: string, cursor: number, limit: number, reverse: boolean, cb: PullCallback): void
+}
+
+export interface HandlerContext {
+  readonly config: Config
+  readonly backend: Backend
+}
+
+export type Handler = (req: ParsedRequest, ctx: HandlerContext, done: (reply: Reply) => void) => void
+
+export function errorReply(err: PullchatError, headers?: Record<string, string>): Reply {
+  return headers === undefined ? { status: err.statusCode, body: errorBody(err) } : { status: err.statusCode, body: errorBody(err), headers }
+}
+
+const PONG = JSON.stringify({ message: 'pong' })
+
+export const ping: Handler = (_req, _ctx, done) => done({ status: 200, body: PONG })
+
+export const send: Handler = (req, ctx, done) => {
+  const { config } = ctx
+  const fields = readFields(req.query, req.contentType, req.body)
+  const chatRaw = requiredString(fields, 'chat')
+  const text = requiredString(fields, 'text')
+  const sender = requiredString(fields, 'sender')
+  if (text.length * 3 > config.textBytesMax && Buffer.byteLength(text) > config.textBytesMax) {
+    throw new PullchatError(Errors.FIELD_TOO_LONG, `"text" is longer than ${config.textBytesMax} bytes`)
+  }
+  if (sender.includes(':')) throw new PullchatError(Errors.INVALID_FIELD, '"sender" must not contain \':\'')
+  checkId(sender, 'sender', config.memberBytesMax)
+  const chat = parseChatId(chatRaw, config.memberBytesMax)
+  if (chat.members !== null && chat.members[0] !== sender && chat.members[1] !== sender) {
+    throw new PullchatError(Errors.SENDER_NOT_MEMBER, `sender ${JSON.stringify(sender)} is not a member of chat ${JSON.stringify(chat.id)}`)
+  }
+  ctx.backend.send(chat.id, text, sender, (err, sendTime) => {
+    if (err !== null) done(errorReply(err))
+    else done({ status: 200, body: `{"chat":${JSON.stringify(chat.id)},"send_time":${sendTime}}` })
+  })
+}
+
+const PULL_PREFIX = Buffer.from('{"messages":')
+
+export const pull: Handler = (req, ctx, done) => {
+  const { config } = ctx
+  const fields = readFields(req.query, req.contentType, req.body)
+  const chat = parseChatId(requiredString(fields, 'chat'), config.memberBytesMax)
+  const cursor = optionalUint(fields, 'cursor') ?? 0
+  const limitAsked = optionalUint(fields, 'limit') ?? 0
+  const limit = limitAsked === 0 ? config.pullLimitDefault : Math.min(limitAsked, config.pullLimitMax)
+  const reverse = optionalBool(fields, 'reverse') ?? false
+  ctx.backend.pull(chat.id, cursor, limit, reverse, (err, page) => {
+    if (err !== null || page === null) {
+      done(errorReply(err ?? new PullchatError(Errors.INTERNAL)))
+      return
+    }
+    const tail = Buffer.from(`,"has_more":${page.hasMore},"next_cursor":${page.nextCursor}}`)
+    done({ status: 200, body: Buffer.concat([PULL_PREFIX, page.messages, tail]) })
+  })
+}
+
+export interface Route {
+  /** Handlers by upper-case method. */
+  readonly methods: Readonly<Record<string, Handler>>
+  /** Whether the handler reads the body (ping does not). */
+  readonly readsBody: boolean
+}
+
+export const ROUTES: ReadonlyMap<string, Route> = new Map<string, Route>([
+  ['/ping', { methods: { GET: ping, HEAD: ping }, readsBody: false }],
+  ['/api/send', { methods: { POST: send }, readsBody: true }],
+  ['/api/pull', { methods: { GET: pull, POST: pull }, readsBody: true }],
+])

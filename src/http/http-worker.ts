@@ -1,0 +1,85 @@
+// Entry point of an HTTP worker thread: one uWS App listening on the shared port (Linux
+// SO_REUSEPORT spreads connections between threads), and one ShardClient per shard.
+//
+// Control messages from the cluster: { type: 'shard-port', shard, port } when a shard (re)starts,
+// { type: 'shard-down', shard } when one dies, { type: 'stop' } at shutdown. It reports
+// { type: 'listening', port }, { type: 'listen-failed' } and { type: 'stopped' }.
+
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads'
+import uWS from 'uWebSockets.js'
+import type { Config } from '../config.js'
+import { createLogger } from '../log.js'
+import { ShardClient, shardOf } from '../rpc/index.js'
+import { ROUTES, type Backend } from './handlers.js'
+import { createAdapter } from './uws-adapter.js'
+
+export interface HttpWorkerData {
+  readonly index: number
+  readonly config: Config
+  /** The port to listen on: the configured one for the first thread, the bound one after. */
+  readonly listenPort: number
+  /** One port per shard, in shard order. */
+  readonly shardPorts: readonly MessagePort[]
+}
+
+export type HttpControl =
+  | { readonly type: 'shard-port'; readonly shard: number; readonly port: MessagePort }
+  | { readonly type: 'shard-down'; readonly shard: number }
+  | { readonly type: 'stop' }
+
+const data = workerData as HttpWorkerData
+const { config } = data
+const log = createLogger(`http-${data.index}`, config.logLevel)
+if (parentPort === null) throw new Error('http-worker must run in a worker thread')
+const control = parentPort
+
+const clients = data.shardPorts.map((port, shard) => {
+  const client = new ShardClient(shard, config.rpcInflightMax)
+  client.attach(port)
+  return client
+})
+const shardCount = clients.length
+const clientFor = (chat: string): ShardClient => clients[shardOf(chat, shardCount)] as ShardClient
+
+const backend: Backend = {
+  send: (chat, text, sender, cb) => clientFor(chat).send(chat, text, sender, cb),
+  pull: (chat, cursor, limit, reverse, cb) => clientFor(chat).pull(chat, cursor, limit, reverse, cb),
+}
+
+const adapter = createAdapter(ROUTES, { config, backend }, log)
+let listenSocket: uWS.us_listen_socket | null = null
+
+adapter.app.listen(config.host, data.listenPort, (socket) => {
+  if (socket === false) {
+    log.error('cannot listen', { host: config.host, port: data.listenPort })
+    control.postMessage({ type: 'listen-failed' })
+    return
+  }
+  listenSocket = socket
+  control.postMessage({ type: 'listening', port: uWS.us_socket_local_port(socket) })
+})
+
+function stop(): void {
+  if (listenSocket !== null) {
+    uWS.us_listen_socket_close(listenSocket)
+    listenSocket = null
+  }
+  adapter.drain()
+  const deadline = Date.now() + config.shutdownTimeoutMs
+  const poll = (): void => {
+    const left = adapter.inflight()
+    if (left === 0 || Date.now() >= deadline) {
+      if (left > 0) log.warn('shutdown timeout with requests in flight', { inflight: left })
+      control.postMessage({ type: 'stopped', unanswered: left })
+      return
+    }
+    setTimeout(poll, 5)
+  }
+  poll()
+}
+
+control.on('message', (msg: HttpControl) => {
+  if (msg.type === 'shard-port') clients[msg.shard]?.attach(msg.port)
+  else if (msg.type === 'shard-down') clients[msg.shard]?.detach()
+  else if (msg.type === 'stop') stop()
+})

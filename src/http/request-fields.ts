@@ -1,0 +1,107 @@
+// Where a request's fields come from, and how they are coerced.
+//
+// Fields are read from the query string, then from the body, which wins on conflict:
+// - a body with Content-Type application/json (or any +json), text/plain, or no Content-Type at
+//   all is JSON and must be an object (Postman, k6 and JMeter scripts often omit the type, and the
+//   assignment's own clients send a JSON body with GET /api/pull);
+// - application/x-www-form-urlencoded is parsed as a form;
+// - any other type is 415.
+// An empty body contributes nothing. Numbers and booleans may arrive as JSON values or strings.
+
+import { Errors, PullchatError } from '../errors.js'
+
+export type Fields = Record<string, unknown>
+
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false })
+
+function decodeUtf8(body: Uint8Array): string {
+  try {
+    return utf8.decode(body)
+  } catch {
+    throw new PullchatError(Errors.INVALID_ENCODING, 'the body is not valid UTF-8')
+  }
+}
+
+function fromSearchParams(params: URLSearchParams, into: Fields): void {
+  for (const [k, v] of params) {
+    // The first occurrence of a repeated key wins.
+    if (!Object.hasOwn(into, k)) into[k] = v
+  }
+}
+
+function mediaType(contentType: string): string {
+  const semi = contentType.indexOf(';')
+  return (semi === -1 ? contentType : contentType.slice(0, semi)).trim().toLowerCase()
+}
+
+function isJsonType(type: string): boolean {
+  return type === '' || type === 'application/json' || type === 'text/plain' || type.endsWith('+json')
+}
+
+/** Parses the query string and body into one bag of fields. Throws PullchatError on bad input. */
+export function readFields(query: string, contentType: string, body: Uint8Array | null): Fields {
+  const fields: Fields = Object.create(null) as Fields
+  if (query !== '') fromSearchParams(new URLSearchParams(query), fields)
+  if (body === null || body.length === 0) return fields
+  const type = mediaType(contentType)
+  if (isJsonType(type)) {
+    const text = decodeUtf8(body)
+    if (text.trim() === '') return fields
+    let value: unknown
+    try {
+      value = JSON.parse(text)
+    } catch (err) {
+      throw new PullchatError(Errors.INVALID_JSON, `the body is not valid JSON: ${(err as Error).message}`)
+    }
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      throw new PullchatError(Errors.BODY_NOT_OBJECT, `the JSON body must be an object, got ${Array.isArray(value) ? 'an array' : value === null ? 'null' : typeof value}`)
+    }
+    for (const k of Object.keys(value)) fields[k] = (value as Fields)[k]
+    return fields
+  }
+  if (type === 'application/x-www-form-urlencoded') {
+    const form: Fields = Object.create(null) as Fields
+    fromSearchParams(new URLSearchParams(decodeUtf8(body)), form)
+    Object.assign(fields, form)
+    return fields
+  }
+  throw new PullchatError(
+    Errors.UNSUPPORTED_MEDIA_TYPE,
+    `content type ${JSON.stringify(type)} is not supported; send application/json or application/x-www-form-urlencoded`,
+  )
+}
+
+const absent = (v: unknown): boolean => v === undefined || v === null || v === ''
+
+/** A required, non-empty string field. */
+export function requiredString(fields: Fields, name: string): string {
+  const v = fields[name]
+  if (absent(v)) throw new PullchatError(Errors.MISSING_FIELD, `"${name}" is required and must not be empty`)
+  if (typeof v !== 'string') throw new PullchatError(Errors.INVALID_FIELD, `"${name}" must be a string`)
+  return v
+}
+
+const DIGITS = /^\d+$/
+
+/** An optional non-negative integer, as a JSON number or a string of digits. */
+export function optionalUint(fields: Fields, name: string): number | undefined {
+  const v = fields[name]
+  if (absent(v)) return undefined
+  let n: number
+  if (typeof v === 'number') n = v
+  else if (typeof v === 'string' && DIGITS.test(v)) n = Number(v)
+  else n = Number.NaN
+  if (!Number.isSafeInteger(n) || n < 0) {
+    throw new PullchatError(Errors.INVALID_FIELD, `"${name}" must be a non-negative integer, got ${JSON.stringify(v)}`)
+  }
+  return n
+}
+
+/** An optional boolean: true/false, "true"/"false", 1/0 or "1"/"0". */
+export function optionalBool(fields: Fields, name: string): boolean | undefined {
+  const v = fields[name]
+  if (absent(v)) return undefined
+  if (v === true || v === 'true' || v === 1 || v === '1') return true
+  if (v === false || v === 'false' || v === 0 || v === '0') return false
+  throw new PullchatError(Errors.INVALID_FIELD, `"${name}" must be a boolean (true/false), got ${JSON.stringify(v)}`)
+}

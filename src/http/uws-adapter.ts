@@ -1,0 +1,169 @@
+// Everything uWebSockets.js-specific lives here: routing a request to its handler, reading the
+// body, and writing the reply. The rules uWS imposes, kept in this one place:
+// - `onAborted` is attached before anything asynchronous, and after an abort `res` is never
+//   touched again (doing so terminates the process);
+// - writes after the handler returned are wrapped in `res.cork()`;
+// - `onData` chunks are neutered when the callback returns, so they are copied;
+// - the body limit is enforced from Content-Length before reading, and again while reading
+//   chunked bodies; an oversized body gets 413 and the connection is closed.
+
+import uWS from 'uWebSockets.js'
+import type { Config } from '../config.js'
+import { Errors, PullchatError, reasonPhrase } from '../errors.js'
+import type { Logger } from '../log.js'
+import { errorReply, type HandlerContext, type ParsedRequest, type Reply, type Route } from './handlers.js'
+
+export interface Adapter {
+  readonly app: uWS.TemplatedApp
+  /** Requests received and not yet answered or aborted. */
+  inflight(): number
+  /** From now on, answer new requests with 503 and close connections after each reply. */
+  drain(): void
+}
+
+interface InFlight {
+  aborted: boolean
+  answered: boolean
+}
+
+const STATUS_LINES = new Map<number, string>()
+function statusLine(status: number): string {
+  let line = STATUS_LINES.get(status)
+  if (line === undefined) {
+    line = status === 200 ? '200 OK' : `${status} ${reasonPhrase(status)}`
+    STATUS_LINES.set(status, line)
+  }
+  return line
+}
+
+const DIGITS = /^\d+$/
+
+export function createAdapter(
+  routes: ReadonlyMap<string, Route>,
+  ctx: HandlerContext,
+  log: Logger,
+  app: uWS.TemplatedApp = uWS.App(),
+): Adapter {
+  const config: Config = ctx.config
+  let inflight = 0
+  let draining = false
+
+  const write = (res: uWS.HttpResponse, state: InFlight, reply: Reply, close: boolean): void => {
+    if (state.aborted || state.answered) return
+    state.answered = true
+    inflight--
+    res.cork(() => {
+      res.writeStatus(statusLine(reply.status)).writeHeader('Content-Type', 'application/json')
+      if (reply.headers !== undefined) for (const [k, v] of Object.entries(reply.headers)) res.writeHeader(k, v)
+      res.end(reply.body, close || draining)
+    })
+  }
+
+  // Replies to a request that is not read further (routing errors, 413, draining).
+  const answerNow = (res: uWS.HttpResponse, reply: Reply, close: boolean): void => {
+    res.cork(() => {
+      res.writeStatus(statusLine(reply.status)).writeHeader('Content-Type', 'application/json')
+      if (reply.headers !== undefined) for (const [k, v] of Object.entries(reply.headers)) res.writeHeader(k, v)
+      res.end(reply.body, close || draining)
+    })
+  }
+
+  const dispatch = (res: uWS.HttpResponse, state: InFlight, route: Route, req: ParsedRequest): void => {
+    const handler = route.methods[req.method]
+    if (handler === undefined) return // checked before
+    try {
+      handler(req, ctx, (reply) => write(res, state, reply, false))
+    } catch (err) {
+      if (err instanceof PullchatError) {
+        write(res, state, errorReply(err), false)
+      } else {
+        log.error('handler failed', { path: req.path, err: (err as Error)?.message, stack: (err as Error)?.stack })
+        write(res, state, errorReply(new PullchatError(Errors.INTERNAL)), false)
+      }
+    }
+  }
+
+  app.any('/*', (res, req) => {
+    const path = req.getUrl()
+    const route = routes.get(path)
+    if (route === undefined) {
+      answerNow(res, errorReply(new PullchatError(Errors.NOT_FOUND, `no route for ${path}`)), false)
+      return
+    }
+    const method = req.getCaseSensitiveMethod()
+    if (route.methods[method] === undefined) {
+      const allow = Object.keys(route.methods).join(', ')
+      answerNow(res, errorReply(new PullchatError(Errors.METHOD_NOT_ALLOWED, `${method} is not allowed on ${path}; use ${allow}`), { Allow: allow }), false)
+      return
+    }
+    if (draining) {
+      answerNow(res, errorReply(new PullchatError(Errors.SHUTTING_DOWN)), true)
+      return
+    }
+    const query = req.getQuery() ?? ''
+    const contentType = req.getHeader('content-type')
+    const contentLength = req.getHeader('content-length')
+    const chunked = req.getHeader('transfer-encoding') !== ''
+    const hasBody = chunked || (contentLength !== '' && contentLength !== '0')
+
+    if (!route.readsBody || !hasBody) {
+      // uWS still consumes and discards a body we do not read.
+      const state: InFlight = { aborted: false, answered: false }
+      inflight++
+      res.onAborted(() => {
+        if (!state.answered) inflight--
+        state.aborted = true
+      })
+      dispatch(res, state, route, { method, path, query, contentType, body: null })
+      return
+    }
+
+    if (contentLength !== '' && (!DIGITS.test(contentLength) || Number(contentLength) > config.bodyBytesMax)) {
+      const err = DIGITS.test(contentLength)
+        ? new PullchatError(Errors.BODY_TOO_LARGE, `the body is ${contentLength} bytes; the limit is ${config.bodyBytesMax}`)
+        : new PullchatError(Errors.INVALID_FIELD, 'Content-Length is not a number')
+      answerNow(res, errorReply(err), true)
+      return
+    }
+
+    const state: InFlight = { aborted: false, answered: false }
+    inflight++
+    res.onAborted(() => {
+      if (!state.answered) inflight--
+      state.aborted = true
+    })
+    const expected = contentLength === '' ? 0 : Number(contentLength)
+    let body: Buffer | null = expected > 0 ? Buffer.allocUnsafe(expected) : null
+    let received = 0
+    const chunks: Buffer[] = []
+    res.onData((chunk, isLast) => {
+      if (state.answered || state.aborted) return
+      const bytes = new Uint8Array(chunk)
+      if (received + bytes.length > config.bodyBytesMax) {
+        write(res, state, errorReply(new PullchatError(Errors.BODY_TOO_LARGE, `the body is over the limit of ${config.bodyBytesMax} bytes`)), true)
+        return
+      }
+      if (body !== null && received + bytes.length <= body.length) body.set(bytes, received)
+      else {
+        // Chunked, or more bytes than Content-Length said: collect copies.
+        if (body !== null) {
+          chunks.push(body.subarray(0, received))
+          body = null
+        }
+        chunks.push(Buffer.from(bytes))
+      }
+      received += bytes.length
+      if (!isLast) return
+      const full = body !== null ? body.subarray(0, received) : Buffer.concat(chunks)
+      dispatch(res, state, route, { method, path, query, contentType, body: full })
+    })
+  })
+
+  return {
+    app,
+    inflight: () => inflight,
+    drain: () => {
+      draining = true
+    },
+  }
+}

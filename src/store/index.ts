@@ -1,0 +1,8 @@
+// The store: shards that own chats and keep their messages in ring-indexed arrays.
+export { ChatLog, type Page } from './chat-log.js'
+export { ShardStore, type StoreStats } from './shard-store.js'
+export { Shard, nowUs } from './shard.js'
+export type { ShardWorkerData, ShardControl } from './shard-worker.js'
+
+/** The module a shard worker thread runs. */
+export const shardWorkerUrl = new URL('./shard-worker.js', import.meta.url)

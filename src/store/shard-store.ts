@@ -1,0 +1,63 @@
+// A shard's in-memory state: every chat it owns, by canonical chat id.
+//
+// Sending is two steps so that a log can sit in between: `assign()` hands out the message's
+// send_time (strictly increasing per chat), and `append()` makes it visible to pulls once it is
+// durable. Messages are appended in the order their send_times were assigned.
+
+import { ChatLog, type Page } from './chat-log.js'
+
+export interface StoreStats {
+  readonly chats: number
+  readonly messages: number
+  /** Bytes of message JSON held. */
+  readonly jsonBytes: number
+  /** Bytes allocated for chats' arrays. */
+  readonly bytes: number
+}
+
+const EMPTY_PAGE_JSON = Buffer.from('[]')
+
+export class ShardStore {
+  private readonly chats = new Map<string, ChatLog>()
+  private messages = 0
+
+  /** Assigns the next send_time for `chat`: max(nowUs, last + 1). */
+  assign(chat: string, nowUs: number): number {
+    return this.chatLog(chat).nextSendTime(nowUs)
+  }
+
+  /** Stores a message whose send_time came from `assign()` (or from the log, on recovery). */
+  append(chat: string, sendTime: number, text: string, sender: string): void {
+    this.chatLog(chat).append(sendTime, text, sender)
+    this.messages++
+  }
+
+  pull(chat: string, cursor: number, limit: number, reverse: boolean): Page {
+    const log = this.chats.get(chat)
+    if (log === undefined) return { json: EMPTY_PAGE_JSON, count: 0, hasMore: false, nextCursor: cursor }
+    return log.pull(cursor, limit, reverse)
+  }
+
+  get(chat: string): ChatLog | undefined {
+    return this.chats.get(chat)
+  }
+
+  stats(): StoreStats {
+    let bytes = 0
+    let jsonBytes = 0
+    for (const log of this.chats.values()) {
+      bytes += log.bytes
+      jsonBytes += log.jsonBytes
+    }
+    return { chats: this.chats.size, messages: this.messages, jsonBytes, bytes }
+  }
+
+  private chatLog(chat: string): ChatLog {
+    let log = this.chats.get(chat)
+    if (log === undefined) {
+      log = new ChatLog(chat)
+      this.chats.set(chat, log)
+    }
+    return log
+  }
+}
