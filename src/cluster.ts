@@ -10,6 +10,7 @@
 // what is in flight, then shards flush and stop, then the process exits 0.
 
 import { mkdirSync } from 'node:fs'
+import net from 'node:net'
 import { resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads'
@@ -62,10 +63,27 @@ interface Slot {
   waiters: { n: number; resolve: () => void }[]
 }
 
+// uWS binds with SO_REUSEPORT so that HTTP threads can share a port; the price is that a second
+// server on the same port would bind too, and silently split traffic with the first. So the main
+// thread first binds the port without SO_REUSEPORT: that fails (EADDRINUSE) if anyone is on it.
+// It also picks the port when asked for 0 (Linux will not share a port it picked for port 0).
+function probePort(host: string, port: number): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = net.createServer()
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      reject(err.code === 'EADDRINUSE' ? new Error(`${host}:${port} is already in use by another process`) : err)
+    })
+    server.listen({ port, host, exclusive: true }, () => {
+      const { port } = server.address() as net.AddressInfo
+      server.close(() => resolvePort(port))
+    })
+  })
+}
+
 export async function startCluster(config: Config, log: Logger = createLogger('main', config.logLevel)): Promise<ClusterHandle> {
   mkdirSync(config.dataDir, { recursive: true })
   let stopping = false
-  let boundPort = config.port
+  let boundPort = await probePort(config.host, config.port)
   const shards: Slot[] = Array.from({ length: config.shards }, () => ({ worker: null, restarts: 0, consecutive: 0, startedAt: 0, waiters: [] }))
   const https: Slot[] = Array.from({ length: config.httpThreads }, () => ({ worker: null, restarts: 0, consecutive: 0, startedAt: 0, waiters: [] }))
 
@@ -184,7 +202,6 @@ export async function startCluster(config: Config, log: Logger = createLogger('m
 
   try {
     await Promise.all(shards.map((_, i) => startShard(i)))
-    // The first HTTP thread binds (perhaps port 0); the others join the port it got.
     for (let i = 0; i < https.length; i++) await startHttp(i)
   } catch (err) {
     await terminateAll()

@@ -48,11 +48,14 @@ const backend: Backend = {
 
 const adapter = createAdapter(ROUTES, { config, backend }, log)
 let listenSocket: uWS.us_listen_socket | null = null
+// Present in the native build but missing from its type declarations.
+const closeApp = (): void => (adapter.app as unknown as { close(): void }).close()
 
 adapter.app.listen(config.host, data.listenPort, (socket) => {
   if (socket === false) {
     log.error('cannot listen', { host: config.host, port: data.listenPort })
-    control.postMessage({ type: 'listen-failed' })
+    closeApp()
+    setImmediate(() => control.postMessage({ type: 'listen-failed' }))
     return
   }
   listenSocket = socket
@@ -70,7 +73,10 @@ function stop(): void {
     const left = adapter.inflight()
     if (left === 0 || Date.now() >= deadline) {
       if (left > 0) log.warn('shutdown timeout with requests in flight', { inflight: left })
-      control.postMessage({ type: 'stopped', unanswered: left })
+      // Drop idle keep-alive connections too: a thread that ends with open sockets makes libuv
+      // abort the whole process. Let the loop turn once so the closes complete.
+      closeApp()
+      setImmediate(() => control.postMessage({ type: 'stopped', unanswered: left }))
       return
     }
     setTimeout(poll, 5)

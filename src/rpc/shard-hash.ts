@@ -1,6 +1,11 @@
-// Which shard owns a chat: FNV-1a (32-bit) over the canonical chat id's UTF-16 code units, mod
-// the shard count. Stable across processes, versions and restarts: the data directory's layout
-// depends on it, so changing it is a data migration.
+// Which shard owns a chat: FNV-1a (32-bit) over the canonical chat id's UTF-16 code units, mixed
+// by murmur3's 32-bit finalizer, mod the shard count. Stable across processes, versions and
+// restarts: the data directory's layout depends on it, so changing it is a data migration.
+//
+// Why the finalizer: FNV-1a multiplies by an odd number, which never carries high bits down, so
+// its low k bits depend only on the low k bits of each code unit. Taken mod a power of two (2, 4,
+// 8 shards) that ignores most of the id: "user1:user2", "user2:user3", ... put 91% of chats on
+// one of 2 shards. Mixing first makes every bit count.
 
 const FNV_OFFSET = 0x811c9dc5
 const FNV_PRIME = 0x01000193
@@ -14,6 +19,15 @@ export function hashChat(chat: string): number {
   return h >>> 0
 }
 
+function mix(h: number): number {
+  h ^= h >>> 16
+  h = Math.imul(h, 0x85ebca6b)
+  h ^= h >>> 13
+  h = Math.imul(h, 0xc2b2ae35)
+  h ^= h >>> 16
+  return h >>> 0
+}
+
 export function shardOf(chat: string, shards: number): number {
-  return hashChat(chat) % shards
+  return mix(hashChat(chat)) % shards
 }
