@@ -14,10 +14,11 @@ import net from 'node:net'
 import { resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads'
-import { ConfigError, helpText, parseConfig, type Config } from './config.js'
+import { ConfigError, formatFsync, helpText, parseConfig, type Config } from './config.js'
 import { httpWorkerUrl, type HttpControl, type HttpWorkerData } from './http/index.js'
 import { createLogger, errorFields, type Logger } from './log.js'
-import { shardWorkerUrl, type ShardControl, type ShardWorkerData } from './store/index.js'
+import { EXIT_CONFIG, EXIT_FAILURE, shardWorkerUrl, type ShardControl, type ShardWorkerData } from './store/index.js'
+import { checkShardCount, lockDataDir } from './wal/index.js'
 
 export interface ClusterHandle {
   /** The port every HTTP thread listens on (the bound one when config.port was 0). */
@@ -29,6 +30,23 @@ export interface ClusterHandle {
   shardRestarted(i: number, n: number): Promise<void>
   /** Graceful stop: stop listening, answer in-flight requests, flush shards, end threads. */
   stop(): Promise<void>
+  /** Resolves with an exit code when a thread hits an environmental stop (failed fsync). */
+  readonly fatal: Promise<FatalStop>
+}
+
+export interface FatalStop {
+  readonly exitCode: number
+  readonly message: string
+}
+
+/** A start-up failure with the exit code the process should end with. */
+export class StartupError extends Error {
+  readonly exitCode: number
+  constructor(message: string, exitCode: number) {
+    super(message)
+    this.name = 'StartupError'
+    this.exitCode = exitCode
+  }
 }
 
 const RESTART_DELAY_MS_MIN = 50
@@ -37,7 +55,12 @@ const STABLE_AFTER_MS = 10_000 // a thread that lived this long resets its resta
 
 function once<T>(worker: Worker, type: string): Promise<T> {
   return new Promise((resolve, reject) => {
-    const onMessage = (msg: { type: string }): void => {
+    const onMessage = (msg: { type: string; exitCode?: number; message?: string }): void => {
+      if (msg?.type === 'fatal') {
+        cleanup()
+        reject(new StartupError(msg.message ?? 'fatal error', msg.exitCode ?? EXIT_FAILURE))
+        return
+      }
       if (msg?.type !== type) return
       cleanup()
       resolve(msg as T)
@@ -82,8 +105,26 @@ function probePort(host: string, port: number): Promise<number> {
 
 export async function startCluster(config: Config, log: Logger = createLogger('main', config.logLevel)): Promise<ClusterHandle> {
   mkdirSync(config.dataDir, { recursive: true })
+  let lock: ReturnType<typeof lockDataDir>
+  try {
+    lock = lockDataDir(config.dataDir, (pid) => log.warn('took over a stale lock', { dataDir: resolve(config.dataDir), pid }))
+    checkShardCount(config.dataDir, config.shards)
+  } catch (err) {
+    throw new StartupError((err as Error).message, EXIT_FAILURE)
+  }
+  if (config.fsync.kind !== 'always') {
+    log.warn('sends are acknowledged before they are durable', { fsync: formatFsync(config.fsync) })
+  }
   let stopping = false
-  let boundPort = await probePort(config.host, config.port)
+  let onFatal: (f: FatalStop) => void = () => {}
+  const fatal = new Promise<FatalStop>((r) => (onFatal = r))
+  let boundPort: number
+  try {
+    boundPort = await probePort(config.host, config.port)
+  } catch (err) {
+    lock.release()
+    throw new StartupError((err as Error).message, EXIT_FAILURE)
+  }
   const shards: Slot[] = Array.from({ length: config.shards }, () => ({ worker: null, restarts: 0, consecutive: 0, startedAt: 0, waiters: [] }))
   const https: Slot[] = Array.from({ length: config.httpThreads }, () => ({ worker: null, restarts: 0, consecutive: 0, startedAt: 0, waiters: [] }))
 
@@ -115,8 +156,19 @@ export async function startCluster(config: Config, log: Logger = createLogger('m
     const slot = shards[i] as Slot
     const data: ShardWorkerData = { shard: i, config }
     const worker = new Worker(shardWorkerUrl, { workerData: data, name: `shard-${i}` })
-    worker.on('error', (err) => log.error('shard thread failed', { shard: i, ...errorFields(err) }))
-    const ready = once(worker, 'ready')
+    worker.on('error', (err) => {
+      if (!(err as { fatal?: boolean }).fatal) log.error('shard thread failed', { shard: i, ...errorFields(err) })
+    })
+    worker.on('message', (msg: { type: string; exitCode?: number; message?: string }) => {
+      if (msg.type !== 'fatal' || slot.worker !== worker) return
+      // An environmental stop after start-up (failed fdatasync): no restart, the process exits.
+      // End the shard now, so that its callers get 503 at once and nothing more is acknowledged.
+      stopping = true
+      slot.worker = null
+      void worker.terminate()
+      onFatal({ exitCode: msg.exitCode ?? EXIT_FAILURE, message: msg.message ?? 'fatal error' })
+    })
+    const ready = once<{ records: number; ms: number }>(worker, 'ready')
     worker.on('exit', (code) => {
       if (slot.worker !== worker) return
       slot.worker = null
@@ -143,10 +195,14 @@ export async function startCluster(config: Config, log: Logger = createLogger('m
           .catch((err) => log.error('shard restart failed', { shard: i, ...errorFields(err) }))
       }, delay).unref()
     })
-    await ready
+    const recovered = await ready
     slot.worker = worker
     slot.startedAt = Date.now()
+    recoveredRecords += recovered.records
+    recoveryMs = Math.max(recoveryMs, recovered.ms)
   }
+  let recoveredRecords = 0
+  let recoveryMs = 0
 
   const startHttp = async (i: number): Promise<void> => {
     const slot = https[i] as Slot
@@ -198,6 +254,7 @@ export async function startCluster(config: Config, log: Logger = createLogger('m
   const terminateAll = async (): Promise<void> => {
     stopping = true
     await Promise.all([...https, ...shards].map((s) => s.worker?.terminate()))
+    lock.release()
   }
 
   try {
@@ -205,11 +262,13 @@ export async function startCluster(config: Config, log: Logger = createLogger('m
     for (let i = 0; i < https.length; i++) await startHttp(i)
   } catch (err) {
     await terminateAll()
-    throw err
+    throw err instanceof StartupError ? err : new StartupError((err as Error).message, EXIT_FAILURE)
   }
+  log.info('recovery done', { records: recoveredRecords, ms: Math.round(recoveryMs * 10) / 10 })
 
-  const stop = async (): Promise<void> => {
-    if (stopping) return
+  let stopped: Promise<void> | null = null
+  const stop = (): Promise<void> => (stopped ??= stopAll())
+  const stopAll = async (): Promise<void> => {
     stopping = true
     const stopMsg = { type: 'stop' } as const
     await Promise.all(
@@ -232,6 +291,7 @@ export async function startCluster(config: Config, log: Logger = createLogger('m
         await w.terminate()
       }),
     )
+    lock.release()
   }
 
   return {
@@ -245,6 +305,7 @@ export async function startCluster(config: Config, log: Logger = createLogger('m
         else slot.waiters.push({ n, resolve })
       }),
     stop,
+    fatal,
   }
 }
 
@@ -260,13 +321,20 @@ async function main(): Promise<void> {
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`pullchat: ${err.message}\n`)
-      process.exitCode = 2
+      process.exitCode = EXIT_CONFIG
       return
     }
     throw err
   }
   const log = createLogger('main', config.logLevel)
-  const cluster = await startCluster(config, log)
+  let cluster: ClusterHandle
+  try {
+    cluster = await startCluster(config, log)
+  } catch (err) {
+    if (!(err instanceof StartupError)) throw err
+    log.error('start-up failed', { err: err.message, exitCode: err.exitCode })
+    process.exit(err.exitCode)
+  }
   log.info('listening', {
     host: config.host,
     port: cluster.port,
@@ -296,6 +364,16 @@ async function main(): Promise<void> {
   }
   process.on('SIGTERM', onSignal)
   process.on('SIGINT', onSignal)
+  void cluster.fatal.then(({ exitCode, message }) => {
+    log.error('fatal: exiting', { exitCode, err: message })
+    // Close HTTP threads' sockets quickly (a thread ending with open sockets aborts the process),
+    // but do not wait for anything that could be acknowledged: give up after 2 s.
+    const timeout = setTimeout(() => process.exit(exitCode), 2000)
+    cluster.stop().finally(() => {
+      clearTimeout(timeout)
+      process.exit(exitCode)
+    })
+  })
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {

@@ -4,6 +4,10 @@
 // name the option, and the result is frozen and passed explicitly (to worker threads through
 // `workerData`, so it must stay a plain, cloneable object). Nothing else reads `process.env`.
 
+import type { FsyncPolicy } from './wal/writer.js'
+
+export type { FsyncPolicy }
+
 export interface Config {
   readonly port: number
   readonly host: string
@@ -18,6 +22,16 @@ export interface Config {
   readonly rpcInflightMax: number
   readonly shutdownTimeoutMs: number
   readonly logLevel: LogLevel
+  readonly fsync: FsyncPolicy
+  readonly segmentBytes: number
+  readonly walBatchBytesMax: number
+  readonly walPendingBytesMax: number
+  readonly retentionMs: number
+  readonly retentionBytes: number
+}
+
+export function formatFsync(p: FsyncPolicy): string {
+  return p.kind === 'interval' ? `interval:${p.ms}` : p.kind
 }
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent'
@@ -47,6 +61,12 @@ export const DEFAULTS: Config = Object.freeze({
   rpcInflightMax: 65536, // requests awaiting a reply, per HTTP thread per shard
   shutdownTimeoutMs: 10_000, // grace period for in-flight requests on SIGTERM
   logLevel: 'info',
+  fsync: { kind: 'always' } as FsyncPolicy, // acknowledge a send after the fdatasync that covers it
+  segmentBytes: 64 * 1024 * 1024, // 64 MiB per log segment
+  walBatchBytesMax: 1024 * 1024, // 1 MiB written per group-commit round at most
+  walPendingBytesMax: 64 * 1024 * 1024, // 64 MiB waiting for the disk before sends get 503
+  retentionMs: 0, // 0 = keep messages forever
+  retentionBytes: 0, // 0 = no limit on log bytes per shard
 })
 
 export class ConfigError extends Error {
@@ -77,6 +97,15 @@ function logLevel(raw: string, name: string): LogLevel {
   return v
 }
 
+function fsyncPolicy(raw: string, name: string): FsyncPolicy {
+  const v = raw.trim().toLowerCase()
+  if (v === 'always') return { kind: 'always' }
+  if (v === 'unsafe-none') return { kind: 'unsafe-none' }
+  const m = /^interval:(\d+)$/.exec(v)
+  if (m !== null && Number(m[1]) >= 1 && Number(m[1]) <= 60_000) return { kind: 'interval', ms: Number(m[1]) }
+  throw new ConfigError(`${name} must be always, interval:<ms> (1..60000) or unsafe-none, got ${JSON.stringify(raw)}`)
+}
+
 const OPTIONS: readonly OptionSpec[] = [
   { key: 'port', env: 'PORT', flag: 'port', help: 'TCP port to serve on (0 picks a free one)', parse: int(0, 65535) },
   { key: 'host', env: 'HOST', flag: 'host', help: 'address to bind', parse: nonEmpty },
@@ -91,6 +120,12 @@ const OPTIONS: readonly OptionSpec[] = [
   { key: 'rpcInflightMax', env: 'RPC_INFLIGHT_MAX', flag: 'rpc-inflight-max', help: 'requests in flight per HTTP thread per shard before 503', parse: int(1, 1 << 24) },
   { key: 'shutdownTimeoutMs', env: 'SHUTDOWN_TIMEOUT_MS', flag: 'shutdown-timeout-ms', help: 'grace period for in-flight requests on SIGTERM, ms', parse: int(0, 600_000) },
   { key: 'logLevel', env: 'LOG_LEVEL', flag: 'log-level', help: LOG_LEVELS.join('|'), parse: logLevel },
+  { key: 'fsync', env: 'FSYNC', flag: 'fsync', help: 'always | interval:<ms> | unsafe-none (see README "Durability")', parse: fsyncPolicy },
+  { key: 'segmentBytes', env: 'WAL_SEGMENT_BYTES', flag: 'wal-segment-bytes', help: 'log segment size before rolling', parse: int(64 * 1024, 1024 * 1024 * 1024) },
+  { key: 'walBatchBytesMax', env: 'WAL_BATCH_BYTES_MAX', flag: 'wal-batch-bytes-max', help: 'bytes per group-commit write at most', parse: int(4096, 256 * 1024 * 1024) },
+  { key: 'walPendingBytesMax', env: 'WAL_PENDING_BYTES_MAX', flag: 'wal-pending-bytes-max', help: 'bytes waiting for the disk before sends get 503', parse: int(4096, 4 * 1024 * 1024 * 1024) },
+  { key: 'retentionMs', env: 'RETENTION_MS', flag: 'retention-ms', help: 'drop sealed segments older than this, ms (0 = never)', parse: int(0, Number.MAX_SAFE_INTEGER) },
+  { key: 'retentionBytes', env: 'RETENTION_BYTES', flag: 'retention-bytes', help: 'drop oldest sealed segments above this many log bytes per shard (0 = no limit)', parse: int(0, Number.MAX_SAFE_INTEGER) },
 ]
 
 export interface ParsedArgs {
@@ -147,11 +182,13 @@ export function helpText(): string {
     'pullchat: a pull-mode instant-messaging backend',
     '',
     'usage: node dist/cluster.js [options]   (or npm start -- [options])',
+    '       node dist/repair.js [--data-dir DIR]   (or npm run repair): cut a corrupt log at its last good record',
     '',
     'options (flag / env var, default):',
   ]
   for (const opt of OPTIONS) {
-    lines.push(`  --${opt.flag.padEnd(22)} ${opt.env.padEnd(20)} ${String(DEFAULTS[opt.key]).padEnd(10)} ${opt.help}`)
+    const def = opt.key === 'fsync' ? formatFsync(DEFAULTS.fsync) : String(DEFAULTS[opt.key])
+    lines.push(`  --${opt.flag.padEnd(22)} ${opt.env.padEnd(22)} ${def.padEnd(10)} ${opt.help}`)
   }
   lines.push('  --help                   print this and exit')
   return lines.join('\n')

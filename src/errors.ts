@@ -40,6 +40,9 @@ export const Errors = Object.freeze({
   SHUTTING_DOWN: spec(16, 'IM_ERR_SHUTTING_DOWN', 503, 'the server is shutting down'),
   RPC_FRAME: spec(17, 'IM_ERR_RPC_FRAME', 500, 'malformed RPC frame'),
   CHAT_FULL: spec(18, 'IM_ERR_CHAT_FULL', 507, 'the chat has reached its storage limit'),
+  WAL_NO_SPACE: spec(19, 'IM_ERR_WAL_NO_SPACE', 503, 'no space left on the log device; the message was not stored'),
+  WAL_WRITE: spec(20, 'IM_ERR_WAL_WRITE', 503, 'the log could not be written; the message was not stored'),
+  WAL_CORRUPT: spec(21, 'IM_ERR_WAL_CORRUPT', 500, 'the write-ahead log is corrupt; the shard cannot start'),
 })
 
 export type ErrorName = keyof typeof Errors

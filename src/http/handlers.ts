@@ -52,6 +52,10 @@ export const send: Handler = (req, ctx, done) => {
   const chatRaw = requiredString(fields, 'chat')
   const text = requiredString(fields, 'text')
   const sender = requiredString(fields, 'sender')
+  // JSON can spell lone surrogates ("\ud800"); they have no UTF-8 form to store or send.
+  for (const [name, v] of [['chat', chatRaw], ['text', text], ['sender', sender]] as const) {
+    if (!v.isWellFormed()) throw new PullchatError(Errors.INVALID_ENCODING, `"${name}" contains a lone surrogate (not valid Unicode)`)
+  }
   if (text.length * 3 > config.textBytesMax && Buffer.byteLength(text) > config.textBytesMax) {
     throw new PullchatError(Errors.FIELD_TOO_LONG, `"text" is longer than ${config.textBytesMax} bytes`)
   }
@@ -72,7 +76,9 @@ const PULL_PREFIX = Buffer.from('{"messages":')
 export const pull: Handler = (req, ctx, done) => {
   const { config } = ctx
   const fields = readFields(req.query, req.contentType, req.body)
-  const chat = parseChatId(requiredString(fields, 'chat'), config.memberBytesMax)
+  const chatRaw = requiredString(fields, 'chat')
+  if (!chatRaw.isWellFormed()) throw new PullchatError(Errors.INVALID_ENCODING, '"chat" contains a lone surrogate (not valid Unicode)')
+  const chat = parseChatId(chatRaw, config.memberBytesMax)
   const cursor = optionalUint(fields, 'cursor') ?? 0
   const limitAsked = optionalUint(fields, 'limit') ?? 0
   const limit = limitAsked === 0 ? config.pullLimitDefault : Math.min(limitAsked, config.pullLimitMax)

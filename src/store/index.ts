@@ -1,7 +1,10 @@
 // The store: shards that own chats and keep their messages in ring-indexed arrays.
 export { ChatLog, type Page } from './chat-log.js'
 export { ShardStore, type StoreStats } from './shard-store.js'
-export { Shard, nowUs } from './shard.js'
+export { Shard, nowUs, NO_LOG, type MessageLog } from './shard.js'
+export { recoverStore, type Recovery } from './recover.js'
+export { encodeMessage, decodeMessage, type MessageRecord } from './message-record.js'
+export * from './exit-codes.js'
 export type { ShardWorkerData, ShardControl } from './shard-worker.js'
 
 /** The module a shard worker thread runs. */

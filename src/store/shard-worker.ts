@@ -1,12 +1,21 @@
-// Entry point of a shard worker thread. The cluster sends it one MessagePort per HTTP thread
-// ({ type: 'port' }) and, at shutdown, { type: 'stop' }; it answers { type: 'stopped' } once every
-// reply is flushed.
+// Entry point of a shard worker thread: recovers the shard's store from its log, then serves.
+//
+// Control messages from the cluster: { type: 'port', port } (one per HTTP thread) and
+// { type: 'stop' }. It reports { type: 'ready', records, ms } after recovery,
+// { type: 'stopped' } once the log is synced and closed, and { type: 'fatal', exitCode, message }
+// when it cannot go on (corrupt log at start-up, failed fdatasync): the process must then exit
+// with that code, because a worker's process.exit() would only end this thread.
 
+import { mkdirSync, unlinkSync } from 'node:fs'
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads'
-import type { Config } from '../config.js'
-import { createLogger } from '../log.js'
+import { formatFsync, type Config } from '../config.js'
+import { createLogger, errorFields } from '../log.js'
 import { ShardEndpoint } from '../rpc/index.js'
+import { WalCorruptError, WalWriter, shardDir } from '../wal/index.js'
+import { EXIT_FSYNC_FAILED, EXIT_WAL_CORRUPT } from './exit-codes.js'
+import { recoverStore } from './recover.js'
 import { Shard } from './shard.js'
+import { ShardStore } from './shard-store.js'
 
 export interface ShardWorkerData {
   readonly shard: number
@@ -17,25 +26,83 @@ export type ShardControl = { readonly type: 'port'; readonly port: MessagePort }
 
 const { shard: shardId, config } = workerData as ShardWorkerData
 const log = createLogger(`shard-${shardId}`, config.logLevel)
-const shard = new Shard(shardId)
-const endpoints: ShardEndpoint[] = []
-
 if (parentPort === null) throw new Error('shard-worker must run in a worker thread')
 const control = parentPort
 
+function fatal(exitCode: number, message: string): never {
+  control.postMessage({ type: 'fatal', exitCode, message })
+  // Stop serving at once: nothing more may be acknowledged. The main thread ends the process.
+  throw Object.assign(new Error(message), { fatal: true })
+}
+
+const dir = shardDir(config.dataDir, shardId)
+mkdirSync(dir, { recursive: true })
+const store = new ShardStore()
+let recovery: ReturnType<typeof recoverStore>
+try {
+  recovery = recoverStore(dir, shardId, store)
+} catch (err) {
+  if (err instanceof WalCorruptError) {
+    log.error('refusing to start: corrupt log', { code: 'IM_ERR_WAL_CORRUPT', file: err.file, offset: err.offset, detail: err.message })
+    fatal(EXIT_WAL_CORRUPT, err.message)
+  }
+  throw err
+}
+if (recovery.log.torn !== null) {
+  const t = recovery.log.torn
+  log.warn('cut a torn tail off the log', { file: t.file, offset: t.offset, reason: t.reason, bytesDropped: t.bytes })
+}
+let last = recovery.log.segments.at(-1)
+if (last !== undefined && recovery.log.torn?.file === last.path && recovery.log.torn.offset === 0) {
+  // A crash right after creating a segment: it has no header and no records. Start it anew.
+  unlinkSync(last.path)
+  last = undefined
+}
+const writer = new WalWriter(
+  {
+    dir,
+    shard: shardId,
+    segmentBytes: config.segmentBytes,
+    batchBytesMax: config.walBatchBytesMax,
+    pendingBytesMax: config.walPendingBytesMax,
+    fsync: config.fsync,
+    onFatal: (err) => {
+      log.error('log sync failed; exiting (recovery at restart decides what survived)', { exitCode: EXIT_FSYNC_FAILED, ...errorFields(err) })
+      control.postMessage({ type: 'fatal', exitCode: EXIT_FSYNC_FAILED, message: `fdatasync failed: ${err.message}` })
+    },
+  },
+  {
+    lastLsn: recovery.log.lastLsn,
+    lastSegment: last === undefined ? null : { path: last.path, bytes: recovery.log.lastSegmentBytes },
+  },
+)
+const shard = new Shard(shardId, writer, store)
+const endpoints: ShardEndpoint[] = []
+const stats = store.stats()
+log.info('recovered', {
+  records: recovery.records,
+  ms: Math.round(recovery.ms * 10) / 10,
+  recordsPerSecond: recovery.ms > 0 ? Math.round(recovery.records / (recovery.ms / 1000)) : null,
+  segments: recovery.log.segments.length,
+  chats: stats.chats,
+  fsync: formatFsync(config.fsync),
+})
+
 control.on('message', (msg: ShardControl) => {
   if (msg.type === 'port') {
-    endpoints.push(
-      new ShardEndpoint(msg.port, shard, {
-        onBadFrame: (err) => log.error('dropped a malformed RPC frame', { code: err.code, detail: err.message }),
-      }),
-    )
+    const endpoint = new ShardEndpoint(msg.port, shard, {
+      onBadFrame: (err) => log.error('dropped a malformed RPC frame', { code: err.code, detail: err.message }),
+    })
+    endpoints.push(endpoint)
+    msg.port.on('close', () => endpoints.splice(endpoints.indexOf(endpoint) >>> 0, 1))
   } else if (msg.type === 'stop') {
-    for (const e of endpoints) e.close()
-    const stats = shard.store.stats()
-    log.info('shard stopped', { chats: stats.chats, messages: stats.messages })
-    control.postMessage({ type: 'stopped' })
+    writer.close().then(() => {
+      for (const e of [...endpoints]) e.close()
+      const s = store.stats()
+      log.info('shard stopped', { chats: s.chats, messages: s.messages, lastLsn: writer.lastLsn })
+      control.postMessage({ type: 'stopped' })
+    })
   }
 })
 
-control.postMessage({ type: 'ready' })
+control.postMessage({ type: 'ready', records: recovery.records, ms: recovery.ms })

@@ -1,12 +1,15 @@
 // A shard: the ShardService that owns a subset of chats (those with shardOf(chat) === id).
 //
 // A send gets its send_time at once (max(now, last + 1), so strictly increasing per chat even if
-// the wall clock steps back) and becomes visible to pulls when it is acknowledged. This is the
-// seam where the write-ahead log sits: between assign() and append().
+// the wall clock steps back), is appended to the shard's log, and becomes visible to pulls when
+// the log says it is durable; only then is it acknowledged. A send the log could not take is
+// answered with an error and stored nowhere. Pulls never wait for the log.
 
 import { performance } from 'node:perf_hooks'
 import { Errors, PullchatError } from '../errors.js'
 import { CODE_OK, type PullRequest, type PullResponse, type SendRequest, type SendResponse, type ShardService } from '../rpc/index.js'
+import { WalBackpressureError, type AppendCallback } from '../wal/index.js'
+import { encodeMessage } from './message-record.js'
 import { ShardStore } from './shard-store.js'
 
 /** Wall-clock time in microseconds, from a monotonic source anchored at thread start. */
@@ -14,13 +17,29 @@ export function nowUs(): number {
   return Math.trunc((performance.timeOrigin + performance.now()) * 1000)
 }
 
+/** Where a shard makes messages durable: the WAL writer, or nothing (tests, benchmarks). */
+export interface MessageLog {
+  append(payload: Uint8Array, cb: AppendCallback): void
+}
+
+/** A log that keeps nothing: every append succeeds at once. */
+export const NO_LOG: MessageLog = { append: (_payload, cb) => cb(null) }
+
+function storageError(err: NodeJS.ErrnoException): SendResponse {
+  const e = err.code === 'ENOSPC' || err.code === 'EDQUOT' ? Errors.WAL_NO_SPACE : Errors.WAL_WRITE
+  return { code: e.wireId, msg: `${e.message} (${err.code ?? err.message})`, send_time: 0 }
+}
+
 export class Shard implements ShardService {
   readonly id: number
-  readonly store = new ShardStore()
+  readonly store: ShardStore
+  private readonly log: MessageLog
   private readonly clock: () => number
 
-  constructor(id: number, clock: () => number = nowUs) {
+  constructor(id: number, log: MessageLog = NO_LOG, store: ShardStore = new ShardStore(), clock: () => number = nowUs) {
     this.id = id
+    this.log = log
+    this.store = store
     this.clock = clock
   }
 
@@ -28,8 +47,19 @@ export class Shard implements ShardService {
     const { chat, text, sender } = req.message
     if (chat === '' || text === '' || sender === '') throw new PullchatError(Errors.MISSING_FIELD)
     const sendTime = this.store.assign(chat, this.clock())
-    this.store.append(chat, sendTime, text, sender)
-    reply({ code: CODE_OK, msg: '', send_time: sendTime })
+    try {
+      this.log.append(encodeMessage(chat, sender, text, sendTime), (err) => {
+        if (err !== null) {
+          reply(storageError(err))
+          return
+        }
+        this.store.append(chat, sendTime, text, sender)
+        reply({ code: CODE_OK, msg: '', send_time: sendTime })
+      })
+    } catch (err) {
+      if (err instanceof WalBackpressureError) throw new PullchatError(Errors.OVERLOADED, err.message)
+      throw err
+    }
   }
 
   pull(req: PullRequest): PullResponse {

@@ -275,6 +275,13 @@ t.test('contract', async (t) => {
       'Unsupported Media Type',
       /^content type "multipart\/form-data" is not supported/,
     )
+    await bad(
+      request(port, '/api/send', { method: 'POST', headers: { 'content-type': 'application/json' }, body: `{"chat":"${room}","text":"a\\ud800b","sender":"s"}` }),
+      400,
+      'IM_ERR_INVALID_ENCODING',
+      BAD,
+      '"text" contains a lone surrogate (not valid Unicode)',
+    )
     await bad(getJson(port, '/api/pull', {}), 400, 'IM_ERR_MISSING_FIELD', BAD, '"chat" is required and must not be empty')
     await bad(getJson(port, '/api/pull', { chat: room, cursor: -1 }), 400, 'IM_ERR_INVALID_FIELD', BAD, '"cursor" must be a non-negative integer, got -1')
     await bad(getJson(port, '/api/pull', { chat: room, limit: -5 }), 400, 'IM_ERR_INVALID_FIELD', BAD, '"limit" must be a non-negative integer, got -5')

@@ -1,0 +1,118 @@
+// The data directory as a whole: a lock so that one server at a time uses it, and a small
+// metadata file recording the shard count (chats are placed by hash mod shard count, so the
+// count may not change under existing data).
+//
+//   DATA_DIR/LOCK            {"pid":..,"started":..} while a server runs
+//   DATA_DIR/pullchat.json   {"format":1,"shards":S}
+//   DATA_DIR/shard-<i>/      one log per shard (see format.ts)
+
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeFileSync, writeSync } from 'node:fs'
+import { join } from 'node:path'
+
+export const LOCK_FILE = 'LOCK'
+export const META_FILE = 'pullchat.json'
+export const META_FORMAT = 1
+
+export class DataDirError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'DataDirError'
+  }
+}
+
+export function shardDir(dataDir: string, shard: number): string {
+  return join(dataDir, `shard-${shard}`)
+}
+
+function syncDir(dir: string): void {
+  const fd = openSync(dir, 'r')
+  try {
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+}
+
+function alive(pid: number): boolean {
+  if (pid === process.pid) return false // a lock left by an earlier life of this pid (containers: pid 1)
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+export interface DataDirLock {
+  release(): void
+}
+
+/** Takes the directory's lock; refuses if a live process holds it, takes over a stale one. */
+export function lockDataDir(dataDir: string, onStale: (pid: number) => void = () => {}): DataDirLock {
+  mkdirSync(dataDir, { recursive: true })
+  const path = join(dataDir, LOCK_FILE)
+  const content = JSON.stringify({ pid: process.pid, started: new Date().toISOString() }) + '\n'
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(path, 'wx')
+      writeSync(fd, content)
+      fsyncSync(fd)
+      closeSync(fd)
+      syncDir(dataDir)
+      let released = false
+      return {
+        release: () => {
+          if (released) return
+          released = true
+          try {
+            unlinkSync(path)
+          } catch {
+            // already gone
+          }
+        },
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+    }
+    let pid = NaN
+    try {
+      pid = Number(JSON.parse(readFileSync(path, 'utf8')).pid)
+    } catch {
+      // unreadable or half-written: treat as stale
+    }
+    if (Number.isInteger(pid) && pid > 0 && alive(pid)) {
+      throw new DataDirError(`data directory ${dataDir} is in use by process ${pid} (lock file ${path}); stop that server first`)
+    }
+    onStale(pid)
+    unlinkSync(path)
+  }
+  throw new DataDirError(`cannot take the lock ${path}`)
+}
+
+/** Records the shard count on first use; refuses a different one later. */
+export function checkShardCount(dataDir: string, shards: number): void {
+  const path = join(dataDir, META_FILE)
+  let meta: { format?: unknown; shards?: unknown } | null = null
+  try {
+    meta = JSON.parse(readFileSync(path, 'utf8'))
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new DataDirError(`cannot read ${path}: ${(err as Error).message}`)
+  }
+  if (meta !== null) {
+    if (meta.format !== META_FORMAT) throw new DataDirError(`${path}: unsupported data format ${JSON.stringify(meta.format)}`)
+    if (meta.shards !== shards) {
+      throw new DataDirError(
+        `data directory ${dataDir} holds ${meta.shards} shards but the server was started with SHARDS=${shards}; ` +
+          `chats are placed by hash mod shard count, so start with --shards ${meta.shards} (changing it needs a migration)`,
+      )
+    }
+    return
+  }
+  const tmp = `${path}.tmp`
+  writeFileSync(tmp, JSON.stringify({ format: META_FORMAT, shards }) + '\n')
+  const fd = openSync(tmp, 'r')
+  fsyncSync(fd)
+  closeSync(fd)
+  renameSync(tmp, path)
+  syncDir(dataDir)
+}

@@ -1,0 +1,6 @@
+// The write-ahead log: segment files of checksummed records, group commit, recovery and repair.
+// Knows bytes and files only; what a record means is the store's business.
+export * from './format.js'
+export { readLog, scanSegment, listSegments, WalCorruptError, type RecoveredLog, type SegmentFile, type SegmentScan, type ScanOutcome } from './reader.js'
+export { WalWriter, WalBackpressureError, realIo, type WalIo, type FsyncPolicy, type WriterOptions, type WriterState, type AppendCallback } from './writer.js'
+export { lockDataDir, checkShardCount, shardDir, DataDirError, LOCK_FILE, META_FILE, type DataDirLock } from './data-dir.js'

@@ -1,0 +1,187 @@
+// Reading a log back: verifying segments record by record, and deciding what a defect means.
+//
+// Recovery rules (docs/wal.md, "Recovery"):
+// - Only the last segment may end in a torn tail: an incomplete record, a zeroed tail, or a bad
+//   checksum on the final record, which is what a crash in the middle of a write leaves. The tail
+//   is cut at the last good record and the cut is reported.
+// - Any other defect is corruption: a bad record followed by a valid one, any defect in a sealed
+//   segment, a bad header, a gap in LSNs. Recovery refuses, naming the file and offset; `repair`
+//   can cut the log there (the cut-off part is kept as *.broken).
+// Every input lands in exactly one of: clean, torn tail (cut), corrupt (refuse).
+
+import { closeSync, fsyncSync, openSync, readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import {
+  RECORD_HEADER_BYTES,
+  RECORD_PAYLOAD_BYTES_MAX,
+  SEGMENT_HEADER_BYTES,
+  crc32,
+  decodeHeader,
+  parseSegmentName,
+} from './format.js'
+
+export interface SegmentFile {
+  readonly name: string
+  readonly path: string
+  readonly firstLsn: number
+}
+
+/** The segments in a log directory, oldest first. Other files are ignored. */
+export function listSegments(dir: string): SegmentFile[] {
+  const out: SegmentFile[] = []
+  for (const name of readdirSync(dir)) {
+    const firstLsn = parseSegmentName(name)
+    if (firstLsn !== null) out.push({ name, path: join(dir, name), firstLsn })
+  }
+  return out.sort((a, b) => a.firstLsn - b.firstLsn)
+}
+
+export type ScanOutcome =
+  | { readonly kind: 'clean' }
+  | { readonly kind: 'torn'; readonly offset: number; readonly reason: string }
+  | { readonly kind: 'corrupt'; readonly offset: number; readonly reason: string }
+
+export interface SegmentScan {
+  readonly records: number
+  /** Offset just past the last good record. */
+  readonly goodEnd: number
+  readonly outcome: ScanOutcome
+}
+
+/** Where a well-formed record starting at `at` ends, or -1 if none starts there. */
+function validRecordEnd(buf: Buffer, at: number): number {
+  if (buf.length - at < RECORD_HEADER_BYTES) return -1
+  const len = buf.readUInt32LE(at)
+  if (len === 0 || len > RECORD_PAYLOAD_BYTES_MAX || len > buf.length - at - RECORD_HEADER_BYTES) return -1
+  const end = at + RECORD_HEADER_BYTES + len
+  return buf.readUInt32LE(at + 4) === crc32(buf.subarray(at + RECORD_HEADER_BYTES, end)) ? end : -1
+}
+
+// After a defect at `at`, is there any valid record later in the file? A record can start at any
+// offset once framing is lost, so every offset is tried: a crash-torn tail has none, corruption
+// in the middle of a log has its later records intact.
+function validRecordAfter(buf: Buffer, at: number): number {
+  for (let i = at + 1; i + RECORD_HEADER_BYTES < buf.length; i++) {
+    if (validRecordEnd(buf, i) !== -1) return i
+  }
+  return -1
+}
+
+function isZero(buf: Buffer, from: number): boolean {
+  for (let i = from; i < buf.length; i++) if (buf[i] !== 0) return false
+  return true
+}
+
+/**
+ * Verifies one segment's records, calling `onRecord` for each good one in order. `isLast` says
+ * whether a torn tail is acceptable here.
+ */
+export function scanSegment(buf: Buffer, isLast: boolean, onRecord: (payload: Buffer, offset: number) => void): SegmentScan {
+  let at = SEGMENT_HEADER_BYTES
+  let records = 0
+  const defect = (reason: string, tornOk: boolean): SegmentScan => {
+    const later = validRecordAfter(buf, at)
+    if (isLast && tornOk && later === -1) return { records, goodEnd: at, outcome: { kind: 'torn', offset: at, reason } }
+    const why = later === -1 ? `${reason} in a sealed segment` : `${reason}, followed by a valid record at offset ${later}`
+    return { records, goodEnd: at, outcome: { kind: 'corrupt', offset: at, reason: why } }
+  }
+  while (at < buf.length) {
+    const rest = buf.length - at
+    if (rest < RECORD_HEADER_BYTES) {
+      if (isZero(buf, at)) return defect('zeroed tail', true)
+      return defect(`incomplete record header (${rest} bytes)`, true)
+    }
+    const len = buf.readUInt32LE(at)
+    if (len === 0) {
+      if (isZero(buf, at)) return defect('zeroed tail', true)
+      return defect('zero-length record', true)
+    }
+    if (len > RECORD_PAYLOAD_BYTES_MAX) return defect(`record length ${len} exceeds the maximum`, true)
+    if (len > rest - RECORD_HEADER_BYTES) return defect(`record length ${len} exceeds the ${rest - RECORD_HEADER_BYTES} bytes that remain`, true)
+    const end = at + RECORD_HEADER_BYTES + len
+    const payload = buf.subarray(at + RECORD_HEADER_BYTES, end)
+    if (buf.readUInt32LE(at + 4) !== crc32(payload)) return defect('checksum mismatch', true)
+    onRecord(payload, at)
+    records++
+    at = end
+  }
+  return { records, goodEnd: at, outcome: { kind: 'clean' } }
+}
+
+export class WalCorruptError extends Error {
+  readonly file: string
+  readonly offset: number
+  constructor(file: string, offset: number, reason: string) {
+    super(`write-ahead log is corrupt: ${file} at offset ${offset}: ${reason}; run "npm run repair" to cut the log there (the rest is kept as *.broken)`)
+    this.name = 'WalCorruptError'
+    this.file = file
+    this.offset = offset
+  }
+}
+
+export interface RecoveredLog {
+  readonly segments: readonly SegmentFile[]
+  readonly records: number
+  /** LSN of the last good record (0 when the log is empty). */
+  readonly lastLsn: number
+  /** Valid bytes in the last segment (where appending resumes), or 0 with no segment. */
+  readonly lastSegmentBytes: number
+  /** Set when the last segment had a torn tail to cut at lastSegmentBytes. */
+  readonly torn: { readonly file: string; readonly offset: number; readonly reason: string; readonly bytes: number } | null
+}
+
+function readDurably(path: string): Buffer {
+  // fsync before reading: what recovery rebuilds from must be what is on stable storage, not
+  // pages a crashed predecessor left dirty in the cache (PostgreSQL and etcd do the same).
+  const fd = openSync(path, 'r+')
+  try {
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+  return readFileSync(path)
+}
+
+/**
+ * Reads and verifies a whole log, calling `onRecord(payload, lsn)` for each record in order.
+ * Throws WalCorruptError on corruption. Does not modify any file.
+ */
+export function readLog(dir: string, shard: number, onRecord: (payload: Buffer, lsn: number) => void): RecoveredLog {
+  const segments = listSegments(dir)
+  let lsn = 0
+  let records = 0
+  let lastSegmentBytes = 0
+  let torn: RecoveredLog['torn'] = null
+  for (let i = 0; i < segments.length; i++) {
+    const seg = segments[i] as SegmentFile
+    const isLast = i === segments.length - 1
+    const buf = readDurably(seg.path)
+    const header = decodeHeader(buf)
+    if (typeof header === 'string') {
+      // A crash between creating a segment and syncing its header leaves a short or empty file.
+      if (isLast && buf.length < SEGMENT_HEADER_BYTES && isZeroOrEmpty(buf)) {
+        torn = { file: seg.path, offset: 0, reason: 'segment header never written', bytes: buf.length }
+        lastSegmentBytes = 0
+        break
+      }
+      throw new WalCorruptError(seg.path, 0, header)
+    }
+    if (header.shard !== shard) throw new WalCorruptError(seg.path, 10, `segment belongs to shard ${header.shard}, not ${shard}`)
+    if (header.firstLsn !== seg.firstLsn) throw new WalCorruptError(seg.path, 16, `header says first LSN ${header.firstLsn}, file name says ${seg.firstLsn}`)
+    if (lsn !== 0 && header.firstLsn !== lsn + 1) throw new WalCorruptError(seg.path, 16, `LSN gap: previous segment ended at ${lsn}, this one starts at ${header.firstLsn}`)
+    lsn = header.firstLsn - 1
+    const scan = scanSegment(buf, isLast, (payload) => {
+      lsn++
+      onRecord(payload, lsn)
+    })
+    records += scan.records
+    if (scan.outcome.kind === 'corrupt') throw new WalCorruptError(seg.path, scan.outcome.offset, scan.outcome.reason)
+    if (scan.outcome.kind === 'torn') torn = { file: seg.path, offset: scan.outcome.offset, reason: scan.outcome.reason, bytes: buf.length - scan.goodEnd }
+    lastSegmentBytes = scan.goodEnd
+  }
+  return { segments, records, lastLsn: lsn, lastSegmentBytes, torn }
+}
+
+function isZeroOrEmpty(buf: Buffer): boolean {
+  return buf.every((b) => b === 0)
+}

@@ -1,0 +1,283 @@
+// Appending to a log with group commit.
+//
+// Appends are buffered. When no write is in flight, the buffered records go out as one write
+// followed by one fdatasync (policy `always`); records appended meanwhile wait for the next round,
+// which starts as soon as the previous one completes: leader/follower, no timer, no artificial
+// delay. Each round carries at most `batchBytesMax` bytes. An append's callback runs once the
+// round that carries it is durable under the policy:
+//   always       after the fdatasync that covers it (the default)
+//   interval:N   after the write; a timer fdatasyncs every N ms (like Redis appendfsync everysec)
+//   unsafe-none  after the write; never synced except at close
+//
+// Failures:
+// - A failed write (ENOSPC, EIO...) fails that round's callbacks and cuts the segment back to its
+//   last durable size, so the log never holds a partial round. Later rounds try again, so writes
+//   resume when space frees. If the cut itself fails, the log is in an unknown state: fatal.
+// - A failed fdatasync is never retried (the kernel may have dropped the dirty pages and cleared
+//   the error: "fsyncgate"); it is fatal, and recovery from the log at restart decides what
+//   survived. Fatal errors go to `onFatal`; the process must exit.
+
+import { closeSync, fdatasync, fdatasyncSync, fsyncSync, ftruncateSync, openSync, unlinkSync, write, writeSync } from 'node:fs'
+import { join } from 'node:path'
+import { SEGMENT_HEADER_BYTES, encodeHeader, encodeRecord, segmentName } from './format.js'
+
+export type FsyncPolicy = { readonly kind: 'always' } | { readonly kind: 'interval'; readonly ms: number } | { readonly kind: 'unsafe-none' }
+
+/** The file operations the writer uses: swapped in tests to inject faults (ENOSPC, EIO). */
+export interface WalIo {
+  write(fd: number, buf: Buffer, position: number, cb: (err: NodeJS.ErrnoException | null, written: number) => void): void
+  fdatasync(fd: number, cb: (err: NodeJS.ErrnoException | null) => void): void
+}
+
+export const realIo: WalIo = {
+  write: (fd, buf, position, cb) => write(fd, buf, 0, buf.length, position, cb),
+  fdatasync: (fd, cb) => fdatasync(fd, cb),
+}
+
+export interface WriterOptions {
+  readonly dir: string
+  readonly shard: number
+  readonly segmentBytes: number
+  readonly batchBytesMax: number
+  /** Bytes buffered (not yet written) beyond which appends are refused. */
+  readonly pendingBytesMax: number
+  readonly fsync: FsyncPolicy
+  readonly io?: WalIo
+  /** Called once with an error the log cannot continue after. */
+  readonly onFatal: (err: Error) => void
+  /** Called after each durable round with its record count, bytes and fdatasync time. */
+  readonly onRound?: (records: number, bytes: number, fsyncMs: number) => void
+}
+
+export interface WriterState {
+  /** LSN of the last record already in the log (0 for an empty log). */
+  readonly lastLsn: number
+  /** The segment to append to, if any, and its valid size. */
+  readonly lastSegment: { readonly path: string; readonly bytes: number } | null
+}
+
+export type AppendCallback = (err: NodeJS.ErrnoException | null) => void
+
+/** Thrown by append() when more than pendingBytesMax is buffered. */
+export class WalBackpressureError extends Error {
+  constructor(bytes: number) {
+    super(`${bytes} bytes are waiting to be written to the log`)
+    this.name = 'WalBackpressureError'
+  }
+}
+
+function syncDir(dir: string): void {
+  const fd = openSync(dir, 'r')
+  try {
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+}
+
+export class WalWriter {
+  private readonly opts: WriterOptions
+  private readonly io: WalIo
+  private fd: number
+  private segmentPath: string
+  /** Bytes of the current segment that are written (and durable, under `always`). */
+  private size: number
+  /** LSN of the last record written to the log (records are numbered by position). */
+  private lsn: number
+  private buffered: Buffer[] = []
+  private callbacks: AppendCallback[] = []
+  private bufferedBytes = 0
+  private inFlight = false
+  private scheduled = false
+  private failed: Error | null = null
+  private closing: (() => void) | null = null
+  private dirtySinceSync = false
+  private timer: NodeJS.Timeout | null = null
+  private readonly startRound = (): void => this.round()
+
+  constructor(opts: WriterOptions, state: WriterState) {
+    this.opts = opts
+    this.io = opts.io ?? realIo
+    this.lsn = state.lastLsn
+    if (state.lastSegment === null) {
+      const created = this.createSegment(state.lastLsn + 1)
+      this.fd = created.fd
+      this.segmentPath = created.path
+      this.size = SEGMENT_HEADER_BYTES
+    } else {
+      this.segmentPath = state.lastSegment.path
+      this.fd = openSync(this.segmentPath, 'r+')
+      this.size = state.lastSegment.bytes
+      // Cut a torn tail recovery found, durably, before appending after it.
+      ftruncateSync(this.fd, this.size)
+      fsyncSync(this.fd)
+    }
+    if (opts.fsync.kind === 'interval') {
+      this.timer = setInterval(() => this.periodicSync(), opts.fsync.ms)
+      this.timer.unref()
+    }
+  }
+
+  /** LSN of the last record written to the log. */
+  get lastLsn(): number {
+    return this.lsn
+  }
+
+  get currentSegment(): string {
+    return this.segmentPath
+  }
+
+  /** Buffers a record; `cb` runs when it is durable under the policy, or with the error. */
+  append(payload: Uint8Array, cb: AppendCallback): void {
+    if (this.failed !== null) throw this.failed
+    if (this.closing !== null) throw new Error('log is closing')
+    if (this.bufferedBytes > this.opts.pendingBytesMax) throw new WalBackpressureError(this.bufferedBytes)
+    const record = encodeRecord(payload)
+    this.buffered.push(record)
+    this.callbacks.push(cb)
+    this.bufferedBytes += record.length
+    if (!this.inFlight && !this.scheduled) {
+      // Start after the current task, so that every append made while handling one RPC frame
+      // goes out in the same round.
+      this.scheduled = true
+      queueMicrotask(this.startRound)
+    }
+  }
+
+  /** Flushes, syncs and closes. Resolves when everything appended before is durable. */
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.closing = () => {
+        if (this.timer !== null) clearInterval(this.timer)
+        if (this.failed === null) {
+          try {
+            fdatasyncSync(this.fd)
+          } catch (err) {
+            this.fatal(err as Error)
+          }
+        }
+        closeSync(this.fd)
+        resolve()
+      }
+      if (!this.inFlight && !this.scheduled) this.round()
+    })
+  }
+
+  private round(): void {
+    this.scheduled = false
+    if (this.inFlight || this.failed !== null) return
+    if (this.buffered.length === 0) {
+      if (this.closing !== null) this.closing()
+      return
+    }
+    // Take up to batchBytesMax (at least one record).
+    let take = 0
+    let bytes = 0
+    while (take < this.buffered.length && (take === 0 || bytes + (this.buffered[take] as Buffer).length <= this.opts.batchBytesMax)) {
+      bytes += (this.buffered[take] as Buffer).length
+      take++
+    }
+    const records = take === this.buffered.length ? this.buffered : this.buffered.slice(0, take)
+    const cbs = take === this.callbacks.length ? this.callbacks : this.callbacks.slice(0, take)
+    this.buffered = take === this.buffered.length ? [] : this.buffered.slice(take)
+    this.callbacks = take === this.callbacks.length ? [] : this.callbacks.slice(take)
+    this.bufferedBytes -= bytes
+    if (this.size > SEGMENT_HEADER_BYTES && this.size + bytes > this.opts.segmentBytes) {
+      try {
+        this.roll(this.lsn + 1)
+      } catch (err) {
+        this.finishRound(cbs, err as NodeJS.ErrnoException)
+        return
+      }
+    }
+    this.inFlight = true
+    const buf = records.length === 1 ? (records[0] as Buffer) : Buffer.concat(records, bytes)
+    const position = this.size
+    this.io.write(this.fd, buf, position, (err, written) => {
+      if (err === null && written !== buf.length) {
+        err = Object.assign(new Error(`short write: ${written} of ${buf.length} bytes`), { code: 'EIO' }) as NodeJS.ErrnoException
+      }
+      if (err !== null) {
+        this.undoWrite(position)
+        this.finishRound(cbs, err)
+        return
+      }
+      this.size = position + buf.length
+      this.lsn += records.length
+      if (this.opts.fsync.kind !== 'always') {
+        this.dirtySinceSync = true
+        this.opts.onRound?.(records.length, buf.length, 0)
+        this.finishRound(cbs, null)
+        return
+      }
+      const t0 = performance.now()
+      this.io.fdatasync(this.fd, (syncErr) => {
+        if (syncErr !== null) {
+          this.fatal(syncErr)
+          return
+        }
+        this.opts.onRound?.(records.length, buf.length, performance.now() - t0)
+        this.finishRound(cbs, null)
+      })
+    })
+  }
+
+  private finishRound(cbs: AppendCallback[], err: NodeJS.ErrnoException | null): void {
+    this.inFlight = false
+    for (const cb of cbs) cb(err)
+    if (this.buffered.length > 0 || this.closing !== null) this.round()
+  }
+
+  // A failed write may have put part of the round on disk: cut it off so the log never holds a
+  // record nobody was told about ahead of records that follow.
+  private undoWrite(position: number): void {
+    try {
+      ftruncateSync(this.fd, position)
+      fdatasyncSync(this.fd)
+    } catch (err) {
+      this.fatal(err as Error)
+    }
+  }
+
+  private periodicSync(): void {
+    if (!this.dirtySinceSync || this.failed !== null) return
+    this.dirtySinceSync = false
+    const t0 = performance.now()
+    this.io.fdatasync(this.fd, (err) => {
+      if (err !== null) this.fatal(err)
+      else this.opts.onRound?.(0, 0, performance.now() - t0)
+    })
+  }
+
+  private createSegment(firstLsn: number): { fd: number; path: string } {
+    const path = join(this.opts.dir, segmentName(firstLsn))
+    const fd = openSync(path, 'wx')
+    try {
+      writeSync(fd, encodeHeader(this.opts.shard, firstLsn), 0, SEGMENT_HEADER_BYTES, 0)
+      fsyncSync(fd)
+      syncDir(this.opts.dir)
+    } catch (err) {
+      closeSync(fd)
+      unlinkSync(path)
+      throw err
+    }
+    return { fd, path }
+  }
+
+  private roll(firstLsn: number): void {
+    // Seal the current segment: it is already durable under `always`; sync for the others.
+    if (this.opts.fsync.kind !== 'always') fdatasyncSync(this.fd)
+    const next = this.createSegment(firstLsn)
+    closeSync(this.fd)
+    this.fd = next.fd
+    this.segmentPath = next.path
+    this.size = SEGMENT_HEADER_BYTES
+  }
+
+  private fatal(err: Error): void {
+    if (this.failed !== null) return
+    this.failed = err
+    if (this.timer !== null) clearInterval(this.timer)
+    this.opts.onFatal(err)
+  }
+}
