@@ -1,46 +1,18 @@
 // The cluster entry as users run it: several shards and HTTP threads, routing, shard restarts,
 // and SIGTERM with requests in flight.
 
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import http from 'node:http'
 import net from 'node:net'
 import { once } from 'node:events'
 import t from 'tap'
 import { shardOf } from '../../src/rpc/shard-hash.js'
+import { spawnServer } from '../helpers/process.js'
 import { getJson, postJson, request, startServer } from '../helpers/server.js'
 
-interface Child {
-  readonly proc: ChildProcess
-  readonly port: number
-  readonly stdout: () => string
-}
-
-async function spawnServer(t: Tap.Test, args: string[]): Promise<Child> {
-  const dataDir = t.testdir()
-  const proc = spawn(process.execPath, ['dist/cluster.js', '--host', '127.0.0.1', '--port', '0', '--data-dir', dataDir, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  proc.stdout?.on('data', (c: Buffer) => (out += c.toString()))
-  proc.stderr?.on('data', (c: Buffer) => (out += c.toString()))
-  t.teardown(() => {
-    if (proc.exitCode === null) proc.kill('SIGKILL')
-  })
-  const deadline = Date.now() + 15_000
-  while (Date.now() < deadline) {
-    const line = out.split('\n').find((l) => l.includes('"msg":"listening"'))
-    if (line !== undefined) return { proc, port: JSON.parse(line).port as number, stdout: () => out }
-    if (proc.exitCode !== null) break
-    await new Promise((r) => setTimeout(r, 20))
-  }
-  throw new Error(`server did not start:\n${out}`)
-}
-
-declare namespace Tap {
-  type Test = import('tap').Test
-}
-
 t.test('connections spread over HTTP threads still reach one shard per chat', async (t) => {
-  const { port, stdout } = await spawnServer(t, ['--shards', '3', '--http-threads', '2'])
-  t.match(stdout(), '"shards":3')
+  const { port, output } = await spawnServer(t, ['--shards', '3', '--http-threads', '2'])
+  t.match(output(), '"shards":3')
   const chats = ['alpha', 'beta', 'gamma', 'delta', 'eps']
   // A fresh connection per request, so SO_REUSEPORT spreads them across both HTTP threads.
   const noKeepAlive = new http.Agent({ keepAlive: false })
@@ -63,7 +35,7 @@ t.test('connections spread over HTTP threads still reach one shard per chat', as
 })
 
 t.test('SIGTERM: in-flight requests are answered, listening stops, exit 0', async (t) => {
-  const { proc, port, stdout } = await spawnServer(t, ['--shards', '2', '--http-threads', '2'])
+  const { proc, port, output } = await spawnServer(t, ['--shards', '2', '--http-threads', '2'])
   // Requests whose bodies are half sent when the signal arrives: they are in flight.
   const body = JSON.stringify({ chat: 'inflight', text: 'sent across shutdown', sender: 'x' })
   const half = body.length >> 1
@@ -92,8 +64,8 @@ t.test('SIGTERM: in-flight requests are answered, listening stops, exit 0', asyn
     f.sock.destroy()
   }
   idle.destroy()
-  t.match(stdout(), '"msg":"shutting down"')
-  t.match(stdout(), '"msg":"stopped"')
+  t.match(output(), '"msg":"shutting down"')
+  t.match(output(), '"msg":"stopped"')
   await t.rejects(
     new Promise((resolve, reject) => {
       const s = net.connect(port, '127.0.0.1', () => resolve(s))

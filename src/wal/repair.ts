@@ -1,0 +1,96 @@
+// Repairing a corrupt log: cut it at the last good record. The cut-off bytes are not thrown away:
+// the damaged segment is copied to `<name>.broken` before it is truncated, and every later
+// segment (whose records no longer follow on) is renamed to `<name>.broken`.
+
+import { closeSync, copyFileSync, existsSync, fsyncSync, ftruncateSync, openSync, readFileSync, renameSync } from 'node:fs'
+import { decodeHeader } from './format.js'
+import { listSegments, scanSegment } from './reader.js'
+
+export interface RepairAction {
+  readonly file: string
+  readonly action: 'truncated' | 'moved'
+  /** For `truncated`: the new size. */
+  readonly offset?: number
+  readonly brokenCopy: string
+  readonly reason: string
+}
+
+function brokenName(path: string): string {
+  let name = `${path}.broken`
+  for (let i = 1; existsSync(name); i++) name = `${path}.broken.${i}`
+  return name
+}
+
+function syncFile(path: string): void {
+  const fd = openSync(path, 'r+')
+  try {
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+}
+
+function syncDir(dir: string): void {
+  const fd = openSync(dir, 'r')
+  try {
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/**
+ * Repairs one shard's log directory. Returns what it did (nothing for a healthy log). A torn tail
+ * is left for normal recovery, which cuts it by itself.
+ */
+export function repairLog(dir: string, shard: number): RepairAction[] {
+  const segments = listSegments(dir)
+  const actions: RepairAction[] = []
+  let expectLsn = 0
+  for (let i = 0; i < segments.length; i++) {
+    const seg = segments[i]!
+    const isLast = i === segments.length - 1
+    const buf = readFileSync(seg.path)
+    const header = decodeHeader(buf)
+    let cutAt = -1
+    let reason = ''
+    if (typeof header === 'string' || header.shard !== shard || header.firstLsn !== seg.firstLsn || (expectLsn !== 0 && header.firstLsn !== expectLsn)) {
+      cutAt = 0
+      reason = typeof header === 'string' ? header : 'segment header does not follow on'
+    } else {
+      let records = 0
+      const scan = scanSegment(buf, isLast, () => records++)
+      expectLsn = header.firstLsn + records
+      if (scan.outcome.kind === 'corrupt') {
+        cutAt = scan.outcome.offset
+        reason = scan.outcome.reason
+      }
+    }
+    if (cutAt === -1) continue
+    const copy = brokenName(seg.path)
+    if (cutAt === 0) {
+      renameSync(seg.path, copy)
+      actions.push({ file: seg.path, action: 'moved', brokenCopy: copy, reason })
+    } else {
+      copyFileSync(seg.path, copy)
+      syncFile(copy)
+      const fd = openSync(seg.path, 'r+')
+      try {
+        ftruncateSync(fd, cutAt)
+        fsyncSync(fd)
+      } finally {
+        closeSync(fd)
+      }
+      actions.push({ file: seg.path, action: 'truncated', offset: cutAt, brokenCopy: copy, reason })
+    }
+    for (const later of segments.slice(i + 1)) {
+      const laterCopy = brokenName(later.path)
+      renameSync(later.path, laterCopy)
+      actions.push({ file: later.path, action: 'moved', brokenCopy: laterCopy, reason: 'follows the cut' })
+    }
+    syncDir(dir)
+    break
+  }
+  return actions
+}
+
