@@ -32,6 +32,15 @@ export class ShardStore {
     this.messages++
   }
 
+  /** Drops the `count` oldest messages of a chat (retention). */
+  dropOldest(chat: string, count: number): void {
+    const log = this.chats.get(chat)
+    if (log === undefined) return
+    const n = Math.min(count, log.count)
+    log.dropOldest(n)
+    this.messages -= n
+  }
+
   pull(chat: string, cursor: number, limit: number, reverse: boolean): Page {
     const log = this.chats.get(chat)
     if (log === undefined) return { json: EMPTY_PAGE_JSON, count: 0, hasMore: false, nextCursor: cursor }

@@ -11,10 +11,11 @@ import { parentPort, workerData, type MessagePort } from 'node:worker_threads'
 import { formatFsync, type Config } from '../config.js'
 import { createLogger, errorFields } from '../log.js'
 import { ShardEndpoint } from '../rpc/index.js'
-import { WalCorruptError, WalWriter, shardDir } from '../wal/index.js'
+import { WalCorruptError, WalWriter, listSegments, shardDir, type SegmentFile } from '../wal/index.js'
 import { EXIT_FSYNC_FAILED, EXIT_WAL_CORRUPT } from './exit-codes.js'
 import { recoverStore } from './recover.js'
-import { Shard } from './shard.js'
+import { SegmentIndex } from './retention.js'
+import { Shard, nowUs } from './shard.js'
 import { ShardStore } from './shard-store.js'
 
 export interface ShardWorkerData {
@@ -38,9 +39,16 @@ function fatal(exitCode: number, message: string): never {
 const dir = shardDir(config.dataDir, shardId)
 mkdirSync(dir, { recursive: true })
 const store = new ShardStore()
+const segmentIndex = new SegmentIndex()
 let recovery: ReturnType<typeof recoverStore>
 try {
-  recovery = recoverStore(dir, shardId, store)
+  // Segments are found again by LSN: the last one whose first LSN is <= the record's.
+  const segs = listSegments(dir)
+  let segAt = 0
+  recovery = recoverStore(dir, shardId, store, (chat, sendTime, lsn) => {
+    while (segAt + 1 < segs.length && (segs[segAt + 1] as SegmentFile).firstLsn <= lsn) segAt++
+    segmentIndex.note((segs[segAt] as SegmentFile).path, chat, sendTime)
+  })
 } catch (err) {
   if (err instanceof WalCorruptError) {
     log.error('refusing to start: corrupt log', { code: 'IM_ERR_WAL_CORRUPT', file: err.file, offset: err.offset, detail: err.message })
@@ -76,7 +84,34 @@ const writer = new WalWriter(
     lastSegment: last === undefined ? null : { path: last.path, bytes: recovery.log.lastSegmentBytes },
   },
 )
-const shard = new Shard(shardId, writer, store)
+const limits = { retentionMs: config.retentionMs, retentionBytes: config.retentionBytes }
+const retaining = limits.retentionMs > 0 || limits.retentionBytes > 0
+let lastSegmentSeen = writer.currentSegment
+const shard = new Shard(shardId, writer, store, {
+  onStored: (chat, sendTime) => {
+    const seg = writer.currentSegment
+    segmentIndex.note(seg, chat, sendTime)
+    if (seg !== lastSegmentSeen) {
+      // A segment was sealed: the byte limit may now be exceeded.
+      lastSegmentSeen = seg
+      if (retaining) setImmediate(enforce)
+    }
+  },
+})
+
+function enforce(): void {
+  try {
+    const dropped = segmentIndex.enforce(limits, nowUs(), writer, store)
+    if (dropped.segments > 0) log.info('retention dropped segments', dropped)
+  } catch (err) {
+    log.error('retention failed', errorFields(err))
+  }
+}
+if (retaining) {
+  enforce()
+  const everyMs = Math.max(1000, Math.min(60_000, limits.retentionMs > 0 ? Math.floor(limits.retentionMs / 10) : 10_000))
+  setInterval(enforce, everyMs).unref()
+}
 const endpoints: ShardEndpoint[] = []
 const stats = store.stats()
 log.info('recovered', {

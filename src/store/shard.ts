@@ -35,12 +35,19 @@ export class Shard implements ShardService {
   readonly store: ShardStore
   private readonly log: MessageLog
   private readonly clock: () => number
+  private readonly onStored: ((chat: string, sendTime: number) => void) | undefined
 
-  constructor(id: number, log: MessageLog = NO_LOG, store: ShardStore = new ShardStore(), clock: () => number = nowUs) {
+  constructor(
+    id: number,
+    log: MessageLog = NO_LOG,
+    store: ShardStore = new ShardStore(),
+    options: { clock?: () => number; onStored?: (chat: string, sendTime: number) => void } = {},
+  ) {
     this.id = id
     this.log = log
     this.store = store
-    this.clock = clock
+    this.clock = options.clock ?? nowUs
+    this.onStored = options.onStored
   }
 
   send(req: SendRequest, reply: (res: SendResponse) => void): void {
@@ -54,6 +61,7 @@ export class Shard implements ShardService {
           return
         }
         this.store.append(chat, sendTime, text, sender)
+        this.onStored?.(chat, sendTime)
         reply({ code: CODE_OK, msg: '', send_time: sendTime })
       })
     } catch (err) {

@@ -144,6 +144,13 @@ export class WalWriter {
     }
   }
 
+  /** Deletes a sealed segment (retention) and syncs the directory. Never the current one. */
+  removeSealed(path: string): void {
+    if (path === this.segmentPath) throw new Error(`${path} is the segment being written`)
+    unlinkSync(path)
+    syncDir(this.opts.dir)
+  }
+
   /** Flushes, syncs and closes. Resolves when everything appended before is durable. */
   close(): Promise<void> {
     return new Promise((resolve) => {

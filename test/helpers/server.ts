@@ -18,7 +18,8 @@ export interface Server {
 export async function startServer(t: Test, overrides: Partial<Config> = {}): Promise<Server> {
   const { parseConfig } = (await import('../../dist/config.js')) as typeof import('../../src/config.js')
   const { startCluster } = (await import('../../dist/cluster.js')) as typeof import('../../src/cluster.js')
-  const dataDir = t.testdir()
+  // t.testdir() empties the test's directory: only make one when none is given (restarts reuse it).
+  const dataDir = overrides.dataDir ?? t.testdir()
   const { config } = parseConfig([], {}, { port: 0, host: '127.0.0.1', dataDir, logLevel: 'silent', ...overrides })
   const cluster = await startCluster(config)
   t.teardown(() => cluster.stop())
