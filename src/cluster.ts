@@ -17,6 +17,9 @@ import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads'
 import { ConfigError, formatFsync, helpText, parseConfig, type Config } from './config.js'
 import { httpWorkerUrl, type HttpControl, type HttpWorkerData } from './http/index.js'
 import { createLogger, errorFields, type Logger } from './log.js'
+import { METRICS_CONTENT_TYPE, MetricsCollector, PREFIX, createThreadRegistry } from './metrics/index.js'
+import { Counter } from 'prom-client'
+import http from 'node:http'
 import { EXIT_CONFIG, EXIT_FAILURE, shardWorkerUrl, type ShardControl, type ShardWorkerData } from './store/index.js'
 import { checkShardCount, lockDataDir } from './wal/index.js'
 
@@ -115,6 +118,13 @@ export async function startCluster(config: Config, log: Logger = createLogger('m
   if (config.fsync.kind !== 'always') {
     log.warn('sends are acknowledged before they are durable', { fsync: formatFsync(config.fsync) })
   }
+  const registry = createThreadRegistry('main')
+  const shardRestarts = new Counter({ name: `${PREFIX}shard_restarts_total`, help: 'Shard threads restarted after dying, by shard', labelNames: ['shard'] as const, registers: [registry] })
+  const httpRestarts = new Counter({ name: `${PREFIX}http_thread_restarts_total`, help: 'HTTP threads restarted after dying', registers: [registry] })
+  for (let i = 0; i < config.shards; i++) shardRestarts.inc({ shard: String(i) }, 0)
+  httpRestarts.inc(0)
+  const collector = new MetricsCollector(registry)
+  const scrape = (): Promise<string> => collector.collect([...https, ...shards].flatMap((s) => (s.worker === null ? [] : [s.worker])))
   let stopping = false
   let onFatal: (f: FatalStop) => void = () => {}
   const fatal = new Promise<FatalStop>((r) => (onFatal = r))
@@ -190,6 +200,7 @@ export async function startCluster(config: Config, log: Logger = createLogger('m
               h.worker.postMessage(msg, [msg.port])
             }
             noteRestart(slot)
+            shardRestarts.inc({ shard: String(i) })
             log.info('shard thread restarted', { shard: i, restarts: slot.restarts })
           })
           .catch((err) => log.error('shard restart failed', { shard: i, ...errorFields(err) }))
@@ -219,8 +230,12 @@ export async function startCluster(config: Config, log: Logger = createLogger('m
     const worker = new Worker(httpWorkerUrl, { workerData: data, transferList: shardPorts, name: `http-${i}` })
     worker.on('error', (err) => log.error('http thread failed', { thread: i, ...errorFields(err) }))
     const listening = new Promise<{ port: number }>((resolve, reject) => {
-      worker.on('message', (msg: { type: string; port?: number }) => {
-        if (msg.type === 'listening') resolve(msg as { port: number })
+      worker.on('message', (msg: { type: string; port?: number; id?: number }) => {
+        if (msg.type === 'metrics-request') {
+          scrape()
+            .then((text) => worker.postMessage({ type: 'metrics-response', id: msg.id, text }))
+            .catch((err: Error) => worker.postMessage({ type: 'metrics-response', id: msg.id, error: err.message }))
+        } else if (msg.type === 'listening') resolve(msg as { port: number })
         else if (msg.type === 'listen-failed') reject(new Error(`cannot listen on ${config.host}:${boundPort}`))
       })
       worker.once('exit', (code) => reject(new Error(`http thread exited with code ${code} before listening`)))
@@ -235,6 +250,7 @@ export async function startCluster(config: Config, log: Logger = createLogger('m
         startHttp(i)
           .then(() => {
             noteRestart(slot)
+            httpRestarts.inc()
             log.info('http thread restarted', { thread: i, restarts: slot.restarts })
           })
           .catch((err) => log.error('http restart failed', { thread: i, ...errorFields(err) }))
@@ -266,10 +282,32 @@ export async function startCluster(config: Config, log: Logger = createLogger('m
   }
   log.info('recovery done', { records: recoveredRecords, ms: Math.round(recoveryMs * 10) / 10 })
 
+  // Optional separate port for /metrics, served by the main thread with node:http.
+  let metricsServer: http.Server | null = null
+  if (config.metricsPort !== 0) {
+    metricsServer = http.createServer((req, res) => {
+      if (req.url !== '/metrics' || (req.method !== 'GET' && req.method !== 'HEAD')) {
+        res.writeHead(404, { 'content-type': 'application/json' }).end('{"statusCode":404,"code":"IM_ERR_NOT_FOUND","error":"Not Found","message":"only /metrics is served here"}')
+        return
+      }
+      scrape()
+        .then((text) => res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE }).end(text))
+        .catch((err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(err.message))
+    })
+    await new Promise<void>((resolveListen, reject) => {
+      metricsServer?.once('error', reject)
+      metricsServer?.listen(config.metricsPort, config.host, () => resolveListen())
+    }).catch(async (err: Error) => {
+      await terminateAll()
+      throw new StartupError(`cannot serve metrics on ${config.host}:${config.metricsPort}: ${err.message}`, EXIT_FAILURE)
+    })
+  }
+
   let stopped: Promise<void> | null = null
   const stop = (): Promise<void> => (stopped ??= stopAll())
   const stopAll = async (): Promise<void> => {
     stopping = true
+    metricsServer?.close()
     const stopMsg = { type: 'stop' } as const
     await Promise.all(
       https.map(async (s) => {

@@ -28,6 +28,7 @@ export interface Config {
   readonly walPendingBytesMax: number
   readonly retentionMs: number
   readonly retentionBytes: number
+  readonly metricsPort: number
 }
 
 export function formatFsync(p: FsyncPolicy): string {
@@ -67,6 +68,7 @@ export const DEFAULTS: Config = Object.freeze({
   walPendingBytesMax: 64 * 1024 * 1024, // 64 MiB waiting for the disk before sends get 503
   retentionMs: 0, // 0 = keep messages forever
   retentionBytes: 0, // 0 = no limit on log bytes per shard
+  metricsPort: 0, // 0 = /metrics only on the service port
 })
 
 export class ConfigError extends Error {
@@ -125,6 +127,7 @@ const OPTIONS: readonly OptionSpec[] = [
   { key: 'walBatchBytesMax', env: 'WAL_BATCH_BYTES_MAX', flag: 'wal-batch-bytes-max', help: 'bytes per group-commit write at most', parse: int(4096, 256 * 1024 * 1024) },
   { key: 'walPendingBytesMax', env: 'WAL_PENDING_BYTES_MAX', flag: 'wal-pending-bytes-max', help: 'bytes waiting for the disk before sends get 503', parse: int(4096, 4 * 1024 * 1024 * 1024) },
   { key: 'retentionMs', env: 'RETENTION_MS', flag: 'retention-ms', help: 'drop sealed segments older than this, ms (0 = never)', parse: int(0, Number.MAX_SAFE_INTEGER) },
+  { key: 'metricsPort', env: 'METRICS_PORT', flag: 'metrics-port', help: 'also serve /metrics on this port (0 = only on PORT)', parse: int(0, 65535) },
   { key: 'retentionBytes', env: 'RETENTION_BYTES', flag: 'retention-bytes', help: 'drop oldest sealed segments above this many log bytes per shard (0 = no limit)', parse: int(0, Number.MAX_SAFE_INTEGER) },
 ]
 

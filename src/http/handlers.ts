@@ -20,8 +20,9 @@ export interface ParsedRequest {
 
 export interface Reply {
   readonly status: number
-  /** A JSON document. */
+  /** A JSON document, unless contentType says otherwise. */
   readonly body: string | Uint8Array
+  readonly contentType?: string
   readonly headers?: Readonly<Record<string, string>>
 }
 
@@ -34,6 +35,10 @@ export interface Backend {
 export interface HandlerContext {
   readonly config: Config
   readonly backend: Backend
+  /** Counts acknowledged sends and pulled messages (metrics); optional in tests. */
+  readonly counters?: { messagesSent(n: number): void; messagesPulled(n: number): void }
+  /** Produces the merged Prometheus exposition of every thread. */
+  readonly scrape?: (cb: (err: Error | null, text: string) => void) => void
 }
 
 export type Handler = (req: ParsedRequest, ctx: HandlerContext, done: (reply: Reply) => void) => void
@@ -66,8 +71,12 @@ export const send: Handler = (req, ctx, done) => {
     throw new PullchatError(Errors.SENDER_NOT_MEMBER, `sender ${JSON.stringify(sender)} is not a member of chat ${JSON.stringify(chat.id)}`)
   }
   ctx.backend.send(chat.id, text, sender, (err, sendTime) => {
-    if (err !== null) done(errorReply(err))
-    else done({ status: 200, body: `{"chat":${JSON.stringify(chat.id)},"send_time":${sendTime}}` })
+    if (err !== null) {
+      done(errorReply(err))
+      return
+    }
+    ctx.counters?.messagesSent(1)
+    done({ status: 200, body: `{"chat":${JSON.stringify(chat.id)},"send_time":${sendTime}}` })
   })
 }
 
@@ -88,8 +97,20 @@ export const pull: Handler = (req, ctx, done) => {
       done(errorReply(err ?? new PullchatError(Errors.INTERNAL)))
       return
     }
+    ctx.counters?.messagesPulled(page.count)
     const tail = Buffer.from(`,"has_more":${page.hasMore},"next_cursor":${page.nextCursor}}`)
     done({ status: 200, body: Buffer.concat([PULL_PREFIX, page.messages, tail]) })
+  })
+}
+
+export const metrics: Handler = (_req, ctx, done) => {
+  if (ctx.scrape === undefined) {
+    done(errorReply(new PullchatError(Errors.NOT_FOUND, 'metrics are not served here')))
+    return
+  }
+  ctx.scrape((err, text) => {
+    if (err !== null) done(errorReply(new PullchatError(Errors.INTERNAL, `metrics collection failed: ${err.message}`)))
+    else done({ status: 200, body: text, contentType: 'text/plain; version=0.0.4; charset=utf-8' })
   })
 }
 
@@ -104,4 +125,5 @@ export const ROUTES: ReadonlyMap<string, Route> = new Map<string, Route>([
   ['/ping', { methods: { GET: ping, HEAD: ping }, readsBody: false }],
   ['/api/send', { methods: { POST: send }, readsBody: true }],
   ['/api/pull', { methods: { GET: pull, POST: pull }, readsBody: true }],
+  ['/metrics', { methods: { GET: metrics }, readsBody: false }],
 ])

@@ -9,6 +9,7 @@ import { parentPort, workerData, type MessagePort } from 'node:worker_threads'
 import uWS from 'uWebSockets.js'
 import type { Config } from '../config.js'
 import { createLogger } from '../log.js'
+import { answerCollect, createHttpMetrics, createThreadRegistry } from '../metrics/index.js'
 import { ShardClient, shardOf } from '../rpc/index.js'
 import { ROUTES, type Backend } from './handlers.js'
 import { createAdapter } from './uws-adapter.js'
@@ -26,6 +27,8 @@ export type HttpControl =
   | { readonly type: 'shard-port'; readonly shard: number; readonly port: MessagePort }
   | { readonly type: 'shard-down'; readonly shard: number }
   | { readonly type: 'stop' }
+  | { readonly type: 'metrics-collect'; readonly id: number }
+  | { readonly type: 'metrics-response'; readonly id: number; readonly text?: string; readonly error?: string }
 
 const data = workerData as HttpWorkerData
 const { config } = data
@@ -33,8 +36,11 @@ const log = createLogger(`http-${data.index}`, config.logLevel)
 if (parentPort === null) throw new Error('http-worker must run in a worker thread')
 const control = parentPort
 
-const clients = data.shardPorts.map((port, shard) => {
-  const client = new ShardClient(shard, config.rpcInflightMax)
+const registry = createThreadRegistry(`http-${data.index}`)
+const metrics = createHttpMetrics(registry, data.shardPorts.length, () => clients.map((c) => c.inflight))
+
+const clients: ShardClient[] = data.shardPorts.map((port, shard) => {
+  const client = new ShardClient(shard, config.rpcInflightMax, (s) => metrics.rpcRoundTrip(shard, s))
   client.attach(port)
   return client
 })
@@ -46,7 +52,16 @@ const backend: Backend = {
   pull: (chat, cursor, limit, reverse, cb) => clientFor(chat).pull(chat, cursor, limit, reverse, cb),
 }
 
-const adapter = createAdapter(ROUTES, { config, backend }, log)
+// GET /metrics: the main thread merges every thread's registry (src/metrics/collect.ts).
+let scrapeId = 0
+const scrapes = new Map<number, (err: Error | null, text: string) => void>()
+const scrape = (cb: (err: Error | null, text: string) => void): void => {
+  const id = ++scrapeId
+  scrapes.set(id, cb)
+  control.postMessage({ type: 'metrics-request', id })
+}
+
+const adapter = createAdapter(ROUTES, { config, backend, counters: metrics, scrape }, log, metrics.request)
 let listenSocket: uWS.us_listen_socket | null = null
 // Present in the native build but missing from its type declarations.
 const closeApp = (): void => (adapter.app as unknown as { close(): void }).close()
@@ -85,7 +100,12 @@ function stop(): void {
 }
 
 control.on('message', (msg: HttpControl) => {
-  if (msg.type === 'shard-port') clients[msg.shard]?.attach(msg.port)
+  if (answerCollect(control, registry, msg)) return
+  if (msg.type === 'metrics-response') {
+    const cb = scrapes.get(msg.id)
+    scrapes.delete(msg.id)
+    cb?.(msg.error === undefined ? null : new Error(msg.error), msg.text ?? '')
+  } else if (msg.type === 'shard-port') clients[msg.shard]?.attach(msg.port)
   else if (msg.type === 'shard-down') clients[msg.shard]?.detach()
   else if (msg.type === 'stop') stop()
 })

@@ -24,6 +24,9 @@ export interface Adapter {
 interface InFlight {
   aborted: boolean
   answered: boolean
+  readonly route: string
+  readonly method: string
+  readonly startedAt: number
 }
 
 const STATUS_LINES = new Map<number, string>()
@@ -38,10 +41,20 @@ function statusLine(status: number): string {
 
 const DIGITS = /^\d+$/
 
+function writeReply(res: uWS.HttpResponse, reply: Reply, close: boolean): void {
+  res.writeStatus(statusLine(reply.status)).writeHeader('Content-Type', reply.contentType ?? 'application/json')
+  if (reply.headers !== undefined) for (const [k, v] of Object.entries(reply.headers)) res.writeHeader(k, v)
+  res.end(reply.body, close)
+}
+
+/** Called once per answered request; `route` is a known route path or "unknown". */
+export type RequestObserver = (route: string, method: string, status: number, seconds: number) => void
+
 export function createAdapter(
   routes: ReadonlyMap<string, Route>,
   ctx: HandlerContext,
   log: Logger,
+  observe: RequestObserver = () => {},
   app: uWS.TemplatedApp = uWS.App(),
 ): Adapter {
   const config: Config = ctx.config
@@ -52,20 +65,14 @@ export function createAdapter(
     if (state.aborted || state.answered) return
     state.answered = true
     inflight--
-    res.cork(() => {
-      res.writeStatus(statusLine(reply.status)).writeHeader('Content-Type', 'application/json')
-      if (reply.headers !== undefined) for (const [k, v] of Object.entries(reply.headers)) res.writeHeader(k, v)
-      res.end(reply.body, close || draining)
-    })
+    res.cork(() => writeReply(res, reply, close || draining))
+    observe(state.route, state.method, reply.status, (performance.now() - state.startedAt) / 1000)
   }
 
   // Replies to a request that is not read further (routing errors, 413, draining).
-  const answerNow = (res: uWS.HttpResponse, reply: Reply, close: boolean): void => {
-    res.cork(() => {
-      res.writeStatus(statusLine(reply.status)).writeHeader('Content-Type', 'application/json')
-      if (reply.headers !== undefined) for (const [k, v] of Object.entries(reply.headers)) res.writeHeader(k, v)
-      res.end(reply.body, close || draining)
-    })
+  const answerNow = (res: uWS.HttpResponse, route: string, method: string, startedAt: number, reply: Reply, close: boolean): void => {
+    res.cork(() => writeReply(res, reply, close || draining))
+    observe(route, method, reply.status, (performance.now() - startedAt) / 1000)
   }
 
   const dispatch = (res: uWS.HttpResponse, state: InFlight, route: Route, req: ParsedRequest): void => {
@@ -84,20 +91,21 @@ export function createAdapter(
   }
 
   app.any('/*', (res, req) => {
+    const startedAt = performance.now()
     const path = req.getUrl()
+    const method = req.getCaseSensitiveMethod()
     const route = routes.get(path)
     if (route === undefined) {
-      answerNow(res, errorReply(new PullchatError(Errors.NOT_FOUND, `no route for ${path}`)), false)
+      answerNow(res, 'unknown', method, startedAt, errorReply(new PullchatError(Errors.NOT_FOUND, `no route for ${path}`)), false)
       return
     }
-    const method = req.getCaseSensitiveMethod()
     if (route.methods[method] === undefined) {
       const allow = Object.keys(route.methods).join(', ')
-      answerNow(res, errorReply(new PullchatError(Errors.METHOD_NOT_ALLOWED, `${method} is not allowed on ${path}; use ${allow}`), { Allow: allow }), false)
+      answerNow(res, path, method, startedAt, errorReply(new PullchatError(Errors.METHOD_NOT_ALLOWED, `${method} is not allowed on ${path}; use ${allow}`), { Allow: allow }), false)
       return
     }
     if (draining) {
-      answerNow(res, errorReply(new PullchatError(Errors.SHUTTING_DOWN)), true)
+      answerNow(res, path, method, startedAt, errorReply(new PullchatError(Errors.SHUTTING_DOWN)), true)
       return
     }
     const query = req.getQuery() ?? ''
@@ -108,7 +116,7 @@ export function createAdapter(
 
     if (!route.readsBody || !hasBody) {
       // uWS still consumes and discards a body we do not read.
-      const state: InFlight = { aborted: false, answered: false }
+      const state: InFlight = { aborted: false, answered: false, route: path, method, startedAt }
       inflight++
       res.onAborted(() => {
         if (!state.answered) inflight--
@@ -122,11 +130,11 @@ export function createAdapter(
       const err = DIGITS.test(contentLength)
         ? new PullchatError(Errors.BODY_TOO_LARGE, `the body is ${contentLength} bytes; the limit is ${config.bodyBytesMax}`)
         : new PullchatError(Errors.INVALID_FIELD, 'Content-Length is not a number')
-      answerNow(res, errorReply(err), true)
+      answerNow(res, path, method, startedAt, errorReply(err), true)
       return
     }
 
-    const state: InFlight = { aborted: false, answered: false }
+    const state: InFlight = { aborted: false, answered: false, route: path, method, startedAt }
     inflight++
     res.onAborted(() => {
       if (!state.answered) inflight--

@@ -21,12 +21,15 @@ export interface PullPage {
   readonly messages: Uint8Array
   readonly hasMore: boolean
   readonly nextCursor: number
+  /** How many messages the page holds. */
+  readonly count: number
 }
 export type PullCallback = (err: PullchatError | null, page: PullPage | null) => void
 
 interface Pending {
   readonly op: number
   readonly cb: SendCallback | PullCallback
+  readonly startedAt: number
 }
 
 export class ShardClient {
@@ -38,10 +41,12 @@ export class ShardClient {
   private nextId = 1
   private flushScheduled = false
   private readonly flush = (): void => this.flushNow()
+  private readonly onRoundTrip: (seconds: number) => void
 
-  constructor(shard: number, inflightMax: number) {
+  constructor(shard: number, inflightMax: number, onRoundTrip: (seconds: number) => void = () => {}) {
     this.shard = shard
     this.inflightMax = inflightMax
+    this.onRoundTrip = onRoundTrip
   }
 
   /** Requests sent or queued and not yet answered. */
@@ -101,7 +106,7 @@ export class ShardClient {
     }
     const id = this.nextId
     this.nextId = id >= 0x7fff_ffff ? 1 : id + 1
-    this.pending.set(id, { op, cb })
+    this.pending.set(id, { op, cb, startedAt: performance.now() })
     if (!this.flushScheduled) {
       this.flushScheduled = true
       setImmediate(this.flush)
@@ -134,12 +139,13 @@ export class ShardClient {
     const p = this.pending.get(id)
     if (p === undefined) return // answered already (e.g. failed on detach) or never asked
     this.pending.delete(id)
+    this.onRoundTrip((performance.now() - p.startedAt) / 1000)
     if (isErrorEntry(e)) {
       fail(p.op, p.cb, fromWire(e[1], e[2]))
     } else if (p.op === OP_SEND && isSendOk(e)) {
       ;(p.cb as SendCallback)(null, e[2])
     } else if (p.op === OP_PULL && isPullOk(e)) {
-      ;(p.cb as PullCallback)(null, { messages: e[2], hasMore: e[3], nextCursor: e[4] })
+      ;(p.cb as PullCallback)(null, { messages: e[2], hasMore: e[3], nextCursor: e[4], count: e[5] })
     } else {
       fail(p.op, p.cb, new PullchatError(Errors.RPC_FRAME, 'malformed RPC reply'))
     }

@@ -10,7 +10,7 @@
 // Request entries:  [OP_SEND, id, chat, text, sender]
 //                   [OP_PULL, id, chat, cursor, limit, reverse]
 // Reply entries:    [id, 0, send_time]                                  (send ok)
-//                   [id, 0, messagesJson, hasMore, nextCursor]          (pull ok)
+//                   [id, 0, messagesJson, hasMore, nextCursor, count]   (pull ok)
 //                   [id, errorWireId, message]                          (any error)
 //
 // Over a MessagePort each message is exactly one frame (`decodeFrame`); `FrameDecoder` accepts a
@@ -33,7 +33,7 @@ export type PullEntry = [typeof OP_PULL, number, string, number, number, boolean
 export type RequestEntry = SendEntry | PullEntry
 
 export type SendOkEntry = [number, 0, number]
-export type PullOkEntry = [number, 0, Uint8Array, boolean, number]
+export type PullOkEntry = [number, 0, Uint8Array, boolean, number, number]
 export type ErrorEntry = [number, number, string]
 export type ReplyEntry = SendOkEntry | PullOkEntry | ErrorEntry
 
@@ -143,7 +143,7 @@ export function isSendOk(e: unknown): e is SendOkEntry {
 }
 
 export function isPullOk(e: unknown): e is PullOkEntry {
-  return Array.isArray(e) && e.length === 5 && isId(e[0]) && e[1] === 0 && e[2] instanceof Uint8Array && typeof e[3] === 'boolean' && isCount(e[4])
+  return Array.isArray(e) && e.length === 6 && isId(e[0]) && e[1] === 0 && e[2] instanceof Uint8Array && typeof e[3] === 'boolean' && isCount(e[4]) && isCount(e[5])
 }
 
 export function isErrorEntry(e: unknown): e is ErrorEntry {

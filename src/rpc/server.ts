@@ -66,7 +66,7 @@ export class ShardEndpoint {
         })
       } else {
         const res: PullResponse = this.service.pull({ chat: e[2], cursor: e[3], limit: e[4], reverse: e[5] })
-        this.reply(res.code === CODE_OK ? [id, CODE_OK, res.messages, res.has_more, res.next_cursor] : [id, res.code, res.msg])
+        this.reply(res.code === CODE_OK ? [id, CODE_OK, res.messages, res.has_more, res.next_cursor, res.count] : [id, res.code, res.msg])
       }
     } catch (err) {
       // Operating errors are answered; anything else is a broken invariant and takes the shard

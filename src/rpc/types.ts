@@ -39,6 +39,8 @@ export interface PullResponse {
   /** The page's messages as a UTF-8 JSON array, in the order asked for. */
   readonly messages: Uint8Array
   readonly has_more: boolean
+  /** Number of messages in `messages` (not in the IDL: it feeds the front end's metrics). */
+  readonly count: number
   readonly next_cursor: number
 }
 

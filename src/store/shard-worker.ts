@@ -10,6 +10,7 @@ import { mkdirSync, unlinkSync } from 'node:fs'
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads'
 import { formatFsync, type Config } from '../config.js'
 import { createLogger, errorFields } from '../log.js'
+import { answerCollect, createShardMetrics, createThreadRegistry } from '../metrics/index.js'
 import { ShardEndpoint } from '../rpc/index.js'
 import { WalCorruptError, WalWriter, listSegments, shardDir, type SegmentFile } from '../wal/index.js'
 import { EXIT_FSYNC_FAILED, EXIT_WAL_CORRUPT } from './exit-codes.js'
@@ -23,7 +24,12 @@ export interface ShardWorkerData {
   readonly config: Config
 }
 
-export type ShardControl = { readonly type: 'port'; readonly port: MessagePort } | { readonly type: 'stop' }
+export type ShardControl =
+  | { readonly type: 'port'; readonly port: MessagePort }
+  | { readonly type: 'stop' }
+  | { readonly type: 'metrics-collect'; readonly id: number }
+
+const SLOW_FSYNC_MS = 100 // log an fdatasync slower than this (at most once per 10 s)
 
 const { shard: shardId, config } = workerData as ShardWorkerData
 const log = createLogger(`shard-${shardId}`, config.logLevel)
@@ -39,6 +45,9 @@ function fatal(exitCode: number, message: string): never {
 const dir = shardDir(config.dataDir, shardId)
 mkdirSync(dir, { recursive: true })
 const store = new ShardStore()
+const registry = createThreadRegistry(`shard-${shardId}`)
+const metrics = createShardMetrics(registry, shardId, () => store.stats(), dir)
+let slowLoggedAt = 0
 const segmentIndex = new SegmentIndex()
 let recovery: ReturnType<typeof recoverStore>
 try {
@@ -74,6 +83,13 @@ const writer = new WalWriter(
     batchBytesMax: config.walBatchBytesMax,
     pendingBytesMax: config.walPendingBytesMax,
     fsync: config.fsync,
+    onRound: (records, bytes, fsyncMs) => {
+      metrics.walRound(records, bytes, fsyncMs)
+      if (fsyncMs > SLOW_FSYNC_MS && Date.now() - slowLoggedAt > 10_000) {
+        slowLoggedAt = Date.now()
+        log.warn('slow fdatasync', { ms: Math.round(fsyncMs), records, bytes })
+      }
+    },
     onFatal: (err) => {
       log.error('log sync failed; exiting (recovery at restart decides what survived)', { exitCode: EXIT_FSYNC_FAILED, ...errorFields(err) })
       control.postMessage({ type: 'fatal', exitCode: EXIT_FSYNC_FAILED, message: `fdatasync failed: ${err.message}` })
@@ -113,6 +129,7 @@ if (retaining) {
   setInterval(enforce, everyMs).unref()
 }
 const endpoints: ShardEndpoint[] = []
+metrics.recovered(recovery.records, recovery.ms / 1000)
 const stats = store.stats()
 log.info('recovered', {
   records: recovery.records,
@@ -124,6 +141,7 @@ log.info('recovered', {
 })
 
 control.on('message', (msg: ShardControl) => {
+  if (answerCollect(control, registry, msg)) return
   if (msg.type === 'port') {
     const endpoint = new ShardEndpoint(msg.port, shard, {
       onBadFrame: (err) => log.error('dropped a malformed RPC frame', { code: err.code, detail: err.message }),

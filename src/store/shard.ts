@@ -73,6 +73,6 @@ export class Shard implements ShardService {
   pull(req: PullRequest): PullResponse {
     if (req.limit < 1) throw new PullchatError(Errors.INVALID_FIELD, 'limit must be at least 1')
     const page = this.store.pull(req.chat, req.cursor, req.limit, req.reverse)
-    return { code: CODE_OK, msg: '', messages: page.json, has_more: page.hasMore, next_cursor: page.nextCursor }
+    return { code: CODE_OK, msg: '', messages: page.json, has_more: page.hasMore, next_cursor: page.nextCursor, count: page.count }
   }
 }

@@ -168,7 +168,9 @@ export function readLog(dir: string, shard: number, onRecord: (payload: Buffer, 
     }
     if (header.shard !== shard) throw new WalCorruptError(seg.path, 10, `segment belongs to shard ${header.shard}, not ${shard}`)
     if (header.firstLsn !== seg.firstLsn) throw new WalCorruptError(seg.path, 16, `header says first LSN ${header.firstLsn}, file name says ${seg.firstLsn}`)
-    if (lsn !== 0 && header.firstLsn !== lsn + 1) throw new WalCorruptError(seg.path, 16, `LSN gap: previous segment ended at ${lsn}, this one starts at ${header.firstLsn}`)
+    // The first segment may start at any LSN (retention deletes segments from the front); every
+    // later one must follow on, also after one that holds no records (lsn is then still 0).
+    if (i > 0 && header.firstLsn !== lsn + 1) throw new WalCorruptError(seg.path, 16, `LSN gap: previous segment ended at ${lsn}, this one starts at ${header.firstLsn}`)
     lsn = header.firstLsn - 1
     const scan = scanSegment(buf, isLast, (payload) => {
       lsn++

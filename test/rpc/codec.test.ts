@@ -65,7 +65,7 @@ const bytes = fc.oneof(fc.uint8Array({ maxLength: 64 }), fc.uint8Array({ minLeng
 const sendEntry = fc.tuple(fc.constant(OP_SEND), id, str, str, str)
 const pullEntry = fc.tuple(fc.constant(OP_PULL), id, str, safeNat, fc.integer({ min: 1, max: 1000 }), fc.boolean())
 const sendOkEntry = fc.tuple(id, fc.constant(0), safeNat)
-const pullOkEntry = fc.tuple(id, fc.constant(0), bytes, fc.boolean(), safeNat)
+const pullOkEntry = fc.tuple(id, fc.constant(0), bytes, fc.boolean(), safeNat, safeNat)
 const errorEntry = fc.tuple(id, fc.integer({ min: 1, max: 18 }), str)
 
 const requestBatch = fc.array(fc.oneof(sendEntry, pullEntry), { maxLength: 40 })
@@ -172,8 +172,8 @@ t.test('round trip: the values that matter, exactly', async (t) => {
     [OP_PULL, 0x7fff_ffff, 'alice:bob', BIG, 50, true],
     [OP_PULL, 3, 'alice:bob', Number.MAX_SAFE_INTEGER, 1, false],
     [7, 0, BIG],
-    [8, 0, messages, false, BIG + 1],
-    [9, 0, new Uint8Array(0), true, 0],
+    [8, 0, messages, false, BIG + 1, 1],
+    [9, 0, new Uint8Array(0), true, 0, 0],
     [10, Errors.CHAT_FULL.wireId, 'chat "alice:bob" is full'],
   ]
   const back = decodeFrame(encodeFrame(batch))
@@ -184,8 +184,8 @@ t.test('round trip: the values that matter, exactly', async (t) => {
   const pullOk = back[4] as unknown[]
   t.ok(pullOk[2] instanceof Uint8Array)
   t.equal(Buffer.from(pullOk[2] as Uint8Array).toString('utf8'), messages.toString('utf8'))
-  t.same(pullOk.slice(3), [false, BIG + 1])
-  t.same(plain(back[5]), [9, 0, { bytes: [] }, true, 0])
+  t.same(pullOk.slice(3), [false, BIG + 1, 1])
+  t.same(plain(back[5]), [9, 0, { bytes: [] }, true, 0, 0])
   t.same(back[6], [10, 18, 'chat "alice:bob" is full'])
 })
 
@@ -215,7 +215,7 @@ t.test('FrameDecoder: three frames split at every offset, and byte by byte', asy
     [],
     [
       [OP_PULL, 2, 'alice:bob', BIG, 10, true],
-      [3, 0, Buffer.from('[]'), false, BIG],
+      [3, 0, Buffer.from('[]'), false, BIG, 0],
       [4, Errors.OVERLOADED.wireId, 'busy'],
     ],
   ]
@@ -295,7 +295,7 @@ t.test('decodeFrame rejects a bad header with IM_ERR_RPC_FRAME', async (t) => {
 })
 
 t.test('decodeFrame rejects every proper prefix of a frame with IM_ERR_RPC_FRAME', async (t) => {
-  const frame = encodeFrame([[OP_PULL, 1, 'alice:bob', BIG, 10, false], [2, 0, Buffer.from('[1,2,3]'), true, 5]])
+  const frame = encodeFrame([[OP_PULL, 1, 'alice:bob', BIG, 10, false], [2, 0, Buffer.from('[1,2,3]'), true, 5, 3]])
   for (let n = 0; n < frame.length; n++) {
     let err: unknown
     try {
@@ -427,8 +427,8 @@ t.test('entryId reads the id of a request that failed validation, when there is 
 
 t.test('isSendOk / isPullOk / isErrorEntry accept their shape and only theirs', async (t) => {
   const sendOk = [7, 0, BIG]
-  const pullOk = [7, 0, new Uint8Array([0x5b, 0x5d]), true, BIG]
-  const pullOkBuffer = [7, 0, Buffer.from('[]'), false, 0]
+  const pullOk = [7, 0, new Uint8Array([0x5b, 0x5d]), true, BIG, 0]
+  const pullOkBuffer = [7, 0, Buffer.from('[]'), false, 0, 0]
   const error = [7, Errors.CHAT_FULL.wireId, 'full']
   const table: Array<[string, unknown, boolean, boolean, boolean]> = [
     // name, entry, isSendOk, isPullOk, isErrorEntry
@@ -453,6 +453,7 @@ t.test('isSendOk / isPullOk / isErrorEntry accept their shape and only theirs', 
     ['pull ok with hasMore as a number', [7, 0, new Uint8Array(0), 1, 0], false, false, false],
     ['pull ok with a negative cursor', [7, 0, new Uint8Array(0), true, -1], false, false, false],
     ['pull ok missing the cursor', [7, 0, new Uint8Array(0), true], false, false, false],
+    ['pull ok missing the count', [7, 0, new Uint8Array(0), true, 0], false, false, false],
     ['error with a numeric message', [7, 17, 5], false, false, false],
     ['error with a string code', [7, '17', 'x'], false, false, false],
     ['a request', [OP_SEND, 1, 'c', 't', 's'], false, false, false],
@@ -530,7 +531,7 @@ class FakeShard implements ShardService {
   pull(req: PullRequest): PullResponse {
     this.pulls.push(req)
     if (req.chat === 'throw') throw new PullchatError(Errors.INVALID_FIELD, 'limit must be at least 1')
-    return { code: 0, msg: '', messages: Buffer.from(JSON.stringify(req)), has_more: req.reverse, next_cursor: req.cursor + req.limit }
+    return { code: 0, msg: '', messages: Buffer.from(JSON.stringify(req)), has_more: req.reverse, next_cursor: req.cursor + req.limit, count: 0 }
   }
 
   get holding(): number {

@@ -1,0 +1,108 @@
+// Metrics of a shard thread: what it holds, its log, and its recovery.
+
+import { readdirSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
+import { BATCH_BUCKETS, FSYNC_BUCKETS_S, PREFIX } from './thread-registry.js'
+
+export interface ShardMetrics {
+  /** After each group-commit round: records, bytes, and the fdatasync time (0 when none). */
+  walRound(records: number, bytes: number, fsyncMs: number): void
+  recovered(records: number, seconds: number): void
+}
+
+export interface ShardStats {
+  readonly chats: number
+  readonly messages: number
+  readonly jsonBytes: number
+  readonly bytes: number
+}
+
+export function createShardMetrics(registry: Registry, shard: number, stats: () => ShardStats, walDir: string): ShardMetrics {
+  const label = { shard: String(shard) }
+  const labelNames = ['shard'] as const
+  const gauge = (name: string, help: string, read: () => number): void => {
+    new Gauge({
+      name: `${PREFIX}${name}`,
+      help,
+      labelNames,
+      registers: [registry],
+      collect() {
+        this.set(label, read())
+      },
+    })
+  }
+  // Walk the store and the directory once per scrape, not once per gauge.
+  const s = cachedFor(1000, stats)
+  gauge('store_chats', 'Chats held, by shard', () => s().chats)
+  gauge('store_messages', 'Messages held, by shard', () => s().messages)
+  gauge('store_message_bytes', 'Bytes of message JSON held, by shard', () => s().jsonBytes)
+  gauge('store_allocated_bytes', 'Bytes allocated for chats\' arrays, by shard', () => s().bytes)
+  const segments = cachedFor(1000, (): { count: number; bytes: number } => {
+    let count = 0
+    let bytes = 0
+    for (const f of readdirSync(walDir)) {
+      if (!f.endsWith('.wal')) continue
+      count++
+      try {
+        bytes += statSync(join(walDir, f)).size
+      } catch {
+        // deleted by retention meanwhile
+      }
+    }
+    return { count, bytes }
+  })
+  gauge('wal_segments', 'Log segment files, by shard', () => segments().count)
+  gauge('wal_segment_bytes', 'Bytes in log segment files, by shard', () => segments().bytes)
+
+  const appends = new Counter({ name: `${PREFIX}wal_appends_total`, help: 'Records written to the log', labelNames, registers: [registry] })
+  const written = new Counter({ name: `${PREFIX}wal_bytes_total`, help: 'Bytes written to the log', labelNames, registers: [registry] })
+  const fsync = new Histogram({
+    name: `${PREFIX}wal_fsync_duration_seconds`,
+    help: 'Latency of the log\'s fdatasync calls',
+    labelNames,
+    buckets: FSYNC_BUCKETS_S,
+    registers: [registry],
+  })
+  const batch = new Histogram({
+    name: `${PREFIX}wal_batch_records`,
+    help: 'Records per group-commit round',
+    labelNames,
+    buckets: BATCH_BUCKETS,
+    registers: [registry],
+  })
+  // Series exist from the start, so that rate() and histogram_quantile() have data at once.
+  appends.inc(label, 0)
+  written.inc(label, 0)
+  fsync.zero(label)
+  batch.zero(label)
+  const recoveryRecords = new Gauge({ name: `${PREFIX}recovery_records`, help: 'Records replayed at the shard\'s last start', labelNames, registers: [registry] })
+  const recoverySeconds = new Gauge({ name: `${PREFIX}recovery_duration_seconds`, help: 'Time the shard\'s last recovery took', labelNames, registers: [registry] })
+  return {
+    walRound: (records, bytes, fsyncMs) => {
+      if (records > 0) {
+        appends.inc(label, records)
+        written.inc(label, bytes)
+        batch.observe(label, records)
+      }
+      if (fsyncMs > 0) fsync.observe(label, fsyncMs / 1000)
+    },
+    recovered: (records, seconds) => {
+      recoveryRecords.set(label, records)
+      recoverySeconds.set(label, seconds)
+    },
+  }
+}
+
+function cachedFor<T>(ms: number, read: () => T): () => T {
+  let at = -Infinity
+  let value: T
+  return () => {
+    const now = performance.now()
+    if (now - at > ms) {
+      value = read()
+      at = now
+    }
+    return value
+  }
+}

@@ -1,0 +1,174 @@
+// Shared by the WAL tests: message records to log, a writer with test defaults, an independent
+// parse of a clean log's layout (where each record sits), reading a log back, and the writer
+// state a shard worker derives from a recovery.
+
+import assert from 'node:assert/strict'
+import { readFileSync, unlinkSync } from 'node:fs'
+import { decodeMessage, encodeMessage } from '../../src/store/message-record.js'
+import type { ShardStore } from '../../src/store/shard-store.js'
+import {
+  RECORD_HEADER_BYTES,
+  SEGMENT_HEADER_BYTES,
+  WalWriter,
+  listSegments,
+  readLog,
+  type RecoveredLog,
+  type WriterOptions,
+  type WriterState,
+} from '../../src/wal/index.js'
+
+export interface Msg {
+  readonly chat: string
+  readonly sender: string
+  readonly text: string
+  readonly sendTime: number
+}
+
+/**
+ * `count` messages numbered from `from`: distinct texts, spread over a few chats, send_times
+ * increasing with the number (so each chat's are increasing too). `textBytes(i)` sets the length
+ * of message i's filler.
+ */
+export function messages(from: number, count: number, textBytes: (i: number) => number = (i) => 40 + ((i * 37) % 60)): Msg[] {
+  const out: Msg[] = []
+  for (let i = from; i < from + count; i++) {
+    out.push({ chat: `chat-${i % 5}`, sender: `user-${i % 3}`, text: `message ${i}: ${'abcdefghij'.repeat(20).slice(0, textBytes(i))}`, sendTime: 1_000_000 + i })
+  }
+  return out
+}
+
+/** The record payload the store would log for `m` (a copy: encodeMessage reuses its buffer). */
+export const payloadOf = (m: Msg): Buffer => Buffer.from(encodeMessage(m.chat, m.sender, m.text, m.sendTime))
+
+export const EMPTY_STATE: WriterState = { lastLsn: 0, lastSegment: null }
+
+export type TestWriterOptions = Partial<Omit<WriterOptions, 'dir'>>
+
+/** A writer with test defaults: shard 0, 1 MiB segments, fsync always, fatal errors thrown. */
+export function openWriter(dir: string, state: WriterState = EMPTY_STATE, opts: TestWriterOptions = {}): WalWriter {
+  return new WalWriter(
+    {
+      shard: 0,
+      segmentBytes: 1024 * 1024,
+      batchBytesMax: 1024 * 1024,
+      pendingBytesMax: 16 * 1024 * 1024,
+      fsync: { kind: 'always' },
+      // Thrown from an I/O callback: an uncaught exception, which fails the test.
+      onFatal: (err) => {
+        throw err
+      },
+      ...opts,
+      dir,
+    },
+    state,
+  )
+}
+
+/** Appends `msgs` in one burst; resolves when every callback succeeded, rejects on the first error. */
+export function appendAll(writer: WalWriter, msgs: readonly Msg[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let left = msgs.length
+    if (left === 0) resolve()
+    for (const m of msgs) {
+      writer.append(encodeMessage(m.chat, m.sender, m.text, m.sendTime), (err) => {
+        if (err !== null) reject(err)
+        else if (--left === 0) resolve()
+      })
+    }
+  })
+}
+
+/** Writes `msgs` with a fresh writer and closes it. */
+export async function writeLog(dir: string, msgs: readonly Msg[], opts: TestWriterOptions = {}, state: WriterState = EMPTY_STATE): Promise<void> {
+  const writer = openWriter(dir, state, opts)
+  await appendAll(writer, msgs)
+  await writer.close()
+}
+
+export interface RecordLoc {
+  readonly lsn: number
+  readonly path: string
+  readonly offset: number
+  readonly end: number
+}
+
+export interface SegLoc {
+  readonly path: string
+  readonly name: string
+  readonly firstLsn: number
+  readonly size: number
+  readonly records: readonly RecordLoc[]
+}
+
+/**
+ * Where every record of a clean log sits, parsed from the length fields alone (not with the
+ * reader under test, so that a reader bug cannot hide in the expectations).
+ */
+export function layout(dir: string): SegLoc[] {
+  return listSegments(dir).map((seg) => {
+    const buf = readFileSync(seg.path)
+    const records: RecordLoc[] = []
+    let at = SEGMENT_HEADER_BYTES
+    let lsn = seg.firstLsn
+    while (at < buf.length) {
+      const end = at + RECORD_HEADER_BYTES + buf.readUInt32LE(at)
+      assert.ok(end <= buf.length, `layout: ${seg.path} is not a clean log`)
+      records.push({ lsn: lsn++, path: seg.path, offset: at, end })
+      at = end
+    }
+    return { path: seg.path, name: seg.name, firstLsn: seg.firstLsn, size: buf.length, records }
+  })
+}
+
+export interface ReadBack {
+  readonly log: RecoveredLog
+  readonly msgs: Msg[]
+  readonly payloads: Buffer[]
+  readonly lsns: number[]
+}
+
+/** Reads a log with readLog, keeping every record in order. Throws what readLog throws. */
+export function readBack(dir: string, shard = 0): ReadBack {
+  const msgs: Msg[] = []
+  const payloads: Buffer[] = []
+  const lsns: number[] = []
+  const log = readLog(dir, shard, (payload, lsn) => {
+    const m = decodeMessage(payload)
+    assert.ok(m !== null, `record ${lsn} is not a message`)
+    msgs.push(m)
+    payloads.push(Buffer.from(payload))
+    lsns.push(lsn)
+  })
+  return { log, msgs, payloads, lsns }
+}
+
+/**
+ * The writer state a shard worker starts from after recovery (src/store/shard-worker.ts): a last
+ * segment whose header was never written is deleted and a new one started; otherwise appending
+ * resumes in the last segment at its valid size.
+ */
+export function resumeState(log: RecoveredLog): WriterState {
+  let last = log.segments.at(-1)
+  if (last !== undefined && log.torn?.file === last.path && log.torn.offset === 0) {
+    unlinkSync(last.path)
+    last = undefined
+  }
+  return { lastLsn: log.lastLsn, lastSegment: last === undefined ? null : { path: last.path, bytes: log.lastSegmentBytes } }
+}
+
+const wire = (m: Msg) => ({ chat: m.chat, text: m.text, sender: m.sender, send_time: m.sendTime })
+
+/** Throws unless `store` holds exactly `msgs`, each chat's in order. */
+export function assertStore(store: ShardStore, msgs: readonly Msg[]): void {
+  const chats = new Map<string, Msg[]>()
+  for (const m of msgs) {
+    const list = chats.get(m.chat) ?? []
+    list.push(m)
+    chats.set(m.chat, list)
+  }
+  assert.equal(store.stats().messages, msgs.length, 'messages in the store')
+  for (const [chat, list] of chats) {
+    const page = store.pull(chat, 0, 100_000, false)
+    assert.equal(page.json.toString('utf8'), JSON.stringify(list.map(wire)), `chat ${chat}`)
+  }
+}
