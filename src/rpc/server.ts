@@ -1,7 +1,8 @@
 // The serving side of the RPC channel: a shard serves one port per HTTP thread.
 //
 // Each incoming frame is a batch; every entry is validated, dispatched to the ShardService, and
-// its reply queued. Replies produced in one event-loop turn go back as one frame. An entry that
+// its reply queued. Replies produced by one task (one incoming frame, one group-commit round) go
+// back as one frame. An entry that
 // fails validation is answered with IM_ERR_RPC_FRAME when its id can be read; a frame that cannot
 // be decoded at all is dropped and reported through `onBadFrame` (its callers then wait for the
 // shard to restart or the client to give up: a peer that sends garbage is a bug, not traffic).
@@ -80,8 +81,11 @@ export class ShardEndpoint {
     if (this.closed) return
     this.replies.push(entry)
     if (!this.flushScheduled) {
+      // Replies are produced in bursts (every entry of one incoming frame, or every send of one
+      // group-commit round), each inside one task: send them when that task ends, without
+      // waiting for another turn of the event loop.
       this.flushScheduled = true
-      setImmediate(this.flush)
+      queueMicrotask(this.flush)
     }
   }
 

@@ -172,7 +172,12 @@ export class WalWriter {
 
   private round(): void {
     this.scheduled = false
-    if (this.inFlight || this.failed !== null) return
+    if (this.inFlight) return
+    if (this.failed !== null) {
+      // Nothing more goes to the log, but close() still releases the file.
+      if (this.closing !== null) this.closing()
+      return
+    }
     if (this.buffered.length === 0) {
       if (this.closing !== null) this.closing()
       return
@@ -220,7 +225,10 @@ export class WalWriter {
       const t0 = performance.now()
       this.io.fdatasync(this.fd, (syncErr) => {
         if (syncErr !== null) {
+          // The round's callbacks are never called: nothing it carried is acknowledged.
+          this.inFlight = false
           this.fatal(syncErr)
+          if (this.closing !== null) this.round()
           return
         }
         this.opts.onRound?.(records.length, buf.length, performance.now() - t0)
@@ -239,7 +247,6 @@ export class WalWriter {
   // record nobody was told about ahead of records that follow.
   private undoWrite(position: number): void {
     try {
-      ftruncateSync(this.fd, position)
       fdatasyncSync(this.fd)
     } catch (err) {
       this.fatal(err as Error)
@@ -249,10 +256,15 @@ export class WalWriter {
   private periodicSync(): void {
     if (!this.dirtySinceSync || this.failed !== null) return
     this.dirtySinceSync = false
+    const fd = this.fd
     const t0 = performance.now()
-    this.io.fdatasync(this.fd, (err) => {
-      if (err !== null) this.fatal(err)
-      else this.opts.onRound?.(0, 0, performance.now() - t0)
+    this.io.fdatasync(fd, (err) => {
+      // A roll or close() may have closed the fd before a busy thread pool ran this sync; they
+      // fdatasync the segment themselves first. A closed (or meanwhile reused) fd is no error
+      // then; EIO and the like always are.
+      const fdGone = err !== null && (err.code === 'EBADF' || err.code === 'EINVAL') && (fd !== this.fd || this.closing !== null)
+      if (err === null) this.opts.onRound?.(0, 0, performance.now() - t0)
+      else if (!fdGone) this.fatal(err)
     })
   }
 

@@ -1,0 +1,243 @@
+// @ts-check
+// The benchmark suite: for each scenario, the ceiling (bench/ceiling.mjs: bare uWS, fixed replies)
+// and then pullchat (node dist/cluster.js, default settings: durable sends, FSYNC=always, fresh
+// data directory) under the same load, side by side in one run, with the ratio to the ceiling.
+//
+//   npm run bench          quick: 5 s per measurement, smaller preloads (under 2 minutes)
+//   npm run bench:full     15 s per measurement, 1M messages preloaded in 100k chats
+//
+// Settings (env): BENCH_CONNECTIONS (64), BENCH_DURATION (s), BENCH_PIPELINING (1),
+// BENCH_WORKERS (autocannon worker threads, 2), BENCH_GENERATOR (autocannon | wrk),
+// BENCH_SCENARIOS (comma list of names), BENCH_SHARDS / BENCH_HTTP_THREADS (pullchat threads).
+// Results: bench/results/latest-<mode>.json, and bench/results/chart-<mode>.svg.
+
+import { spawn, spawnSync } from 'node:child_process'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir, cpus, loadavg } from 'node:os'
+import { join, dirname } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import autocannon from 'autocannon'
+import { shardOf } from '../dist/rpc/index.js'
+import { encodeMessage } from '../dist/store/index.js'
+import { WalWriter, shardDir } from '../dist/wal/index.js'
+import { renderChart } from './chart.mjs'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const full = process.argv.includes('--full') || process.env.BENCH_MODE === 'full'
+const mode = full ? 'full' : 'quick'
+const env = process.env
+const S = {
+  connections: Number(env.BENCH_CONNECTIONS ?? 64),
+  duration: Number(env.BENCH_DURATION ?? (full ? 15 : 5)),
+  pipelining: Number(env.BENCH_PIPELINING ?? 1),
+  workers: Number(env.BENCH_WORKERS ?? 2),
+  generator: env.BENCH_GENERATOR ?? 'autocannon',
+  shards: env.BENCH_SHARDS,
+  httpThreads: env.BENCH_HTTP_THREADS,
+  preloadMessages: full ? 1_000_000 : 200_000,
+  preloadChats: full ? 100_000 : 20_000,
+}
+const TEXT = 'hello world, a typical short chat message'
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios: the same request list goes to the ceiling and to pullchat.
+
+/** @typedef {{ method: 'GET' | 'POST', path: string, headers?: Record<string,string>, body?: string }} Req */
+/** @typedef {{ name: string, what: string, requests: Req[], connections?: number, amount?: number }} Scenario */
+
+const json = { 'content-type': 'application/json' }
+/** @param {string} chat @param {string} sender */
+const send = (chat, sender) => /** @type {Req} */ ({ method: 'POST', path: '/api/send', headers: json, body: JSON.stringify({ chat, text: TEXT, sender }) })
+/** @param {string} q */
+const pull = (q) => /** @type {Req} */ ({ method: 'GET', path: `/api/pull?${q}` })
+const preloadChat = (/** @type {number} */ i) => `u${i}:u${i + 1}`
+
+/** @type {Scenario[]} */
+const scenarios = [
+  { name: 'send-1-chat', what: 'durable send, one chat', requests: [send('alice:bob', 'alice')] },
+  { name: 'send-10k-chats', what: 'durable send across 10k chats', requests: Array.from({ length: 10_000 }, (_, i) => send(`s${i}:t${i}`, `s${i}`)) },
+  { name: 'pull-hot', what: 'pull limit 10, hot chat', requests: [pull('chat=hot&limit=10')] },
+  { name: 'pull-reverse', what: 'pull reverse limit 10, hot chat', requests: [pull('chat=hot&limit=10&reverse=true')] },
+  {
+    name: 'pull-many-chats',
+    what: `pull limit 10 over ${S.preloadChats / 1000}k chats, ${S.preloadMessages / 1e6}M messages`,
+    requests: Array.from({ length: 10_000 }, (_, i) => pull(`chat=${preloadChat((i * 7919) % S.preloadChats)}&limit=10`)),
+  },
+  {
+    name: 'mixed-90-10',
+    what: '90% pull / 10% send',
+    requests: Array.from({ length: 10 }, (_, i) => (i === 0 ? send('hot', 'mixer') : pull('chat=hot&limit=10'))),
+  },
+  { name: 'many-connections', what: '1000 connections, 20 requests each', requests: [pull('chat=hot&limit=10')], connections: 1000, amount: 20_000 },
+]
+const only = env.BENCH_SCENARIOS?.split(',')
+const selected = only ? scenarios.filter((s) => only.includes(s.name)) : scenarios
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+/** @param {string[]} args @param {Record<string,string>} extraEnv @returns {Promise<{ proc: import('node:child_process').ChildProcess, port: number }>} */
+function startProcess(args, extraEnv, ready = /"port":(\d+)|"listening":(\d+)/) {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    const onData = (/** @type {Buffer} */ c) => {
+      out += c.toString()
+      const m = ready.exec(out)
+      if (m && /listening/.test(out)) {
+        proc.stdout?.off('data', onData)
+        resolve({ proc, port: Number(m[1] ?? m[2]) })
+      }
+    }
+    proc.stdout?.on('data', onData)
+    proc.stderr?.on('data', (c) => (out += c.toString()))
+    proc.on('exit', (code) => reject(new Error(`${args.join(' ')} exited ${code}:\n${out}`)))
+  })
+}
+
+/** @param {import('node:child_process').ChildProcess} proc */
+async function stopProcess(proc) {
+  if (proc.exitCode !== null) return
+  proc.removeAllListeners('exit')
+  const done = new Promise((r) => proc.once('exit', r))
+  proc.kill('SIGTERM')
+  await Promise.race([done, new Promise((r) => setTimeout(r, 10_000))])
+  if (proc.exitCode === null) proc.kill('SIGKILL')
+}
+
+/** CPU seconds a process and its threads used so far (Linux /proc). */
+function cpuSeconds(/** @type {number | undefined} */ pid) {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
+    return (Number(f[11]) + Number(f[12])) / 100
+  } catch {
+    return NaN
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load
+
+/** @param {number} port @param {Scenario} sc */
+async function loadAutocannon(port, sc) {
+  const cpu0 = process.cpuUsage()
+  const t0 = performance.now()
+  const result = await autocannon({
+    url: `http://127.0.0.1:${port}`,
+    connections: sc.connections ?? S.connections,
+    pipelining: S.pipelining,
+    workers: S.workers > 1 ? S.workers : undefined,
+    ...(sc.amount ? { amount: sc.amount } : { duration: S.duration }),
+    requests: sc.requests,
+  })
+  const wall = (performance.now() - t0) / 1000
+  const cpu = process.cpuUsage(cpu0)
+  return {
+    reqPerSec: Math.round(result.requests.total / wall),
+    latencyMsP50: result.latency.p50,
+    latencyMsP99: result.latency.p99,
+    latencyMsP999: /** @type {any} */ (result.latency).p99_9 ?? null,
+    errors: result.errors,
+    timeouts: result.timeouts,
+    non2xx: result.non2xx,
+    requests: result.requests.total,
+    generatorCpuCores: +((cpu.user + cpu.system) / 1e6 / wall).toFixed(2),
+    seconds: +wall.toFixed(2),
+  }
+}
+
+/** @param {number} port @param {Scenario} sc */
+function loadWrk(port, sc) {
+  const dir = mkdtempSync(join(tmpdir(), 'pullchat-wrk-'))
+  const script = join(dir, 'reqs.lua')
+  const reqs = sc.requests.slice(0, 10_000).map((r) => `wrk.format(${JSON.stringify(r.method)}, ${JSON.stringify(r.path)}, ${JSON.stringify(r.headers ?? {}).replace(/"([^"]+)":/g, '["$1"]=')}, ${r.body ? JSON.stringify(r.body) : 'nil'})`)
+  writeFileSync(
+    script,
+    `local reqs = {}\ninit = function() reqs = {${reqs.join(',\n')}} end\nlocal i = 0\nrequest = function() i = i % #reqs + 1 return reqs[i] end\n` +
+      `done = function(summary, latency, requests)\n io.write(string.format("JSON{\\"p50\\":%f,\\"p99\\":%f,\\"p999\\":%f,\\"non2xx\\":%d,\\"errors\\":%d}\\n", latency:percentile(50)/1000, latency:percentile(99)/1000, latency:percentile(99.9)/1000, summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))\nend\n`,
+  )
+  const conns = sc.connections ?? S.connections
+  const t0 = performance.now()
+  const r = spawnSync('wrk', ['-t2', `-c${conns}`, `-d${S.duration}s`, '--latency', '-s', script, `http://127.0.0.1:${port}`], { encoding: 'utf8' })
+  const wall = (performance.now() - t0) / 1000
+  rmSync(dir, { recursive: true, force: true })
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(r.stdout)?.[1] ?? NaN)
+  const j = JSON.parse(/JSON(\{.*\})/.exec(r.stdout)?.[1] ?? '{}')
+  return { reqPerSec: Math.round(rps), latencyMsP50: j.p50, latencyMsP99: j.p99, latencyMsP999: j.p999, errors: j.errors, timeouts: 0, non2xx: j.non2xx, requests: Math.round(rps * S.duration), generatorCpuCores: null, seconds: +wall.toFixed(2) }
+}
+
+/** @param {number} port @param {Scenario} sc @param {number | undefined} pid */
+async function measure(port, sc, pid) {
+  const c0 = cpuSeconds(pid)
+  const r = S.generator === 'wrk' ? loadWrk(port, sc) : await loadAutocannon(port, sc)
+  return { ...r, serverCpuCores: +((cpuSeconds(pid) - c0) / r.seconds).toFixed(2) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Preload: write shard logs directly (the real format), so a big store costs seconds, not minutes.
+
+/** @param {string} dataDir @param {number} shards */
+async function preload(dataDir, shards) {
+  writeFileSync(join(dataDir, 'pullchat.json'), JSON.stringify({ format: 1, shards }) + '\n')
+  const writers = Array.from({ length: shards }, (_, i) => {
+    const dir = shardDir(dataDir, i)
+    mkdirSync(dir, { recursive: true })
+    return new WalWriter(
+      { dir, shard: i, segmentBytes: 64 << 20, batchBytesMax: 4 << 20, pendingBytesMax: 8 * 2 ** 30, fsync: { kind: 'unsafe-none' }, onFatal: (e) => { throw e } },
+      { lastLsn: 0, lastSegment: null },
+    )
+  })
+  const t0 = Date.now() * 1000 - 3_600_000_000
+  let pending = 0
+  /** @type {() => void} */
+  let wake = () => {}
+  const put = (/** @type {string} */ chat, /** @type {string} */ sender, /** @type {number} */ t) => {
+    pending++
+    writers[shardOf(chat, shards)]?.append(encodeMessage(chat, sender, TEXT, t), (err) => {
+      if (err) throw err
+      if (--pending === 0) wake()
+    })
+  }
+  for (let i = 0; i < 1000; i++) put('hot', 'loader', t0 + i)
+  for (let i = 0; i < S.preloadMessages; i++) {
+    const c = i % S.preloadChats
+    put(preloadChat(c), `u${c}`, t0 + 1000 + i)
+    if (pending > 50_000) await new Promise((r) => (wake = () => r(undefined)))
+  }
+  if (pending > 0) await new Promise((r) => (wake = () => r(undefined)))
+  await Promise.all(writers.map((w) => w.close()))
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const results = []
+console.log(`pullchat bench (${mode}): ${cpus().length} cores (${cpus()[0]?.model}), load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`)
+console.log(`generator ${S.generator}${S.generator === 'autocannon' ? ` (${S.workers} workers)` : ''}, ${S.connections} connections, pipelining ${S.pipelining}, ${S.duration} s per measurement`)
+for (const sc of selected) {
+  const ceiling = await startProcess(['bench/ceiling.mjs', '0'], {})
+  const c = await measure(ceiling.port, sc, ceiling.proc.pid)
+  await stopProcess(ceiling.proc)
+
+  const dataDir = mkdtempSync(join(env.BENCH_DIR ?? tmpdir(), 'pullchat-bench-'))
+  const shards = Number(S.shards ?? 2)
+  if (sc.name.startsWith('pull') || sc.name.startsWith('mixed') || sc.name.startsWith('many')) await preload(dataDir, shards)
+  const serverEnv = { PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn', ...(S.shards ? { SHARDS: S.shards } : {}), ...(S.httpThreads ? { HTTP_THREADS: S.httpThreads } : {}) }
+  const server = await startProcess(['dist/cluster.js'], { ...serverEnv, LOG_LEVEL: 'info' })
+  const p = await measure(server.port, sc, server.proc.pid)
+  await stopProcess(server.proc)
+  rmSync(dataDir, { recursive: true, force: true })
+
+  const row = { scenario: sc.name, what: sc.what, ceiling: c, pullchat: p, ratio: +(p.reqPerSec / c.reqPerSec).toFixed(3) }
+  results.push(row)
+  const fmt = (/** @type {typeof p} */ r) => `${String(r.reqPerSec).padStart(7)} req/s  p50 ${r.latencyMsP50} ms  p99 ${r.latencyMsP99} ms  p99.9 ${r.latencyMsP999} ms  err ${r.errors}  non2xx ${r.non2xx}  cpu server ${r.serverCpuCores} gen ${r.generatorCpuCores}`
+  console.log(`\n${sc.name}: ${sc.what}`)
+  console.log(`  ceiling   ${fmt(c)}`)
+  console.log(`  pullchat  ${fmt(p)}`)
+  console.log(`  ratio to ceiling: ${row.ratio}`)
+}
+
+mkdirSync(join(root, 'bench/results'), { recursive: true })
+const report = { mode, date: new Date().toISOString(), machine: { cores: cpus().length, model: cpus()[0]?.model, node: process.version }, settings: S, results }
+writeFileSync(join(root, `bench/results/latest-${mode}.json`), JSON.stringify(report, null, 2) + '\n')
+writeFileSync(join(root, `bench/results/chart-${mode}.svg`), renderChart(report))
+console.log(`\nwrote bench/results/latest-${mode}.json and bench/results/chart-${mode}.svg`)
