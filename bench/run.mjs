@@ -160,7 +160,8 @@ function loadWrk(port, sc) {
   const t0 = performance.now()
   const r = spawnSync('wrk', ['-t2', `-c${conns}`, `-d${S.duration}s`, '--latency', '-s', script, `http://127.0.0.1:${port}`], { encoding: 'utf8' })
   const wall = (performance.now() - t0) / 1000
-  rmSync(dir, { recursive: true, force: true })
+  if (env.BENCH_KEEP_SCRIPTS) console.log(`wrk script kept: ${script}`)
+  else rmSync(dir, { recursive: true, force: true })
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(r.stdout)?.[1] ?? NaN)
   const j = JSON.parse(/JSON(\{.*\})/.exec(r.stdout)?.[1] ?? '{}')
   return { reqPerSec: Math.round(rps), latencyMsP50: j.p50, latencyMsP99: j.p99, latencyMsP999: j.p999, errors: j.errors, timeouts: 0, non2xx: j.non2xx, requests: Math.round(rps * S.duration), generatorCpuCores: null, seconds: +wall.toFixed(2) }
@@ -224,6 +225,14 @@ for (const sc of selected) {
   const serverEnv = { PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn', ...(S.shards ? { SHARDS: S.shards } : {}), ...(S.httpThreads ? { HTTP_THREADS: S.httpThreads } : {}) }
   const server = await startProcess(['dist/cluster.js'], { ...serverEnv, LOG_LEVEL: 'info' })
   const p = await measure(server.port, sc, server.proc.pid)
+  // What the server says it answered, by status: explains any non-2xx the generator saw.
+  const metricsText = await fetch(`http://127.0.0.1:${server.port}/metrics`).then((r) => r.text()).catch(() => '')
+  /** @type {Record<string, number>} */
+  const statuses = {}
+  for (const m of metricsText.matchAll(/^pullchat_http_requests_total\{route="\/api\/[a-z]+",method="[A-Z]+",status="(\d+)"[^}]*\} (\d+)/gm)) {
+    statuses[m[1] ?? '?'] = (statuses[m[1] ?? '?'] ?? 0) + Number(m[2])
+  }
+  Object.assign(p, { serverStatuses: statuses })
   await stopProcess(server.proc)
   rmSync(dataDir, { recursive: true, force: true })
 
@@ -233,7 +242,7 @@ for (const sc of selected) {
   console.log(`\n${sc.name}: ${sc.what}`)
   console.log(`  ceiling   ${fmt(c)}`)
   console.log(`  pullchat  ${fmt(p)}`)
-  console.log(`  ratio to ceiling: ${row.ratio}`)
+  console.log(`  ratio to ceiling: ${row.ratio}; pullchat answered by status: ${JSON.stringify(/** @type {any} */ (p).serverStatuses)}`)
 }
 
 mkdirSync(join(root, 'bench/results'), { recursive: true })

@@ -5,7 +5,7 @@
 // is a named room. More than one ':' or an empty member is invalid. Member ids, senders and room
 // names are at most `idBytesMax` bytes of UTF-8 and hold no control characters.
 
-import { Errors, PullchatError } from '../errors.js'
+import { Errors, PullchatError, type ErrorSpec } from '../errors.js'
 
 export interface ChatId {
   /** Canonical id: members sorted for direct chats, the name itself for rooms. */
@@ -17,12 +17,16 @@ export interface ChatId {
 // C0 controls and DEL. Everything else (any script, emoji) is a fine id character.
 const CONTROL = /[\u0000-\u001f\u007f]/
 
-/** Checks a member id, sender or room name; `what` names it in the error message. */
-export function checkId(value: string, what: string, idBytesMax: number): void {
+/**
+ * Checks a member id, sender or room name; `what` names it in the error message, `invalid` is
+ * the error for a bad character (IM_ERR_INVALID_CHAT inside a chat id, IM_ERR_INVALID_FIELD for a
+ * sender).
+ */
+export function checkId(value: string, what: string, idBytesMax: number, invalid: ErrorSpec = Errors.INVALID_CHAT): void {
   if (value.length * 3 > idBytesMax && Buffer.byteLength(value) > idBytesMax) {
     throw new PullchatError(Errors.FIELD_TOO_LONG, `${what} is longer than ${idBytesMax} bytes`)
   }
-  if (CONTROL.test(value)) throw new PullchatError(Errors.INVALID_CHAT, `${what} must not contain control characters`)
+  if (CONTROL.test(value)) throw new PullchatError(invalid, `${what} must not contain control characters`)
 }
 
 export function parseChatId(chat: string, idBytesMax: number): ChatId {

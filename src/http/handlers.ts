@@ -65,7 +65,7 @@ export const send: Handler = (req, ctx, done) => {
     throw new PullchatError(Errors.FIELD_TOO_LONG, `"text" is longer than ${config.textBytesMax} bytes`)
   }
   if (sender.includes(':')) throw new PullchatError(Errors.INVALID_FIELD, '"sender" must not contain \':\'')
-  checkId(sender, 'sender', config.memberBytesMax)
+  checkId(sender, 'sender', config.memberBytesMax, Errors.INVALID_FIELD)
   const chat = parseChatId(chatRaw, config.memberBytesMax)
   if (chat.members !== null && chat.members[0] !== sender && chat.members[1] !== sender) {
     throw new PullchatError(Errors.SENDER_NOT_MEMBER, `sender ${JSON.stringify(sender)} is not a member of chat ${JSON.stringify(chat.id)}`)

@@ -102,11 +102,12 @@ export function optionalUint(fields: Fields, name: string): number | undefined {
   return n
 }
 
-/** An optional boolean: true/false, "true"/"false", 1/0 or "1"/"0". */
+/** An optional boolean: true/false, "true"/"false" (any case, e.g. Python's "True"), 1/0, "1"/"0". */
 export function optionalBool(fields: Fields, name: string): boolean | undefined {
   const v = fields[name]
   if (absent(v)) return undefined
-  if (v === true || v === 'true' || v === 1 || v === '1') return true
-  if (v === false || v === 'false' || v === 0 || v === '0') return false
+  const s = typeof v === 'string' ? v.toLowerCase() : v
+  if (s === true || s === 'true' || s === 1 || s === '1') return true
+  if (s === false || s === 'false' || s === 0 || s === '0') return false
   throw new PullchatError(Errors.INVALID_FIELD, `"${name}" must be a boolean (true/false), got ${JSON.stringify(v)}`)
 }

@@ -247,6 +247,7 @@ export class WalWriter {
   // record nobody was told about ahead of records that follow.
   private undoWrite(position: number): void {
     try {
+      ftruncateSync(this.fd, position)
       fdatasyncSync(this.fd)
     } catch (err) {
       this.fatal(err as Error)

@@ -1,18 +1,18 @@
 // k6 and JMeter cannot run here (k6 is not packaged for npm or Debian; Debian's JMeter is 2.13,
 // which cannot send a body with GET), so this replays what they send, against the real server:
 //
-// - the JMeter plan examples/jmeter/pullchat.jmx, read and played as JMeter 5 plays it (jmx.ts),
-//   with the plan's own extractors and Response Assertions;
+// - the JMeter plan examples/jmeter/pullchat.jmx, read and played as JMeter 5 plays it
+//   (test/helpers/clients/jmx.ts), with the plan's own extractors and Response Assertions;
 // - the k6 script examples/k6/pullchat.js, run unchanged under a shim of k6's http API that writes
-//   requests the way k6 does (k6-shim/), with the script's own checks;
+//   requests the way k6 does (test/helpers/clients/k6-shim/), with the script's own checks;
 // - the request shapes students' scripts commonly used, byte for byte.
 
 import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { startServer } from '../helpers/server.js'
-import { JMETER_USER_AGENT, readPlan, runPlan } from './jmx.js'
-import { RawConnection } from './raw-http.js'
+import { JMETER_USER_AGENT, readPlan, runPlan } from '../helpers/clients/jmx.js'
+import { RawConnection } from '../helpers/clients/raw-http.js'
 
 const ROOT = new URL('../../', import.meta.url)
 const read = (path: string): string => readFileSync(new URL(path, ROOT), 'utf8')
@@ -64,7 +64,7 @@ t.test('the k6 script, run under a k6 http shim', async (t) => {
   const { base } = await startServer(t)
   const vus = 3
   const iterations = 4
-  const child = spawn(process.execPath, ['test/clients/k6-shim/run.mjs', 'examples/k6/pullchat.js', base, String(vus), String(iterations)], {
+  const child = spawn(process.execPath, ['test/helpers/clients/k6-shim/run.mjs', 'examples/k6/pullchat.js', base, String(vus), String(iterations)], {
     cwd: new URL('.', ROOT),
     stdio: ['ignore', 'pipe', 'pipe'],
   })

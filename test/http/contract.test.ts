@@ -153,6 +153,8 @@ t.test('contract', async (t) => {
     t.equal(res.json.has_more, false)
     t.equal(res.json.next_cursor, (times[0] as number) - 1)
 
+    res = await request(port, `/api/pull?chat=${room}&reverse=True&limit=1`)
+    t.same(texts(res), ['m24'], 'reverse=True (Python requests) is true')
     res = await request(port, `/api/pull?chat=${room}&reverse=1&cursor=${(times[0] as number) - 1}`)
     t.same(res.json, { messages: [], has_more: false, next_cursor: (times[0] as number) - 1 })
 
@@ -251,12 +253,18 @@ t.test('contract', async (t) => {
       await bad(getJson(port, '/api/pull', { chat }), 400, 'IM_ERR_INVALID_CHAT', BAD, /chat id/)
     }
     await bad(postJson(port, '/api/send', { chat: 'a\u0001b', text: 'x', sender: 'a' }), 400, 'IM_ERR_INVALID_CHAT', BAD, 'room name must not contain control characters')
+    await bad(postJson(port, '/api/send', { chat: room, text: 'x', sender: 'a\u0001b' }), 400, 'IM_ERR_INVALID_FIELD', BAD, 'sender must not contain control characters')
     await bad(postJson(port, '/api/send', { chat: 'a:b', text: 'x', sender: 'c' }), 400, 'IM_ERR_SENDER_NOT_MEMBER', BAD, 'sender "c" is not a member of chat "a:b"')
     await bad(postJson(port, '/api/send', { chat: room, text: 'x'.repeat(16 * 1024 + 1), sender: 's' }), 400, 'IM_ERR_FIELD_TOO_LONG', BAD, '"text" is longer than 16384 bytes')
     await bad(postJson(port, '/api/send', { chat: room, text: 'é'.repeat(8 * 1024 + 1), sender: 's' }), 400, 'IM_ERR_FIELD_TOO_LONG', BAD, '"text" is longer than 16384 bytes')
     await bad(postJson(port, '/api/send', { chat: `${'m'.repeat(129)}:b`, text: 'x', sender: 'b' }), 400, 'IM_ERR_FIELD_TOO_LONG', BAD, 'member id is longer than 128 bytes')
     await bad(postJson(port, '/api/send', { chat: room, text: 'x', sender: 's'.repeat(129) }), 400, 'IM_ERR_FIELD_TOO_LONG', BAD, 'sender is longer than 128 bytes')
     await bad(request(port, '/api/send', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"chat": "x", ' }), 400, 'IM_ERR_INVALID_JSON', BAD, /^the body is not valid JSON: /)
+    t.equal(
+      (await request(port, '/api/send', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: JSON.stringify({ chat: room + 'f', text: 'curl -d', sender: 's' }) })).status,
+      200,
+      'JSON sent with curl -d (form content type) is read as JSON',
+    )
     await bad(request(port, '/api/send', { method: 'POST', body: 'chat=x' }), 400, 'IM_ERR_INVALID_JSON', BAD, /^the body is not valid JSON: /)
     await bad(request(port, '/api/send', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '[1,2]' }), 400, 'IM_ERR_BODY_NOT_OBJECT', BAD, 'the JSON body must be an object, got an array')
     await bad(request(port, '/api/send', { method: 'POST', headers: { 'content-type': 'application/json' }, body: 'null' }), 400, 'IM_ERR_BODY_NOT_OBJECT', BAD, 'the JSON body must be an object, got null')

@@ -3,7 +3,6 @@
 // (the round fails, the file is cut back, writes resume), a failed fdatasync (fatal, never
 // retried), backpressure; and what a shard answers when its log cannot take a message.
 
-import assert from 'node:assert/strict'
 import { readFileSync, readdirSync, statSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
@@ -43,7 +42,7 @@ class TestIo implements WalIo {
   private held: (() => void)[] = []
   /** While set, writes fail with this code after writing `partialBytes` of the buffer for real. */
   failWrite: { readonly code: string; readonly partialBytes: number } | null = null
-  /** While set, fdatasyncs fail with this error. */
+  /** While set, fdatasyncs (when they run) fail with this error. */
   failSync: NodeJS.ErrnoException | null = null
 
   write(fd: number, buf: Buffer, position: number, cb: (err: NodeJS.ErrnoException | null, written: number) => void): void {
@@ -60,8 +59,8 @@ class TestIo implements WalIo {
 
   fdatasync(fd: number, cb: (err: NodeJS.ErrnoException | null) => void): void {
     this.syncs++
-    const fail = this.failSync
     const run = () => {
+      const fail = this.failSync
       if (fail !== null) {
         this.events.push('sync failed')
         cb(fail)
@@ -182,4 +181,328 @@ t.test('a round carries at most batchBytesMax bytes, and at least one record', a
   t.same(io2.writes, Array(7).fill(size), 'a record larger than batchBytesMax goes alone')
   await writer2.close()
   t.same(readBack(join(root, 'b')).msgs, msgs, 'read back in order')
+})
+
+// ---------------------------------------------------------------------------------------------
+// Segments
+
+t.test('segments roll at segmentBytes: named by their first LSN, each with a valid header, read back across', async (t) => {
+  const dir = t.testdir()
+  const msgs = messages(0, 10, () => 50)
+  const size = recordBytes(msgs.slice(0, 1))
+  // Three records fill a segment; one record per round, so the fourth starts a new one.
+  const writer = openWriter(dir, EMPTY_STATE, { shard: 2, segmentBytes: SEGMENT_HEADER_BYTES + 3 * size, batchBytesMax: 1 })
+  await appendAll(writer, msgs)
+  t.equal(writer.currentSegment, join(dir, segmentName(10)), 'writing to the newest segment')
+  await writer.close()
+
+  const names = readdirSync(dir).sort()
+  t.same(names, [1, 4, 7, 10].map(segmentName), 'one segment per three records, named by first LSN')
+  for (const name of names) t.match(name, /^\d{20}\.wal$/, `${name}: 20 digits`)
+  t.equal(segmentName(4), '00000000000000000004.wal')
+  for (const [i, first] of [1, 4, 7, 10].entries()) {
+    const buf = readFileSync(join(dir, names[i] as string))
+    t.same(decodeHeader(buf), { version: FORMAT_VERSION, shard: 2, firstLsn: first }, `${names[i]}: header`)
+    t.equal(buf.length, SEGMENT_HEADER_BYTES + (first === 10 ? 1 : 3) * size, `${names[i]}: size`)
+  }
+  const back = readBack(dir, 2)
+  t.same(back.msgs, msgs, 'recovery reads across segments in order')
+  t.same(back.lsns, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+  t.equal(back.log.torn, null)
+})
+
+t.test('a round is never split across segments: one larger than segmentBytes fills a segment of its own', async (t) => {
+  const dir = t.testdir()
+  const msgs = messages(0, 10, () => 50)
+  const size = recordBytes(msgs.slice(0, 1))
+  const writer = openWriter(dir, EMPTY_STATE, { segmentBytes: SEGMENT_HEADER_BYTES + 3 * size })
+  await appendAll(writer, msgs.slice(0, 5)) // more than a segment holds, into the fresh first one
+  await appendAll(writer, msgs.slice(5, 6)) // the segment is full: roll
+  await appendAll(writer, msgs.slice(6)) // 4 more: roll again rather than split
+  await writer.close()
+  t.same(readdirSync(dir).sort(), [1, 6, 7].map(segmentName))
+  t.equal(statSync(join(dir, segmentName(1))).size, SEGMENT_HEADER_BYTES + 5 * size, 'the whole first round in the first segment')
+  t.equal(statSync(join(dir, segmentName(7))).size, SEGMENT_HEADER_BYTES + 4 * size, 'the whole last round in a segment of its own')
+  t.same(readBack(dir).msgs, msgs)
+})
+
+// ---------------------------------------------------------------------------------------------
+// Fsync policies
+
+t.test('fsync interval: acks after the write, fdatasyncs on a timer', async (t) => {
+  const dir = t.testdir()
+  const io = new TestIo()
+  const writer = openWriter(dir, EMPTY_STATE, { io, fsync: { kind: 'interval', ms: 40 } })
+  const t0 = Date.now()
+  await appendAll(writer, messages(0, 5))
+  t.equal(io.writes.length, 1, 'written')
+  t.equal(io.syncs, 0, 'acked before any fdatasync')
+  await until('the timer to fdatasync', () => io.syncs === 1)
+  t.ok(Date.now() - t0 >= 30, `synced by the timer after ${Date.now() - t0} ms`)
+  await sleep(150)
+  t.equal(io.syncs, 1, 'no fdatasync while nothing new was written')
+  await appendAll(writer, messages(5, 5))
+  t.equal(io.syncs, 1, 'acked before the next fdatasync')
+  await until('the timer to fdatasync again', () => io.syncs === 2)
+  await writer.close()
+  t.same(readBack(dir).msgs, messages(0, 10))
+})
+
+t.test('fsync unsafe-none: acks after the write, never fdatasyncs before close', async (t) => {
+  const dir = t.testdir()
+  const io = new TestIo()
+  const writer = openWriter(dir, EMPTY_STATE, { io, fsync: { kind: 'unsafe-none' }, segmentBytes: 1000, batchBytesMax: 300 })
+  await appendAll(writer, messages(0, 20))
+  t.ok(io.writes.length > 1, `${io.writes.length} writes`)
+  t.ok(readdirSync(dir).length > 1, 'several segments')
+  await sleep(100)
+  t.equal(io.syncs, 0, 'no fdatasync')
+  await writer.close()
+  t.equal(io.syncs, 0, 'still none through the shim (close syncs directly)')
+  t.same(readBack(dir).msgs, messages(0, 20))
+})
+
+t.test('fsync interval: a timer fdatasync still running when its segment rolls, or the log closes, is no error', async (t) => {
+  const dir = t.testdir()
+  const io = new TestIo()
+  const fatals: Error[] = []
+  const msgs = messages(0, 4, () => 50)
+  const size = recordBytes(msgs.slice(0, 1))
+  const writer = openWriter(dir, EMPTY_STATE, {
+    io,
+    fsync: { kind: 'interval', ms: 5 },
+    segmentBytes: SEGMENT_HEADER_BYTES + 2 * size,
+    batchBytesMax: 1,
+    onFatal: (err) => fatals.push(err),
+  })
+  await appendAll(writer, msgs.slice(0, 2))
+  // A slow thread pool: the timer's fdatasync is queued but has not run yet.
+  io.holdSyncs = true
+  await until('a timer fdatasync', () => io.heldSyncs === 1)
+  await appendAll(writer, msgs.slice(2)) // rolls: the first segment's fd is synced and closed
+  t.equal(writer.currentSegment, join(dir, segmentName(3)), 'rolled')
+  io.release() // the queued fdatasync runs on the closed fd
+  await until('the next timer fdatasync', () => io.heldSyncs === 1 || fatals.length > 0)
+  t.same(fatals, [], 'no fatal error from the sync of the rolled segment')
+  await writer.close()
+  io.release() // and this one after close()
+  await sleep(30)
+  t.same(fatals, [], 'no fatal error from the sync after close()')
+  t.same(readBack(dir).msgs, msgs)
+})
+
+t.test('fsync interval: an EIO from a timer fdatasync of a segment rolled meanwhile is still fatal', async (t) => {
+  const dir = t.testdir()
+  const io = new TestIo()
+  const fatals: Error[] = []
+  const msgs = messages(0, 4, () => 50)
+  const size = recordBytes(msgs.slice(0, 1))
+  const writer = openWriter(dir, EMPTY_STATE, {
+    io,
+    fsync: { kind: 'interval', ms: 5 },
+    segmentBytes: SEGMENT_HEADER_BYTES + 2 * size,
+    batchBytesMax: 1,
+    onFatal: (err) => fatals.push(err),
+  })
+  await appendAll(writer, msgs.slice(0, 2))
+  io.holdSyncs = true
+  await until('a timer fdatasync', () => io.heldSyncs === 1)
+  await appendAll(writer, msgs.slice(2))
+  io.failSync = errno('EIO', 'fdatasync')
+  io.release()
+  await until('onFatal', () => fatals.length > 0)
+  t.equal((fatals[0] as NodeJS.ErrnoException).code, 'EIO', 'the error may be the only report of lost pages (fsyncgate)')
+  t.equal(await within(writer.close(), 2000), undefined, 'close() settles')
+})
+
+// ---------------------------------------------------------------------------------------------
+// Faults
+
+for (const partialBytes of [0, 100]) {
+  t.test(`ENOSPC${partialBytes > 0 ? ' after a partial write' : ''}: the round fails and is cut off, writes resume, LSNs stay contiguous`, async (t) => {
+    const dir = t.testdir()
+    const io = new TestIo()
+    const writer = openWriter(dir, EMPTY_STATE, { io })
+    const [before, failed, after] = [messages(0, 3), messages(3, 3), messages(6, 3)] as [Msg[], Msg[], Msg[]]
+    await appendAll(writer, before)
+    const durable = statSync(writer.currentSegment).size
+
+    io.failWrite = { code: 'ENOSPC', partialBytes }
+    const errors: (NodeJS.ErrnoException | null)[] = []
+    failed.forEach((m, i) => appendTracked(writer, io, m, `failed ${i}`, errors))
+    await until('the failed round to be answered', () => errors.length === 3)
+    t.same(errors.map((e) => e?.code), ['ENOSPC', 'ENOSPC', 'ENOSPC'], "every callback of the round gets the error")
+    t.equal(io.syncs, 1, 'no fdatasync for a failed write')
+    t.equal(statSync(writer.currentSegment).size, durable, 'the file is cut back to its durable size')
+    t.equal(writer.lastLsn, 3, 'no LSN used by the failed round')
+    const mid = readBack(dir)
+    t.same(mid.msgs, before, 'recovery now: the earlier records, none of the failed round')
+    t.equal(mid.log.torn, null, 'and no torn tail')
+
+    // Still no space: the next round fails too.
+    await t.rejects(appendAll(writer, after.slice(0, 1)), { code: 'ENOSPC' })
+    io.failWrite = null
+    await appendAll(writer, after)
+    t.equal(writer.lastLsn, 6, 'LSNs continue from the last durable record')
+    await writer.close()
+    const back = readBack(dir)
+    t.same(back.msgs, [...before, ...after], 'everything acknowledged, in order, and nothing else')
+    t.same(back.lsns, [1, 2, 3, 4, 5, 6], 'LSNs contiguous')
+    t.equal(back.log.torn, null)
+  })
+}
+
+t.test('a write failing on a new segment: the round fails, later appends go to that segment', async (t) => {
+  const dir = t.testdir()
+  const io = new TestIo()
+  const msgs = messages(0, 6, () => 50)
+  const size = recordBytes(msgs.slice(0, 1))
+  const writer = openWriter(dir, EMPTY_STATE, { io, segmentBytes: SEGMENT_HEADER_BYTES + 2 * size, batchBytesMax: 1 })
+  await appendAll(writer, msgs.slice(0, 2))
+  io.failWrite = { code: 'EIO', partialBytes: 10 }
+  await t.rejects(appendAll(writer, msgs.slice(2, 3)), { code: 'EIO' })
+  t.equal(writer.currentSegment, join(dir, segmentName(3)), 'rolled before the write')
+  t.equal(statSync(writer.currentSegment).size, SEGMENT_HEADER_BYTES, 'the new segment cut back to its header')
+  io.failWrite = null
+  await appendAll(writer, msgs.slice(3))
+  await writer.close()
+  const back = readBack(dir)
+  t.same(back.msgs, [...msgs.slice(0, 2), ...msgs.slice(3)])
+  t.same(back.lsns, [1, 2, 3, 4, 5])
+})
+
+t.test('a failed fdatasync is fatal: onFatal once, no callback acked, later appends throw', async (t) => {
+  const dir = t.testdir()
+  const io = new TestIo()
+  const fatals: Error[] = []
+  const writer = openWriter(dir, EMPTY_STATE, { io, onFatal: (err) => fatals.push(err) })
+  const [a, b, c, d] = messages(0, 4) as [Msg, Msg, Msg, Msg]
+  await appendAll(writer, [a])
+
+  const eio = errno('EIO', 'fdatasync')
+  io.failSync = eio
+  io.holdSyncs = true
+  const results: (NodeJS.ErrnoException | null)[] = []
+  appendTracked(writer, io, b, 'B', results)
+  await until('the round to reach fdatasync', () => io.heldSyncs === 1)
+  appendTracked(writer, io, c, 'C', results) // waits for the next round
+  io.release()
+  await until('onFatal', () => fatals.length > 0)
+  await sleep(50)
+  t.equal(fatals.length, 1, 'onFatal called exactly once')
+  t.equal(fatals[0], eio, 'with the fdatasync error')
+  t.same(results, [], 'no callback was called: nothing acknowledged')
+  t.equal(io.syncs, 2, 'the failed fdatasync is not retried')
+  t.throws(() => writer.append(encodeMessage(d.chat, d.sender, d.text, d.sendTime), () => t.fail('called')), eio, 'append throws the error')
+  t.equal(await within(writer.close(), 2000), undefined, 'close() still settles')
+  t.equal(fatals.length, 1, 'still once')
+  // What survived is for recovery to say: B was written, its fdatasync failed.
+  t.same(readBack(dir).msgs.slice(0, 1), [a])
+})
+
+t.test('a failed timer fdatasync (fsync interval) is fatal once', async (t) => {
+  const dir = t.testdir()
+  const io = new TestIo()
+  const fatals: Error[] = []
+  const writer = openWriter(dir, EMPTY_STATE, { io, fsync: { kind: 'interval', ms: 10 }, onFatal: (err) => fatals.push(err) })
+  io.failSync = errno('EIO', 'fdatasync')
+  await appendAll(writer, messages(0, 2))
+  await until('onFatal', () => fatals.length > 0)
+  await sleep(60)
+  t.equal(fatals.length, 1, 'once, though the timer had more rounds to go')
+  t.equal(io.syncs, 1, 'never retried')
+  t.throws(() => writer.append(Buffer.from('x'), () => {}), { code: 'EIO' })
+  t.equal(await within(writer.close(), 2000), undefined, 'close() still settles')
+})
+
+t.test('pendingBytesMax: append throws WalBackpressureError once more is buffered', async (t) => {
+  const dir = t.testdir()
+  const io = new TestIo()
+  const msgs = messages(0, 8, () => 50)
+  const size = recordBytes(msgs.slice(0, 1))
+  const writer = openWriter(dir, EMPTY_STATE, { io, pendingBytesMax: 3 * size })
+  io.holdSyncs = true
+  const acked: string[] = []
+  const append = (m: Msg) => writer.append(encodeMessage(m.chat, m.sender, m.text, m.sendTime), (err) => acked.push(err === null ? m.text : `error ${err.code}`))
+  append(msgs[0] as Msg)
+  await until('the first round to reach fdatasync', () => io.heldSyncs === 1)
+  // The round in flight does not count; the check is made before adding, so the buffer may
+  // pass the limit by the one record that crosses it.
+  for (const m of msgs.slice(1, 5)) append(m)
+  const err = t.throws(() => append(msgs[5] as Msg), WalBackpressureError) as Error | undefined
+  t.equal(err?.message, `${4 * size} bytes are waiting to be written to the log`)
+  io.holdSyncs = false
+  io.release()
+  await until('the buffer to drain', () => acked.length === 5)
+  append(msgs[6] as Msg)
+  await until('the next append', () => acked.length === 6)
+  await writer.close()
+  t.same(acked, [0, 1, 2, 3, 4, 6].map((i) => (msgs[i] as Msg).text), 'every accepted append acked')
+  t.same(readBack(dir).msgs, [0, 1, 2, 3, 4, 6].map((i) => msgs[i]), 'the refused one is not in the log')
+})
+
+// ---------------------------------------------------------------------------------------------
+// A shard over a log that runs out of space
+
+t.test('shard: a send the log cannot take is answered WAL_NO_SPACE and stored nowhere; sends succeed once space frees', async (t) => {
+  const dir = t.testdir()
+  const io = new TestIo()
+  const writer = openWriter(dir, EMPTY_STATE, { io, pendingBytesMax: 1000 })
+  const shard = new Shard(0, writer, new ShardStore())
+  // Called at once (not in a Promise executor), so that what send() throws reaches the caller.
+  const send = (chat: string, text: string): Promise<SendResponse> => {
+    let reply!: (res: SendResponse) => void
+    const replied = new Promise<SendResponse>((resolve) => (reply = resolve))
+    shard.send({ message: { chat, text, sender: 'alice', send_time: 0 } }, reply)
+    return replied
+  }
+  const pull = (chat: string) => {
+    const res = shard.pull({ chat, cursor: 0, limit: 100, reverse: false })
+    t.equal(res.code, 0, `pull ${chat}: ok`)
+    return JSON.parse(Buffer.from(res.messages).toString('utf8')) as { text: string; send_time: number }[]
+  }
+
+  const one = await send('room', 'one')
+  t.equal(one.code, 0, 'a send before the fault is acked')
+
+  io.failWrite = { code: 'ENOSPC', partialBytes: 7 }
+  t.equal(Errors.WAL_NO_SPACE.statusCode, 503)
+  t.equal(Errors.WAL_NO_SPACE.code, 'IM_ERR_WAL_NO_SPACE')
+  t.same(await send('room', 'two'), { code: Errors.WAL_NO_SPACE.wireId, msg: `${Errors.WAL_NO_SPACE.message} (ENOSPC)`, send_time: 0 }, 'no space: the whole reply')
+  t.same(await send('lobby', 'never'), { code: Errors.WAL_NO_SPACE.wireId, msg: `${Errors.WAL_NO_SPACE.message} (ENOSPC)`, send_time: 0 })
+  t.same(pull('room').map((m) => m.text), ['one'], 'pull works and shows only the acknowledged message')
+  t.same(pull('lobby'), [], 'a chat whose only send failed is empty')
+  t.equal(shard.store.stats().messages, 1, 'the store holds nothing of the failed sends')
+
+  io.failWrite = { code: 'EIO', partialBytes: 0 }
+  t.same(await send('room', 'three'), { code: Errors.WAL_WRITE.wireId, msg: `${Errors.WAL_WRITE.message} (EIO)`, send_time: 0 }, 'another write error: WAL_WRITE')
+
+  io.failWrite = null
+  const four = await send('room', 'four')
+  t.equal(four.code, 0, 'acked once the fault clears')
+  t.ok(four.send_time > one.send_time)
+  t.same(pull('room'), [
+    { chat: 'room', text: 'one', sender: 'alice', send_time: one.send_time },
+    { chat: 'room', text: 'four', sender: 'alice', send_time: four.send_time },
+  ], 'exactly the acknowledged ones, in order')
+
+  // Backpressure becomes OVERLOADED.
+  io.holdSyncs = true
+  const held = send('room', 'five')
+  await until('the round to reach fdatasync', () => io.heldSyncs === 1)
+  const waiting: Promise<SendResponse>[] = []
+  t.throws(() => {
+    for (let i = 0; i < 100; i++) waiting.push(send('room', `more ${i}`))
+  }, new PullchatError(Errors.OVERLOADED, ''), 'a send past pendingBytesMax throws OVERLOADED')
+  t.ok(waiting.length > 0 && waiting.length < 100, `${waiting.length} sends buffered before the limit`)
+  io.holdSyncs = false
+  io.release()
+  t.equal((await held).code, 0)
+  for (const p of waiting) t.equal((await p).code, 0)
+  await writer.close()
+
+  const recovered = new ShardStore()
+  recoverStore(dir, 0, recovered)
+  t.equal(recovered.pull('room', 0, 1000, false).json.toString(), shard.store.pull('room', 0, 1000, false).json.toString(), 'the log holds exactly what was acknowledged')
+  t.equal(recovered.stats().messages, shard.store.stats().messages)
 })
