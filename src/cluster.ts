@@ -228,7 +228,7 @@ export async function startCluster(config: Config, log: Logger = createLogger('m
     })
     const data: HttpWorkerData = { index: i, config, listenPort: boundPort, shardPorts }
     const worker = new Worker(httpWorkerUrl, { workerData: data, transferList: shardPorts, name: `http-${i}` })
-    worker.on('error', (err) => log.error('http thread failed', { thread: i, ...errorFields(err) }))
+    worker.on('error', (err) => log.error('http thread failed', { httpThread: i, ...errorFields(err) }))
     const listening = new Promise<{ port: number }>((resolve, reject) => {
       worker.on('message', (msg: { type: string; port?: number; id?: number }) => {
         if (msg.type === 'metrics-request') {
@@ -244,16 +244,16 @@ export async function startCluster(config: Config, log: Logger = createLogger('m
       if (slot.worker !== worker) return
       slot.worker = null
       if (stopping) return
-      log.error('http thread exited; restarting', { thread: i, code })
+      log.error('http thread exited; restarting', { httpThread: i, code })
       setTimeout(() => {
         if (stopping) return
         startHttp(i)
           .then(() => {
             noteRestart(slot)
             httpRestarts.inc()
-            log.info('http thread restarted', { thread: i, restarts: slot.restarts })
+            log.info('http thread restarted', { httpThread: i, restarts: slot.restarts })
           })
-          .catch((err) => log.error('http restart failed', { thread: i, ...errorFields(err) }))
+          .catch((err) => log.error('http restart failed', { httpThread: i, ...errorFields(err) }))
       }, backoff(slot)).unref()
     })
     try {

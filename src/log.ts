@@ -16,7 +16,10 @@ export function createLogger(thread: string, level: LogLevel): Logger {
   const min = RANK[level]
   const write = (lvl: Exclude<LogLevel, 'silent'>, msg: string, fields?: Record<string, unknown>): void => {
     if (RANK[lvl] < min) return
-    const line = JSON.stringify({ level: lvl, time: new Date().toISOString(), thread, msg, ...fields }) + '\n'
+    // Fields never override the level, time, thread or message.
+    const entry: Record<string, unknown> = { level: lvl, time: new Date().toISOString(), thread, msg }
+    if (fields !== undefined) for (const k of Object.keys(fields)) if (!(k in entry)) entry[k] = fields[k]
+    const line = JSON.stringify(entry) + '\n'
     if (RANK[lvl] >= RANK.warn) process.stderr.write(line)
     else process.stdout.write(line)
   }

@@ -8,7 +8,7 @@
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads'
 import uWS from 'uWebSockets.js'
 import type { Config } from '../config.js'
-import { createLogger } from '../log.js'
+import { createLogger, errorFields } from '../log.js'
 import { answerCollect, createHttpMetrics, createThreadRegistry } from '../metrics/index.js'
 import { ShardClient, shardOf } from '../rpc/index.js'
 import { ROUTES, type Backend } from './handlers.js'
@@ -75,6 +75,20 @@ adapter.app.listen(config.host, data.listenPort, (socket) => {
   }
   listenSocket = socket
   control.postMessage({ type: 'listening', port: uWS.us_socket_local_port(socket) })
+})
+
+// A bug that escapes a handler must not take the process down with it: a thread that ends with
+// open sockets makes libuv abort the whole process. Close every socket, then end this thread; the
+// cluster restarts it.
+process.on('uncaughtException', (err) => {
+  log.error('http thread crashed; closing its sockets', errorFields(err))
+  try {
+    if (listenSocket !== null) uWS.us_listen_socket_close(listenSocket)
+    listenSocket = null
+    closeApp()
+  } finally {
+    setImmediate(() => process.exit(70))
+  }
 })
 
 function stop(): void {
