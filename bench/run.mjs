@@ -247,6 +247,7 @@ for (const sc of selected) {
 
 mkdirSync(join(root, 'bench/results'), { recursive: true })
 const report = { mode, date: new Date().toISOString(), machine: { cores: cpus().length, model: cpus()[0]?.model, node: process.version }, settings: S, results }
-writeFileSync(join(root, `bench/results/latest-${mode}.json`), JSON.stringify(report, null, 2) + '\n')
-writeFileSync(join(root, `bench/results/chart-${mode}.svg`), renderChart(report))
-console.log(`\nwrote bench/results/latest-${mode}.json and bench/results/chart-${mode}.svg`)
+const out = env.BENCH_OUT ?? `bench/results/latest-${mode}`
+writeFileSync(join(root, `${out}.json`), JSON.stringify(report, null, 2) + '\n')
+if (!env.BENCH_OUT) writeFileSync(join(root, `bench/results/chart-${mode}.svg`), renderChart(report))
+console.log(`\nwrote ${out}.json${env.BENCH_OUT ? '' : ` and bench/results/chart-${mode}.svg`}`)

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ConfigError, parseConfig } from './config.js'
+import { messageRecordChecker } from './store/index.js'
 import { DataDirError, META_FILE, lockDataDir, repairLog, shardDir } from './wal/index.js'
 
 function main(): number {
@@ -44,7 +45,7 @@ function main(): number {
   try {
     let repaired = 0
     for (let i = 0; i < shards; i++) {
-      for (const a of repairLog(shardDir(dataDir, i), i)) {
+      for (const a of repairLog(shardDir(dataDir, i), i, messageRecordChecker())) {
         repaired++
         const where = a.action === 'truncated' ? ` at offset ${a.offset}` : ''
         process.stdout.write(`shard ${i}: ${a.action} ${a.file}${where} (${a.reason}); the original is kept as ${a.brokenCopy}\n`)

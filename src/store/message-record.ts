@@ -30,3 +30,20 @@ export function decodeMessage(payload: Uint8Array): MessageRecord | null {
   if (typeof sendTime !== 'number' || !Number.isSafeInteger(sendTime) || sendTime < 1) return null
   return { chat, sender, text, sendTime }
 }
+
+/**
+ * A checker for `repair`: says why a checksum-valid record cannot be replayed (not a message, or
+ * a send_time that does not follow its chat's previous one), or null when it can. Stateful: feed
+ * it one shard's records in log order.
+ */
+export function messageRecordChecker(): (payload: Uint8Array) => string | null {
+  const last = new Map<string, number>()
+  return (payload) => {
+    const m = decodeMessage(payload)
+    if (m === null) return 'a record with a valid checksum that is not a message'
+    const prev = last.get(m.chat) ?? 0
+    if (m.sendTime <= prev) return `send_time ${m.sendTime} does not follow ${prev} in its chat`
+    last.set(m.chat, m.sendTime)
+    return null
+  }
+}

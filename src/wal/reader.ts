@@ -143,10 +143,11 @@ function readDurably(path: string): Buffer {
 }
 
 /**
- * Reads and verifies a whole log, calling `onRecord(payload, lsn)` for each record in order.
+ * Reads and verifies a whole log, calling `onRecord(payload, lsn, file, offset)` for each record
+ * in order.
  * Throws WalCorruptError on corruption. Does not modify any file.
  */
-export function readLog(dir: string, shard: number, onRecord: (payload: Buffer, lsn: number) => void): RecoveredLog {
+export function readLog(dir: string, shard: number, onRecord: (payload: Buffer, lsn: number, file: string, offset: number) => void): RecoveredLog {
   const segments = listSegments(dir)
   let lsn = 0
   let records = 0
@@ -158,8 +159,9 @@ export function readLog(dir: string, shard: number, onRecord: (payload: Buffer, 
     const buf = readDurably(seg.path)
     const header = decodeHeader(buf)
     if (typeof header === 'string') {
-      // A crash between creating a segment and syncing its header leaves a short or empty file.
-      if (isLast && buf.length < SEGMENT_HEADER_BYTES && isZeroOrEmpty(buf)) {
+      // A crash between creating a segment and syncing its header leaves an empty or short file,
+      // or (size durable, data not) a header's length of zeros: no record can be in any of them.
+      if (isLast && buf.length <= SEGMENT_HEADER_BYTES && isZeroOrEmpty(buf)) {
         torn = { file: seg.path, offset: 0, reason: 'segment header never written', bytes: buf.length }
         lastSegmentBytes = 0
         break
@@ -172,9 +174,9 @@ export function readLog(dir: string, shard: number, onRecord: (payload: Buffer, 
     // later one must follow on, also after one that holds no records (lsn is then still 0).
     if (i > 0 && header.firstLsn !== lsn + 1) throw new WalCorruptError(seg.path, 16, `LSN gap: previous segment ended at ${lsn}, this one starts at ${header.firstLsn}`)
     lsn = header.firstLsn - 1
-    const scan = scanSegment(buf, isLast, (payload) => {
+    const scan = scanSegment(buf, isLast, (payload, offset) => {
       lsn++
-      onRecord(payload, lsn)
+      onRecord(payload, lsn, seg.path, offset)
     })
     records += scan.records
     if (scan.outcome.kind === 'corrupt') throw new WalCorruptError(seg.path, scan.outcome.offset, scan.outcome.reason)

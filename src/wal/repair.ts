@@ -43,7 +43,7 @@ function syncDir(dir: string): void {
  * Repairs one shard's log directory. Returns what it did (nothing for a healthy log). A torn tail
  * is left for normal recovery, which cuts it by itself.
  */
-export function repairLog(dir: string, shard: number): RepairAction[] {
+export function repairLog(dir: string, shard: number, check: (payload: Buffer) => string | null = () => null): RepairAction[] {
   const segments = listSegments(dir)
   const actions: RepairAction[] = []
   let expectLsn = 0
@@ -59,9 +59,22 @@ export function repairLog(dir: string, shard: number): RepairAction[] {
       reason = typeof header === 'string' ? header : 'segment header does not follow on'
     } else {
       let records = 0
-      const scan = scanSegment(buf, isLast, () => records++)
+      let badAt = -1
+      let badWhy = ''
+      const scan = scanSegment(buf, isLast, (payload, offset) => {
+        if (badAt !== -1) return
+        const why = check(payload)
+        if (why === null) records++
+        else {
+          badAt = offset
+          badWhy = why
+        }
+      })
       expectLsn = header.firstLsn + records
-      if (scan.outcome.kind === 'corrupt') {
+      if (badAt !== -1) {
+        cutAt = badAt
+        reason = badWhy
+      } else if (scan.outcome.kind === 'corrupt') {
         cutAt = scan.outcome.offset
         reason = scan.outcome.reason
       }

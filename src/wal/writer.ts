@@ -285,8 +285,16 @@ export class WalWriter {
   }
 
   private roll(firstLsn: number): void {
-    // Seal the current segment: it is already durable under `always`; sync for the others.
-    if (this.opts.fsync.kind !== 'always') fdatasyncSync(this.fd)
+    // Seal the current segment: it is already durable under `always`; sync for the others. A
+    // failed sync is never retried, here either: fatal.
+    if (this.opts.fsync.kind !== 'always') {
+      try {
+        fdatasyncSync(this.fd)
+      } catch (err) {
+        this.fatal(err as Error)
+        throw err
+      }
+    }
     const next = this.createSegment(firstLsn)
     closeSync(this.fd)
     this.fd = next.fd

@@ -36,6 +36,8 @@ t.test('one row per area, in order', async (t) => {
 })
 
 t.test('panels: unique ids, on the grid, no overlaps, each with a query on the data source variable', async (t) => {
+  const titles = panels.map((p) => p.title)
+  t.same(titles.filter((x, i) => titles.indexOf(x) !== i), [], 'panel titles are unique')
   const ids = panels.map((p) => p.id)
   t.equal(new Set(ids).size, ids.length, 'panel ids are unique')
   const cells = new Map<string, string>()

@@ -224,6 +224,19 @@ t.test('repairLog: a healthy log, and a torn tail (left to recovery), are left a
   t.equal(recoverStore(dir, 0, new ShardStore()).log.torn?.offset, (seg3.records.at(-1) as RecordLoc).offset, 'recovery cuts it')
 })
 
+t.test('repairLog: damage to the last record of a sealed segment (torn-looking, but not at the end) is cut too', async (t) => {
+  const dir = t.testdir()
+  const { msgs, segs } = await threeSegments(dir)
+  const [, seg2, seg3] = segs as [SegLoc, SegLoc, SegLoc]
+  const last = seg2.records.at(-1) as RecordLoc
+  flipBit(seg2.path, last.end - 1)
+  t.same(repairLog(dir, 0), [
+    { file: seg2.path, action: 'truncated', offset: last.offset, brokenCopy: `${seg2.path}.broken`, reason: 'checksum mismatch in a sealed segment' },
+    { file: seg3.path, action: 'moved', brokenCopy: `${seg3.path}.broken`, reason: 'follows the cut' },
+  ])
+  t.same(readBack(dir).msgs, msgs.slice(0, 2 * PER_SEGMENT - 1))
+})
+
 t.test('repairLog: a bad header in segment 2 moves it and segment 3 aside', async (t) => {
   const dir = t.testdir()
   const { msgs, segs } = await threeSegments(dir)

@@ -345,6 +345,20 @@ const cases: Case[] = [
     expect: { kind: 'torn', survivors: all, at: (c) => ({ file: nextSegPath(c), offset: 0 }), reason: /^segment header never written$/ },
   },
 
+  {
+    // Created, and its size made durable, but not its data (ext4 data=writeback, for one): the
+    // header's fsync never returned, so nothing was appended after it.
+    name: 'a last segment of exactly a header of zeros',
+    mutate: (c) => writeFileSync(nextSegPath(c), Buffer.alloc(SEGMENT_HEADER_BYTES)),
+    expect: { kind: 'torn', survivors: all, at: (c) => ({ file: nextSegPath(c), offset: 0 }), reason: /^segment header never written$/ },
+  },
+  {
+    // Longer than a header: records could have been in it, so zeros there are damage.
+    name: 'a last segment of zeros, longer than a header',
+    mutate: (c) => writeFileSync(nextSegPath(c), Buffer.alloc(SEGMENT_HEADER_BYTES + 1)),
+    expect: { kind: 'refuse', at: (c) => ({ file: nextSegPath(c), offset: 0 }), reason: /^bad magic$/ },
+  },
+
   // Corruption: recovery refuses, naming the file and offset.
   {
     name: 'a 512-byte sector zeroed mid-file, valid records after it',
@@ -510,10 +524,8 @@ function predict(segs: readonly SegLoc[], before: ReadonlyMap<string, Buffer>, a
     const isLast = i === segs.length - 1
     const a = before.get(seg.path) as Buffer
     const b = after.get(seg.path) as Buffer
-    if (b.length < SEGMENT_HEADER_BYTES) {
-      if (isLast && b.every((x) => x === 0)) return { kind: 'torn', survivors, file: seg.path, offset: 0 }
-      return { kind: 'refuse', file: seg.path, offset: 0 }
-    }
+    if (isLast && b.length <= SEGMENT_HEADER_BYTES && b.every((x) => x === 0)) return { kind: 'torn', survivors, file: seg.path, offset: 0 }
+    if (b.length < SEGMENT_HEADER_BYTES) return { kind: 'refuse', file: seg.path, offset: 0 }
     // Bytes 28..31 are reserved and outside the header checksum.
     if (!a.subarray(0, 28).equals(b.subarray(0, 28))) return { kind: 'refuse', file: seg.path, offset: 0 }
     if (i > 0 && seg.firstLsn !== survivors + 1) return { kind: 'refuse', file: seg.path, offset: 16 }

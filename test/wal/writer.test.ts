@@ -6,7 +6,7 @@
 import { readFileSync, readdirSync, statSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { Errors, PullchatError } from '../../src/errors.js'
+import { Errors } from '../../src/errors.js'
 import type { SendResponse } from '../../src/rpc/index.js'
 import { encodeMessage } from '../../src/store/message-record.js'
 import { recoverStore } from '../../src/store/recover.js'
@@ -393,10 +393,11 @@ t.test('a failed fdatasync is fatal: onFatal once, no callback acked, later appe
   t.equal(fatals[0], eio, 'with the fdatasync error')
   t.same(results, [], 'no callback was called: nothing acknowledged')
   t.equal(io.syncs, 2, 'the failed fdatasync is not retried')
+  t.equal(io.writes.length, 2, 'and nothing more is written')
   t.throws(() => writer.append(encodeMessage(d.chat, d.sender, d.text, d.sendTime), () => t.fail('called')), eio, 'append throws the error')
   t.equal(await within(writer.close(), 2000), undefined, 'close() still settles')
   t.equal(fatals.length, 1, 'still once')
-  // What survived is for recovery to say: B was written, its fdatasync failed.
+  // What survived is for recovery at restart to say: A was synced; B was written, not synced.
   t.same(readBack(dir).msgs.slice(0, 1), [a])
 })
 
@@ -493,7 +494,7 @@ t.test('shard: a send the log cannot take is answered WAL_NO_SPACE and stored no
   const waiting: Promise<SendResponse>[] = []
   t.throws(() => {
     for (let i = 0; i < 100; i++) waiting.push(send('room', `more ${i}`))
-  }, new PullchatError(Errors.OVERLOADED, ''), 'a send past pendingBytesMax throws OVERLOADED')
+  }, { name: 'PullchatError', code: 'IM_ERR_OVERLOADED', statusCode: 503, message: /^\d+ bytes are waiting to be written to the log$/ }, 'a send past pendingBytesMax throws OVERLOADED')
   t.ok(waiting.length > 0 && waiting.length < 100, `${waiting.length} sends buffered before the limit`)
   io.holdSyncs = false
   io.release()
