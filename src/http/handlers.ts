@@ -125,5 +125,5 @@ export const ROUTES: ReadonlyMap<string, Route> = new Map<string, Route>([
   ['/ping', { methods: { GET: ping, HEAD: ping }, readsBody: false }],
   ['/api/send', { methods: { POST: send }, readsBody: true }],
   ['/api/pull', { methods: { GET: pull, POST: pull }, readsBody: true }],
-  ['/metrics', { methods: { GET: metrics }, readsBody: false }],
+  ['/metrics', { methods: { GET: metrics, HEAD: metrics }, readsBody: false }],
 ])

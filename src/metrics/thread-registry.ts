@@ -11,6 +11,13 @@ export function createThreadRegistry(thread: string): Registry {
   const registry = new Registry()
   registry.setDefaultLabels({ thread })
   collectDefaultMetrics({ register: registry, prefix: PREFIX })
+  // process_* metrics (CPU, RSS, open files) describe the whole process, not a thread: only the
+  // main thread exports them, so that summing over threads does not count the process N times.
+  if (thread !== 'main') {
+    for (const m of registry.getMetricsAsArray()) {
+      if (m.name.startsWith(`${PREFIX}process_`)) registry.removeSingleMetric(m.name)
+    }
+  }
   return registry
 }
 
