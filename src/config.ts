@@ -50,10 +50,11 @@ export const DEFAULTS: Config = Object.freeze({
   port: 8080,
   host: '0.0.0.0',
   dataDir: './data',
-  // Measured on the 2-core reference machine (README "Threads"): one HTTP thread and two shards
-  // leave a core for the kernel's network stack and the shards' work.
+  // Measured on the 2-core reference machine (README "Threads", `node bench/threads.mjs`): two
+  // HTTP threads carry ~1.4x the pulls of one at the same durable-send rate; two shards do
+  // slightly better than one on both.
   shards: 2,
-  httpThreads: 1,
+  httpThreads: 2,
   bodyBytesMax: 64 * 1024, // 64 KiB per request body
   textBytesMax: 16 * 1024, // 16 KiB of UTF-8 per message text
   memberBytesMax: 128, // bytes of UTF-8 per member id, sender or room name
