@@ -17,7 +17,7 @@ import assert from 'node:assert'
 import { Errors, PullchatError } from '../errors.js'
 
 const INDEX_CAPACITY_INITIAL = 4 // messages
-const ARENA_BYTES_INITIAL = 512 // bytes
+const ARENA_BYTES_INITIAL = 256 // bytes: about two short messages
 const ARENA_BYTES_MAX = 0xffff_ffff // offsets are Uint32
 
 const OPEN_BRACKET = 0x5b // [

@@ -1,0 +1,39 @@
+// @ts-check
+// Memory per stored message: fills a ShardStore (the structure a shard keeps) with N messages and
+// reports the growth of RSS per message against the size of the message's JSON, as a pull returns
+// it. Run with --expose-gc so the figures are taken after a full collection.
+//
+//   npm run build && node --expose-gc bench/memory.mjs          (MESSAGES=1000000,10000000 CHATS=100000 TEXT_BYTES=64)
+
+import { ShardStore } from '../dist/store/index.js'
+
+const sizes = (process.env.MESSAGES ?? '1000000').split(',').map(Number)
+const chatsN = Number(process.env.CHATS ?? 100_000)
+const textBytes = Number(process.env.TEXT_BYTES ?? 64)
+const gc = /** @type {any} */ (globalThis).gc ?? (() => {})
+const text = 'x'.repeat(textBytes)
+const chats = Array.from({ length: chatsN }, (_, c) => `user${c}:user${c + 1}`)
+const senders = Array.from({ length: chatsN }, (_, c) => `user${c}`)
+
+for (const n of sizes) {
+  gc()
+  const rss0 = process.memoryUsage().rss
+  const store = new ShardStore()
+  const t0 = 1_795_577_316_479_813
+  for (let k = 0; k < n; k++) {
+    const c = k % chatsN
+    store.append(/** @type {string} */ (chats[c]), t0 + k, text, /** @type {string} */ (senders[c]))
+  }
+  gc()
+  const rss1 = process.memoryUsage().rss
+  const stats = store.stats()
+  // JSON size of a message as pulled, without the separator the store keeps after each one.
+  const jsonPerMessage = (stats.jsonBytes - stats.messages) / stats.messages
+  const rssPerMessage = (rss1 - rss0) / n
+  console.log(
+    `${n} messages in ${chatsN} chats (${textBytes}-byte texts): RSS +${((rss1 - rss0) / 2 ** 20).toFixed(0)} MiB, ` +
+      `${rssPerMessage.toFixed(1)} bytes/message for ${jsonPerMessage.toFixed(1)} bytes of JSON: ${(rssPerMessage / jsonPerMessage).toFixed(2)}x`,
+  )
+  console.log(JSON.stringify({ messages: n, chats: chatsN, textBytes, rssBytesPerMessage: +rssPerMessage.toFixed(1), jsonBytesPerMessage: +jsonPerMessage.toFixed(1), ratio: +(rssPerMessage / jsonPerMessage).toFixed(3) }))
+  if (store.stats().messages !== n) throw new Error('lost messages')
+}
