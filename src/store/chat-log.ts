@@ -46,6 +46,8 @@ export class ChatLog {
   private arena: Buffer = Buffer.allocUnsafeSlow(ARENA_BYTES_INITIAL)
   private arenaHead = 0
   private arenaTail = 0
+  private lastSender = ''
+  private lastSenderJson = ''
 
   constructor(chat: string) {
     this.chat = chat
@@ -89,10 +91,18 @@ export class ChatLog {
   append(sendTime: number, text: string, sender: string): void {
     assert(sendTime > this.lastStoredTime && Number.isSafeInteger(sendTime), 'send_time must increase')
     if (sendTime > this.lastSendTime) this.lastSendTime = sendTime
-    const json = this.prefix + JSON.stringify(text) + ',"sender":' + JSON.stringify(sender) + ',"send_time":' + sendTime + '},'
-    const size = Buffer.byteLength(json)
+    if (sender !== this.lastSender) {
+      // Direct chats have two senders: one cached encoding saves most JSON.stringify calls.
+      this.lastSender = sender
+      this.lastSenderJson = ',"sender":' + JSON.stringify(sender) + ',"send_time":'
+    }
+    const json = this.prefix + JSON.stringify(text) + this.lastSenderJson + sendTime + '},'
+    // UTF-8 takes at most 3 bytes per UTF-16 unit: only count exactly when that bound does not fit.
+    if (this.arenaTail + json.length * 3 > this.arena.length) {
+      const size = Buffer.byteLength(json)
+      if (this.arenaTail + size > this.arena.length) this.growArena(size)
+    }
     if (this.n === this.times.length) this.growIndex()
-    if (this.arenaTail + size > this.arena.length) this.growArena(size)
     const slot = (this.head + this.n) & this.mask
     this.times[slot] = sendTime
     this.starts[slot] = this.arenaTail
