@@ -1,53 +1,56 @@
 // @ts-check
-// `npm run profile`: a 0x flamegraph of pullchat under load. 0x's -P cannot see uWS listening
-// (it watches Node's `net`), so this starts the server under 0x on a known port, drives the load
-// itself (autocannon, or wrk with BENCH_GENERATOR=wrk), then stops the server so 0x writes the
-// graph. 0x samples with V8's --prof, one log per thread; it draws the main isolate's log by
-// default, so the server runs here with its HTTP and shard work... on worker threads: see
-// PROFILE_ISOLATE below.
+// `npm run profile`: flamegraphs of pullchat under load.
 //
-//   npm run profile        (PROFILE_SECONDS=10, PROFILE_KIND=pull|send, PROFILE_PORT=18999)
+// pullchat does its work on worker threads (HTTP and shards); 0x samples with V8's --prof, whose
+// log covers only the main isolate, where pullchat handles no requests. So 0x fits only half of
+// this job: PROFILER=0x gives its flamegraph of the main thread (start-up, metrics merging). The
+// default uses Node's --cpu-prof, which writes one profile per thread, and draws each as a
+// flamegraph SVG (bench/flame.mjs). 0x's -P cannot see uWS listening (it watches Node's `net`),
+// so either way this script starts the server on a known port and drives the load itself.
+//
+//   npm run profile     (PROFILE_SECONDS=10, PROFILE_KIND=pull|send, PROFILE_PORT=18999,
+//                        PROFILER=cpu-prof|0x, BENCH_GENERATOR=autocannon|wrk)
+// Output: bench/results/profile/ (thread-*.svg, thread-*.folded, *.cpuprofile; or 0x's files)
 
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
+import { flamegraphSvg, foldedStacks } from './flame.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const seconds = Number(process.env.PROFILE_SECONDS ?? 10)
 const kind = process.env.PROFILE_KIND ?? 'pull'
 const port = Number(process.env.PROFILE_PORT ?? 18999)
+const profiler = process.env.PROFILER ?? 'cpu-prof'
 const dataDir = mkdtempSync(join(tmpdir(), 'pullchat-profile-'))
-const outDir = join(root, 'bench/results/flamegraph')
+const outDir = join(root, 'bench/results/profile')
 rmSync(outDir, { recursive: true, force: true })
+mkdirSync(outDir, { recursive: true })
 
-const zeroX = join(root, 'node_modules/.bin/0x')
-const proc = spawn(zeroX, ['--output-dir', outDir, '--', process.execPath, 'dist/cluster.js'], {
-  cwd: root,
-  env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info' },
-  stdio: ['ignore', 'pipe', 'inherit'],
-})
+const env = { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info' }
+const proc =
+  profiler === '0x'
+    ? spawn(join(root, 'node_modules/.bin/0x'), ['--output-dir', outDir, '--', process.execPath, 'dist/cluster.js'], { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'] })
+    : spawn(process.execPath, ['--cpu-prof', '--cpu-prof-dir', outDir, 'dist/cluster.js'], { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'] })
 await new Promise((resolve, reject) => {
   let out = ''
   proc.stdout?.on('data', (c) => {
     out += c.toString()
     if (out.includes('"msg":"listening"')) resolve(undefined)
   })
-  proc.on('exit', (code) => reject(new Error(`0x exited ${code}: ${out}`)))
+  proc.on('exit', (code) => reject(new Error(`profiled server exited ${code}: ${out}`)))
 })
 
 const body = JSON.stringify({ chat: 'alice:bob', text: 'hello world, a typical short chat message', sender: 'alice' })
 for (let i = 0; i < 50; i++) await fetch(`http://127.0.0.1:${port}/api/send`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })
 const path = kind === 'send' ? '/api/send' : '/api/pull?chat=alice:bob&limit=10'
-console.log(`loading ${kind} for ${seconds} s on :${port}`)
+console.log(`profiling with ${profiler}: ${kind} load for ${seconds} s on :${port}`)
 if (process.env.BENCH_GENERATOR === 'wrk') {
   const script = join(dataDir, 'send.lua')
-  if (kind === 'send') {
-    const { writeFileSync } = await import('node:fs')
-    writeFileSync(script, `wrk.method = "POST"\nwrk.headers["content-type"] = "application/json"\nwrk.body = ${JSON.stringify(body)}\n`)
-  }
+  writeFileSync(script, `wrk.method = "POST"\nwrk.headers["content-type"] = "application/json"\nwrk.body = ${JSON.stringify(body)}\n`)
   spawnSync('wrk', ['-t2', '-c64', `-d${seconds}s`, ...(kind === 'send' ? ['-s', script] : []), `http://127.0.0.1:${port}${path}`], { stdio: 'inherit' })
 } else {
   const r = await autocannon({ url: `http://127.0.0.1:${port}${path}`, connections: 64, duration: seconds, ...(kind === 'send' ? { method: 'POST', headers: { 'content-type': 'application/json' }, body } : {}) })
@@ -55,7 +58,28 @@ if (process.env.BENCH_GENERATOR === 'wrk') {
 }
 proc.removeAllListeners('exit')
 const done = new Promise((r) => proc.once('exit', r))
+// One SIGINT: the server shuts down gracefully and Node writes each thread's profile on exit.
 proc.kill('SIGINT')
 await done
 rmSync(dataDir, { recursive: true, force: true })
-console.log(`flamegraph: ${outDir}/ (${readdirSync(outDir).join(', ')})`)
+
+if (profiler !== '0x') {
+  const files = readdirSync(outDir).filter((f) => f.endsWith('.cpuprofile')).sort()
+  files.forEach((f, i) => {
+    const folded = foldedStacks(JSON.parse(readFileSync(join(outDir, f), 'utf8')))
+    const total = [...folded.values()].reduce((a, b) => a + b, 0)
+    const busy = [...folded].filter(([k]) => !k.endsWith('(idle)')).reduce((a, [, v]) => a + v, 0)
+    writeFileSync(join(outDir, `thread-${i}.folded`), [...folded].map(([k, v]) => `${k} ${v}`).join('\n') + '\n')
+    writeFileSync(join(outDir, `thread-${i}.svg`), flamegraphSvg(folded, `${f}: ${kind} load, busy ${((busy / total) * 100).toFixed(0)}% of ${(total / 1e6).toFixed(1)} s`))
+    // Top self time, for the terminal.
+    /** @type {Map<string, number>} */
+    const self = new Map()
+    for (const [k, v] of folded) {
+      const leaf = k.split(';').at(-1) ?? k
+      self.set(leaf, (self.get(leaf) ?? 0) + v)
+    }
+    const top = [...self].filter(([k]) => k !== '(idle)').sort((a, b) => b[1] - a[1]).slice(0, 5)
+    console.log(`thread-${i}.svg (${f}): busy ${((busy / total) * 100).toFixed(0)}%; top: ${top.map(([k, v]) => `${k.split(' ')[0]} ${((v / total) * 100).toFixed(1)}%`).join(', ')}`)
+  })
+}
+console.log(`profiles: ${outDir}`)

@@ -384,8 +384,10 @@ async function main(): Promise<void> {
   let signalled = false
   const onSignal = (signal: NodeJS.Signals): void => {
     if (signalled) {
-      log.warn('second signal: exiting now', { signal })
-      process.exit(1)
+      // Exiting now would end HTTP threads with open sockets, which aborts the process; the
+      // shutdown in progress is bounded by SHUTDOWN_TIMEOUT_MS anyway.
+      log.warn('already shutting down; SIGKILL forces it (the log makes that safe)', { signal })
+      return
     }
     signalled = true
     log.info('shutting down', { signal })
