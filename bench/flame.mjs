@@ -56,7 +56,7 @@ export function flamegraphSvg(folded, title) {
     const w = (node.value / root.value) * W
     if (w < 0.5) return
     depthMax = Math.max(depthMax, depth)
-    const hue = node.name.includes('(idle)') ? 'hsl(0,0%,80%)' : node.name.includes('dist/') || node.name.includes('src/') ? 'hsl(210,60%,60%)' : 'hsl(30,80%,60%)'
+    const hue = node.name.includes('(idle)') ? 'hsl(0,0%,80%)' : / (http|rpc|store|wal|metrics)\/|dist\/(cluster|config|log|errors)/.test(node.name) ? 'hsl(210,60%,60%)' : 'hsl(30,80%,60%)'
     const pct = ((node.value / root.value) * 100).toFixed(1)
     rects.push(
       `<g><title>${esc(node.name)} (${pct}%)</title><rect x="${x.toFixed(1)}" y="{Y${depth}}" width="${w.toFixed(1)}" height="${H - 1}" fill="${hue}"/>` +
