@@ -309,26 +309,20 @@ export async function startCluster(config: Config, log: Logger = createLogger('m
     stopping = true
     metricsServer?.close()
     const stopMsg = { type: 'stop' } as const
-    await Promise.all(
-      https.map(async (s) => {
-        const w = s.worker
-        if (w === null) return
-        const stopped = once(w, 'stopped')
-        w.postMessage(stopMsg)
-        await stopped.catch(() => {})
-        await w.terminate()
-      }),
-    )
-    await Promise.all(
-      shards.map(async (s) => {
-        const w = s.worker
-        if (w === null) return
-        const stopped = once(w, 'stopped')
-        w.postMessage(stopMsg)
-        await stopped.catch(() => {})
-        await w.terminate()
-      }),
-    )
+    const stopSlots = (slots: Slot[]): Promise<unknown> =>
+      Promise.all(
+        slots.map(async (s) => {
+          const w = s.worker
+          if (w === null) return
+          const stopped = once(w, 'stopped')
+          w.postMessage(stopMsg)
+          await stopped.catch(() => {})
+          await w.terminate()
+        }),
+      )
+    // HTTP threads first (they answer what is in flight), then the shards (they sync their logs).
+    await stopSlots(https)
+    await stopSlots(shards)
     lock.release()
   }
 

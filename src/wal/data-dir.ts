@@ -8,6 +8,7 @@
 
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeFileSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
+import { syncDir } from './sync.js'
 
 export const LOCK_FILE = 'LOCK'
 export const META_FILE = 'pullchat.json'
@@ -22,15 +23,6 @@ export class DataDirError extends Error {
 
 export function shardDir(dataDir: string, shard: number): string {
   return join(dataDir, `shard-${shard}`)
-}
-
-function syncDir(dir: string): void {
-  const fd = openSync(dir, 'r')
-  try {
-    fsyncSync(fd)
-  } finally {
-    closeSync(fd)
-  }
 }
 
 function alive(pid: number): boolean {

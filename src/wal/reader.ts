@@ -9,7 +9,7 @@
 //   can cut the log there (the cut-off part is kept as *.broken).
 // Every input lands in exactly one of: clean, torn tail (cut), corrupt (refuse).
 
-import { closeSync, fsyncSync, openSync, readdirSync, readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import {
   RECORD_HEADER_BYTES,
@@ -19,6 +19,7 @@ import {
   decodeHeader,
   parseSegmentName,
 } from './format.js'
+import { syncFile } from './sync.js'
 
 export interface SegmentFile {
   readonly name: string
@@ -133,12 +134,7 @@ export interface RecoveredLog {
 function readDurably(path: string): Buffer {
   // fsync before reading: what recovery rebuilds from must be what is on stable storage, not
   // pages a crashed predecessor left dirty in the cache (PostgreSQL and etcd do the same).
-  const fd = openSync(path, 'r+')
-  try {
-    fsyncSync(fd)
-  } finally {
-    closeSync(fd)
-  }
+  syncFile(path)
   return readFileSync(path)
 }
 

@@ -5,6 +5,7 @@
 import { closeSync, copyFileSync, existsSync, fsyncSync, ftruncateSync, openSync, readFileSync, renameSync } from 'node:fs'
 import { decodeHeader } from './format.js'
 import { listSegments, scanSegment } from './reader.js'
+import { syncDir, syncFile } from './sync.js'
 
 export interface RepairAction {
   readonly file: string
@@ -19,24 +20,6 @@ function brokenName(path: string): string {
   let name = `${path}.broken`
   for (let i = 1; existsSync(name); i++) name = `${path}.broken.${i}`
   return name
-}
-
-function syncFile(path: string): void {
-  const fd = openSync(path, 'r+')
-  try {
-    fsyncSync(fd)
-  } finally {
-    closeSync(fd)
-  }
-}
-
-function syncDir(dir: string): void {
-  const fd = openSync(dir, 'r')
-  try {
-    fsyncSync(fd)
-  } finally {
-    closeSync(fd)
-  }
 }
 
 /**

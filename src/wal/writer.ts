@@ -20,6 +20,7 @@
 import { closeSync, fdatasync, fdatasyncSync, fsyncSync, ftruncateSync, openSync, unlinkSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import { SEGMENT_HEADER_BYTES, encodeHeader, encodeRecord, segmentName } from './format.js'
+import { syncDir } from './sync.js'
 
 export type FsyncPolicy = { readonly kind: 'always' } | { readonly kind: 'interval'; readonly ms: number } | { readonly kind: 'unsafe-none' }
 
@@ -74,15 +75,6 @@ export class WalBackpressureError extends Error {
   constructor(bytes: number) {
     super(`${bytes} bytes are waiting to be written to the log`)
     this.name = 'WalBackpressureError'
-  }
-}
-
-function syncDir(dir: string): void {
-  const fd = openSync(dir, 'r')
-  try {
-    fsyncSync(fd)
-  } finally {
-    closeSync(fd)
   }
 }
 
