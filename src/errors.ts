@@ -87,10 +87,6 @@ export class PullchatError extends Error {
   }
 }
 
-export function makeError(errorSpec: ErrorSpec, message?: string): PullchatError {
-  return new PullchatError(errorSpec, message)
-}
-
 /** Rebuilds an error that crossed a thread boundary. Unknown ids become INTERNAL. */
 export function fromWire(wireId: number, message: string): PullchatError {
   const found = byWireId.get(wireId)

@@ -3,7 +3,7 @@
 
 import { readFileSync } from 'node:fs'
 import t from 'tap'
-import { Errors, PullchatError, asPullchatError, errorBody, fromWire, makeError, reasonPhrase, type ErrorSpec } from '../src/errors.js'
+import { Errors, PullchatError, asPullchatError, errorBody, fromWire, reasonPhrase, type ErrorSpec } from '../src/errors.js'
 
 const entries = Object.entries(Errors) as [string, ErrorSpec][]
 const specs = entries.map(([, s]) => s)
@@ -112,7 +112,7 @@ t.test('an unknown wire id becomes IM_ERR_INTERNAL and keeps what it knows', asy
 
 t.test('errorBody(): one shape, key order included', async (t) => {
   for (const s of specs) {
-    const body = errorBody(makeError(s))
+    const body = errorBody(new PullchatError(s))
     t.equal(body, `{"statusCode":${s.statusCode},"code":"${s.code}","error":"${reasonPhrase(s.statusCode)}","message":${JSON.stringify(s.message)}}`, s.code)
   }
   t.same(JSON.parse(errorBody(new PullchatError(Errors.INVALID_CHAT, 'chat id "a:b:c" has more than one \':\''))), {
@@ -138,7 +138,7 @@ t.test('reason phrases', async (t) => {
 })
 
 t.test('asPullchatError(): operating errors pass through, anything else is INTERNAL', async (t) => {
-  const op = makeError(Errors.BODY_TOO_LARGE, 'too big')
+  const op = new PullchatError(Errors.BODY_TOO_LARGE, 'too big')
   t.equal(asPullchatError(op), op)
   for (const thrown of [new Error('secret detail'), 'a string', null, undefined, { code: 'IM_ERR_NOT_FOUND' }]) {
     const e = asPullchatError(thrown)
