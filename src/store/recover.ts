@@ -11,7 +11,7 @@ export interface Recovery {
 }
 
 /** Replays every record of the shard's log into `store`. Throws WalCorruptError. */
-export function recoverStore(dir: string, shard: number, store: ShardStore, onRecord?: (chat: string, sendTime: number, lsn: number) => void): Recovery {
+export function recoverStore(dir: string, shard: number, store: ShardStore, onRecord?: (chat: string, sendTime: number, segment: string) => void): Recovery {
   const t0 = performance.now()
   const log = readLog(dir, shard, (payload, lsn, file, offset) => {
     const m = decodeMessage(payload)
@@ -21,7 +21,7 @@ export function recoverStore(dir: string, shard: number, store: ShardStore, onRe
       throw new WalCorruptError(file, offset, `record ${lsn}: send_time ${m.sendTime} does not follow ${last} in chat ${JSON.stringify(m.chat)}`)
     }
     store.append(m.chat, m.sendTime, m.text, m.sender)
-    onRecord?.(m.chat, m.sendTime, lsn)
+    onRecord?.(m.chat, m.sendTime, file)
   })
   return { log, records: log.records, ms: performance.now() - t0 }
 }

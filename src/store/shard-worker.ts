@@ -12,7 +12,7 @@ import { formatFsync, type Config } from '../config.js'
 import { createLogger, errorFields } from '../log.js'
 import { answerCollect, createShardMetrics, createThreadRegistry } from '../metrics/index.js'
 import { ShardEndpoint } from '../rpc/index.js'
-import { WalCorruptError, WalWriter, listSegments, shardDir, type SegmentFile } from '../wal/index.js'
+import { WalCorruptError, WalWriter, shardDir } from '../wal/index.js'
 import { EXIT_FSYNC_FAILED, EXIT_WAL_CORRUPT } from './exit-codes.js'
 import { recoverStore } from './recover.js'
 import { SegmentIndex } from './retention.js'
@@ -51,13 +51,7 @@ let slowLoggedAt = 0
 const segmentIndex = new SegmentIndex()
 let recovery: ReturnType<typeof recoverStore>
 try {
-  // Segments are found again by LSN: the last one whose first LSN is <= the record's.
-  const segs = listSegments(dir)
-  let segAt = 0
-  recovery = recoverStore(dir, shardId, store, (chat, sendTime, lsn) => {
-    while (segAt + 1 < segs.length && (segs[segAt + 1] as SegmentFile).firstLsn <= lsn) segAt++
-    segmentIndex.note((segs[segAt] as SegmentFile).path, chat, sendTime)
-  })
+  recovery = recoverStore(dir, shardId, store, (chat, sendTime, segment) => segmentIndex.note(segment, chat, sendTime))
 } catch (err) {
   if (err instanceof WalCorruptError) {
     log.error('refusing to start: corrupt log', { code: 'IM_ERR_WAL_CORRUPT', file: err.file, offset: err.offset, detail: err.message })

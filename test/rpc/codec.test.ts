@@ -9,6 +9,7 @@ import { MessageChannel, type MessagePort } from 'node:worker_threads'
 import fc from 'fast-check'
 import { pack } from 'msgpackr'
 import t, { type Test } from 'tap'
+import { holds } from '../helpers/fast-check.js'
 import { Errors, PullchatError } from '../../src/errors.js'
 import { ShardClient, type PullPage } from '../../src/rpc/client.js'
 import {
@@ -30,18 +31,6 @@ import {
 import { ShardEndpoint } from '../../src/rpc/server.js'
 import { hashChat, shardOf } from '../../src/rpc/shard-hash.js'
 import type { Message, PullRequest, PullResponse, SendRequest, SendResponse, ShardService } from '../../src/rpc/types.js'
-
-// ---------------------------------------------------------------------------------------------
-// fast-check plumbing
-
-const replay = process.env.FC_SEED === undefined ? {} : { seed: Number(process.env.FC_SEED), path: process.env.FC_PATH }
-
-async function holds<Ts>(t: Test, property: fc.IRawProperty<Ts>, params: fc.Parameters<Ts> = {}): Promise<void> {
-  const details = await fc.check(property, { numRuns: 200, interruptAfterTimeLimit: 20_000, ...params, ...replay })
-  const report = details.failed ? `${fc.defaultReportMessage(details)}\n${String(details.errorInstance)}` : `seed ${details.seed}`
-  t.equal(details.failed, false, report)
-  t.ok(details.numRuns > 0, `ran ${details.numRuns} cases (seed ${details.seed})`)
-}
 
 // ---------------------------------------------------------------------------------------------
 // Arbitraries and helpers

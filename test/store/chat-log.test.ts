@@ -8,20 +8,9 @@
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
 import t, { type Test } from 'tap'
+import { holds } from '../helpers/fast-check.js'
 import { ChatLog, type Page } from '../../src/store/chat-log.js'
 import { ShardStore } from '../../src/store/shard-store.js'
-
-// ---------------------------------------------------------------------------------------------
-// fast-check plumbing
-
-const replay = process.env.FC_SEED === undefined ? {} : { seed: Number(process.env.FC_SEED), path: process.env.FC_PATH }
-
-async function holds<Ts>(t: Test, property: fc.IRawProperty<Ts>, params: fc.Parameters<Ts> = {}): Promise<void> {
-  const details = await fc.check(property, { numRuns: 200, interruptAfterTimeLimit: 20_000, ...params, ...replay })
-  const report = details.failed ? `${fc.defaultReportMessage(details)}\n${String(details.errorInstance)}` : `seed ${details.seed}`
-  t.equal(details.failed, false, report)
-  t.ok(details.numRuns > 0, `ran ${details.numRuns} cases (seed ${details.seed})`)
-}
 
 // ---------------------------------------------------------------------------------------------
 // The model
