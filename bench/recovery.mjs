@@ -1,22 +1,45 @@
 // @ts-check
-// Recovery speed: writes a shard log of N messages (the real format, through WalWriter), then
-// times what a shard does at start-up: read, verify and decode every record and rebuild the
-// in-memory store. Reports messages replayed per second.
+// Recovery speed, two ways:
 //
-//   npm run build && node bench/recovery.mjs              (MESSAGES=1000000 CHATS=10000 TEXT_BYTES=64)
+// 1. "shard": one shard in this process. Writes a log of MESSAGES messages (the real format,
+//    through WalWriter), then times what a shard does at start-up: read and verify every record,
+//    read its framing, rebuild the in-memory store, with that split into phases.
+// 2. "startup": the real server. Writes a data directory of STARTUP_MESSAGES messages (default
+//    10M) for the default 2 shards, starts `node dist/cluster.js` on it and times it from spawn to
+//    listening. Shards recover in parallel, one per thread; the figure is messages / that time.
+//
+//   npm run build && node bench/recovery.mjs     (PARTS=shard,startup MESSAGES=1000000
+//                                                 STARTUP_MESSAGES=10000000 CHATS=10000 TEXT_BYTES=64)
+//
+// RECORD_VERSION=1 writes logs in the record format of earlier releases (msgpack), which recovery
+// still reads, to compare the two formats' replay on one machine.
 
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { WalWriter, readLog } from '../dist/wal/index.js'
-import { ShardStore, decodeMessage, encodeMessage, recoverStore } from '../dist/store/index.js'
+import { ShardStore, encodeMessage, encodeMessageV1, readStoredMessage, recoverStore } from '../dist/store/index.js'
+import { startProcess, stopProcess, writeDataDir } from './lib.mjs'
 
-const messages = Number(process.env.MESSAGES ?? 1_000_000)
-const chats = Number(process.env.CHATS ?? 10_000)
-const textBytes = Number(process.env.TEXT_BYTES ?? 64)
-const dir = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), 'pullchat-recovery-bench-'))
+const env = process.env
+const parts = (env.PARTS ?? 'shard,startup').split(',')
+const messages = Number(env.MESSAGES ?? 1_000_000)
+const startupMessages = Number(env.STARTUP_MESSAGES ?? 10_000_000)
+const chats = Number(env.CHATS ?? 10_000)
+const textBytes = Number(env.TEXT_BYTES ?? 64)
+const recordVersion = Number(env.RECORD_VERSION ?? 2)
+const encode = recordVersion === 1 ? encodeMessageV1 : encodeMessage
+const text = 'x'.repeat(textBytes)
+const t0 = Date.now() * 1000
+/** Message i: chats in turn, send_times increasing. @param {number} i @returns {[string, string, string, number]} */
+const messageAt = (i) => {
+  const c = i % chats
+  return [`user${c}:user${c + 1}`, `user${c}`, text, t0 + i]
+}
+const tmp = (/** @type {string} */ what) => mkdtempSync(join(env.BENCH_DIR ?? tmpdir(), `pullchat-${what}-bench-`))
 
-async function writeLog() {
+/** @param {string} dir */
+async function writeShardLog(dir) {
   const writer = new WalWriter(
     {
       dir,
@@ -31,17 +54,13 @@ async function writeLog() {
     },
     { lastLsn: 0, lastSegment: null },
   )
-  const text = 'x'.repeat(textBytes)
-  const t0 = Date.now() * 1000
   const chunk = 10_000
   for (let i = 0; i < messages; i += chunk) {
     await new Promise((resolve, reject) => {
       let left = Math.min(chunk, messages - i)
       const n = left
       for (let j = 0; j < n; j++) {
-        const k = i + j
-        const c = k % chats
-        writer.append(encodeMessage(`user${c}:user${c + 1}`, `user${c}`, text, t0 + k), (err) => {
+        writer.append(encode(...messageAt(i + j)), (err) => {
           if (err) reject(err)
           else if (--left === 0) resolve(undefined)
         })
@@ -51,34 +70,73 @@ async function writeLog() {
   await writer.close()
 }
 
-const tw = performance.now()
-await writeLog()
-const writeS = (performance.now() - tw) / 1000
-// Where recovery's time goes: reading and verifying alone, then with decoding.
-let t = performance.now()
-readLog(dir, 0, () => {})
-const scanS = (performance.now() - t) / 1000
-t = performance.now()
-readLog(dir, 0, (p) => decodeMessage(p))
-const decodeS = (performance.now() - t) / 1000
-const rss0 = process.memoryUsage().rss
-const store = new ShardStore()
-const rec = recoverStore(dir, 0, store)
-const stats = store.stats()
-const rss1 = process.memoryUsage().rss
-rmSync(dir, { recursive: true, force: true })
-if (rec.records !== messages || stats.messages !== messages) throw new Error(`recovered ${rec.records}, expected ${messages}`)
-const result = {
-  messages,
-  chats,
-  textBytes,
-  segments: rec.log.segments.length,
-  writeSeconds: +writeS.toFixed(2),
-  recoverySeconds: +(rec.ms / 1000).toFixed(3),
-  messagesPerSecond: Math.round(messages / (rec.ms / 1000)),
-  phases: { readAndVerifySeconds: +scanS.toFixed(3), decodeSeconds: +(decodeS - scanS).toFixed(3), rebuildStoreSeconds: +(rec.ms / 1000 - decodeS).toFixed(3) },
-  storeJsonBytes: stats.jsonBytes,
-  rssGrowthBytesPerMessage: Math.round((rss1 - rss0) / messages),
+async function shardPart() {
+  const dir = tmp('recovery')
+  const tw = performance.now()
+  await writeShardLog(dir)
+  const writeS = (performance.now() - tw) / 1000
+  // Where recovery's time goes: reading and verifying alone, then with reading each record's framing.
+  let t = performance.now()
+  readLog(dir, 0, () => {})
+  const scanS = (performance.now() - t) / 1000
+  t = performance.now()
+  readLog(dir, 0, (p) => readStoredMessage(p))
+  const decodeS = (performance.now() - t) / 1000
+  const rss0 = process.memoryUsage().rss
+  const store = new ShardStore()
+  const rec = recoverStore(dir, 0, store)
+  const stats = store.stats()
+  const rss1 = process.memoryUsage().rss
+  rmSync(dir, { recursive: true, force: true })
+  if (rec.records !== messages || stats.messages !== messages) throw new Error(`recovered ${rec.records}, expected ${messages}`)
+  const result = {
+    part: 'shard',
+    messages,
+    chats,
+    textBytes,
+    recordVersion,
+    segments: rec.log.segments.length,
+    writeSeconds: +writeS.toFixed(2),
+    recoverySeconds: +(rec.ms / 1000).toFixed(3),
+    messagesPerSecond: Math.round(messages / (rec.ms / 1000)),
+    phases: { readAndVerifySeconds: +scanS.toFixed(3), decodeSeconds: +(decodeS - scanS).toFixed(3), rebuildStoreSeconds: +(rec.ms / 1000 - decodeS).toFixed(3) },
+    storeJsonBytes: stats.jsonBytes,
+    rssGrowthBytesPerMessage: Math.round((rss1 - rss0) / messages),
+  }
+  console.log(`one shard: ${messages} messages in ${chats} chats (${textBytes}-byte texts, record version ${recordVersion}, ${result.segments} segments): ${result.recoverySeconds} s, ${result.messagesPerSecond} messages/s`)
+  console.log(JSON.stringify(result))
 }
-console.log(`recovery of ${messages} messages in ${chats} chats (${textBytes}-byte texts, ${result.segments} segments): ${result.recoverySeconds} s, ${result.messagesPerSecond} messages/s`)
-console.log(JSON.stringify(result))
+
+async function startupPart() {
+  const dataDir = tmp('startup')
+  const shards = 2 // the default
+  const tw = performance.now()
+  await writeDataDir(dataDir, shards, startupMessages, messageAt)
+  const writeS = (performance.now() - tw) / 1000
+  const ts = performance.now()
+  const server = await startProcess(['dist/cluster.js'], { PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info' })
+  const startupS = (performance.now() - ts) / 1000
+  // Each shard logs what it replayed: {"msg":"recovered","records":..,"ms":..}.
+  const shardLines = [...server.output.matchAll(/^.*"msg":"recovered".*$/gm)].map((m) => JSON.parse(m[0]))
+  await stopProcess(server.proc)
+  rmSync(dataDir, { recursive: true, force: true })
+  const records = shardLines.reduce((a, l) => a + l.records, 0)
+  if (records !== startupMessages) throw new Error(`the server recovered ${records} records, expected ${startupMessages}`)
+  const result = {
+    part: 'startup',
+    messages: startupMessages,
+    chats,
+    textBytes,
+    recordVersion: 2,
+    shards,
+    writeSeconds: +writeS.toFixed(2),
+    startupSeconds: +startupS.toFixed(3),
+    messagesPerSecond: Math.round(startupMessages / startupS),
+    shardRecoveries: shardLines.map((l) => ({ thread: l.thread, records: l.records, seconds: +(l.ms / 1000).toFixed(3), messagesPerSecond: l.recordsPerSecond })),
+  }
+  console.log(`server start-up: ${startupMessages} messages in ${chats} chats over ${shards} shards: listening after ${result.startupSeconds} s, ${result.messagesPerSecond} messages/s`)
+  console.log(JSON.stringify(result))
+}
+
+if (parts.includes('shard')) await shardPart()
+if (parts.includes('startup')) await startupPart()

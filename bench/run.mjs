@@ -11,18 +11,14 @@
 // BENCH_SCENARIOS (comma list of names), BENCH_SHARDS / BENCH_HTTP_THREADS (pullchat threads).
 // Results: bench/results/latest-<mode>.json, and bench/results/chart-<mode>.svg.
 
-import { spawn, spawnSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir, cpus, loadavg } from 'node:os'
-import { join, dirname } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import autocannon from 'autocannon'
-import { shardOf } from '../dist/rpc/index.js'
-import { encodeMessage } from '../dist/store/index.js'
-import { WalWriter, shardDir } from '../dist/wal/index.js'
 import { renderChart } from './chart.mjs'
+import { cpuSeconds, root, startProcess, stopProcess, writeDataDir } from './lib.mjs'
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const full = process.argv.includes('--full') || process.env.BENCH_MODE === 'full'
 const mode = full ? 'full' : 'quick'
 const env = process.env
@@ -89,45 +85,6 @@ const selected = only ? scenarios.filter((s) => only.includes(s.name)) : scenari
 // ---------------------------------------------------------------------------------------------
 // Processes
 
-/** @param {string[]} args @param {Record<string,string>} extraEnv @returns {Promise<{ proc: import('node:child_process').ChildProcess, port: number }>} */
-function startProcess(args, extraEnv, ready = /"port":(\d+)|"listening":(\d+)/) {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] })
-    let out = ''
-    const onData = (/** @type {Buffer} */ c) => {
-      out += c.toString()
-      const m = ready.exec(out)
-      if (m && /listening/.test(out)) {
-        proc.stdout?.off('data', onData)
-        resolve({ proc, port: Number(m[1] ?? m[2]) })
-      }
-    }
-    proc.stdout?.on('data', onData)
-    proc.stderr?.on('data', (c) => (out += c.toString()))
-    proc.on('exit', (code) => reject(new Error(`${args.join(' ')} exited ${code}:\n${out}`)))
-  })
-}
-
-/** @param {import('node:child_process').ChildProcess} proc */
-async function stopProcess(proc) {
-  if (proc.exitCode !== null) return
-  proc.removeAllListeners('exit')
-  const done = new Promise((r) => proc.once('exit', r))
-  proc.kill('SIGTERM')
-  await Promise.race([done, new Promise((r) => setTimeout(r, 10_000))])
-  if (proc.exitCode === null) proc.kill('SIGKILL')
-}
-
-/** CPU seconds a process and its threads used so far (Linux /proc). */
-function cpuSeconds(/** @type {number | undefined} */ pid) {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
-    return (Number(f[11]) + Number(f[12])) / 100
-  } catch {
-    return NaN
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Load
 
@@ -193,38 +150,16 @@ async function measure(port, sc, pid) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Preload: write shard logs directly (the real format), so a big store costs seconds, not minutes.
+// Preload: the hot chat's 1000 messages, then the many chats' messages, in the real log format.
 
 /** @param {string} dataDir @param {number} shards */
 async function preload(dataDir, shards) {
-  writeFileSync(join(dataDir, 'pullchat.json'), JSON.stringify({ format: 1, shards }) + '\n')
-  const writers = Array.from({ length: shards }, (_, i) => {
-    const dir = shardDir(dataDir, i)
-    mkdirSync(dir, { recursive: true })
-    return new WalWriter(
-      { dir, shard: i, segmentBytes: 64 << 20, batchBytesMax: 4 << 20, pendingBytesMax: 8 * 2 ** 30, fsync: { kind: 'unsafe-none' }, onFatal: (e) => { throw e } },
-      { lastLsn: 0, lastSegment: null },
-    )
-  })
   const t0 = Date.now() * 1000 - 3_600_000_000
-  let pending = 0
-  /** @type {() => void} */
-  let wake = () => {}
-  const put = (/** @type {string} */ chat, /** @type {string} */ sender, /** @type {number} */ t) => {
-    pending++
-    writers[shardOf(chat, shards)]?.append(encodeMessage(chat, sender, TEXT, t), (err) => {
-      if (err) throw err
-      if (--pending === 0) wake()
-    })
-  }
-  for (let i = 0; i < 1000; i++) put('hot', 'loader', t0 + i)
-  for (let i = 0; i < S.preloadMessages; i++) {
-    const c = i % S.preloadChats
-    put(preloadChat(c), `u${c}`, t0 + 1000 + i)
-    if (pending > 50_000) await new Promise((r) => (wake = () => r(undefined)))
-  }
-  if (pending > 0) await new Promise((r) => (wake = () => r(undefined)))
-  await Promise.all(writers.map((w) => w.close()))
+  await writeDataDir(dataDir, shards, 1000 + S.preloadMessages, (i) => {
+    if (i < 1000) return ['hot', 'loader', TEXT, t0 + i]
+    const c = (i - 1000) % S.preloadChats
+    return [preloadChat(c), `u${c}`, TEXT, t0 + i]
+  })
 }
 
 // ---------------------------------------------------------------------------------------------

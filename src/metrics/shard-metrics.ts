@@ -37,7 +37,7 @@ export function createShardMetrics(registry: Registry, shard: number, stats: () 
   gauge('store_chats', 'Chats held, by shard', () => s().chats)
   gauge('store_messages', 'Messages held, by shard', () => s().messages)
   gauge('store_message_bytes', 'Bytes of message JSON held, by shard', () => s().jsonBytes)
-  gauge('store_allocated_bytes', 'Bytes allocated for chats\' arrays, by shard', () => s().bytes)
+  gauge('store_allocated_bytes', 'Bytes allocated for messages and chats\' indexes, by shard', () => s().bytes)
   const segments = cachedFor(1000, (): { count: number; bytes: number } => {
     let count = 0
     let bytes = 0

@@ -1,27 +1,29 @@
-// One chat's messages, in memory, as ring-indexed struct-of-arrays.
+// One chat's messages, in memory, as a ring-indexed array.
 //
-// Layout: message i (0 = oldest held) lives at ring slot (head + i) & mask. `times[slot]` is its
-// send_time (µs) and `starts[slot]` the byte offset of its JSON encoding in `arena`. The arena holds
-// every message as `{"chat":..,"text":..,"sender":..,"send_time":..},` (note the trailing comma),
-// back to back in send order, so a forward page is one contiguous byte range: a pull copies bytes
-// and builds no objects. No long-lived JS object exists per message.
+// Layout: message i (0 = oldest held) has ring slot (head + i) mod capacity, which holds three numbers:
+// its send_time (µs), the location of its JSON encoding in the shard's slab, and that encoding's
+// length. The slab (slab.ts) holds every message as `{"chat":..,"text":..,"sender":..,"send_time":..},`
+// (note the trailing comma), so a page is a concatenation of byte ranges: a pull copies bytes and
+// builds no objects. No long-lived JS object exists per message.
 //
 // Invariants:
-// - times are strictly increasing from oldest to newest;
-// - starts are increasing, starts(0) >= arenaHead, and message i ends where i+1 starts (the last
-//   ends at arenaTail);
-// - capacity is a power of two; the index doubles when full, the arena doubles (or compacts, after
-//   old messages were dropped) when the next message does not fit.
+// - send_times are strictly increasing from oldest to newest;
+// - the index grows by half when full;
+// - `held` is the sum of the held messages' lengths, and each of them is live in the slab.
 
 import assert from 'node:assert'
 import { Errors, PullchatError } from '../errors.js'
+import { messageJson } from './message-record.js'
+import { Slab } from './slab.js'
 
 const INDEX_CAPACITY_INITIAL = 4 // messages
-const ARENA_BYTES_INITIAL = 256 // bytes: about two short messages
-const ARENA_BYTES_MAX = 0xffff_ffff // offsets are Uint32
+const INDEX_CAPACITY_SMALL_MAX = 1024 // up to this many slots, the index is a JS array on V8's heap
+const INDEX_CAPACITY_MAX = 2 ** 25 // messages held per chat (33.5M)
+const STRIDE = 3 // index slot: send_time, location in the slab, length in bytes
 
 const OPEN_BRACKET = 0x5b // [
 const CLOSE_BRACKET = 0x5d // ]
+const COMMA = 0x2c // ,
 
 export interface Page {
   /** The page's messages as a JSON array, in the order asked for. */
@@ -33,25 +35,33 @@ export interface Page {
 
 const EMPTY_ARRAY = Buffer.from('[]')
 
+/** A JS array of `n` zeros whose elements V8 keeps as unboxed doubles. */
+function doubles(n: number): number[] {
+  const a = [0.5]
+  for (let i = 1; i < n; i++) a.push(0.5)
+  return a
+}
+
 export class ChatLog {
   readonly chat: string
   /** Highest send_time handed out for this chat, stored or still being made durable. */
   lastSendTime = 0
-  private readonly prefix: string
-  private times = new Float64Array(INDEX_CAPACITY_INITIAL)
-  private starts = new Uint32Array(INDEX_CAPACITY_INITIAL)
-  private mask = INDEX_CAPACITY_INITIAL - 1
+  private readonly slab: Slab
+  // Small chats (most of them) keep their index on V8's heap, which costs a few dozen bytes over
+  // the data; large ones in a typed array, off the heap.
+  private ring: number[] | Float64Array = doubles(INDEX_CAPACITY_INITIAL * STRIDE)
+  private capacity = INDEX_CAPACITY_INITIAL
   private head = 0
   private n = 0
-  private arena: Buffer = Buffer.allocUnsafeSlow(ARENA_BYTES_INITIAL)
-  private arenaHead = 0
-  private arenaTail = 0
-  private lastSender = ''
-  private lastSenderJson = ''
+  private held = 0
+  // Also in the ring, but a field is in cache where the ring's end, during a replay that visits
+  // chats in no order, is not.
+  private lastTime = 0
 
-  constructor(chat: string) {
+  /** `slab` holds the bytes; a shard's chats share one. */
+  constructor(chat: string, slab: Slab = new Slab()) {
     this.chat = chat
-    this.prefix = `{"chat":${JSON.stringify(chat)},"text":`
+    this.slab = slab
   }
 
   /** Number of messages held. */
@@ -59,25 +69,25 @@ export class ChatLog {
     return this.n
   }
 
-  /** Bytes of memory held by this chat's arrays (allocated, not just used). */
+  /** Bytes of memory held by this chat's index (its messages' bytes are in the slab). */
   get bytes(): number {
-    return this.arena.length + this.times.byteLength + this.starts.byteLength
+    return this.ring.length * 8
   }
 
-  /** Bytes of message JSON held. */
+  /** Bytes of message JSON held (each message with the comma that follows it in a page). */
   get jsonBytes(): number {
-    return this.arenaTail - this.arenaHead
+    return this.held
   }
 
   /** send_time of the newest message held, or 0 when empty. */
   get lastStoredTime(): number {
-    return this.n === 0 ? 0 : (this.times[(this.head + this.n - 1) & this.mask] as number)
+    return this.lastTime
   }
 
   /** send_time of the i-th oldest message held. */
   timeAt(i: number): number {
     assert(i >= 0 && i < this.n, 'index out of range')
-    return this.times[(this.head + i) & this.mask] as number
+    return this.ring[this.at(i)] as number
   }
 
   /** Hands out the next send_time: max(now, last + 1), so strictly increasing per chat. */
@@ -87,40 +97,37 @@ export class ChatLog {
     return t
   }
 
+  /** The JSON object a pull returns for this message. */
+  messageJson(sendTime: number, text: string, sender: string): string {
+    return messageJson(this.chat, sender, text, sendTime)
+  }
+
   /** Appends a message. `sendTime` must be greater than every stored one. */
   append(sendTime: number, text: string, sender: string): void {
-    assert(sendTime > this.lastStoredTime && Number.isSafeInteger(sendTime), 'send_time must increase')
-    if (sendTime > this.lastSendTime) this.lastSendTime = sendTime
-    if (sender !== this.lastSender) {
-      // Direct chats have two senders: one cached encoding saves most JSON.stringify calls.
-      this.lastSender = sender
-      this.lastSenderJson = ',"sender":' + JSON.stringify(sender) + ',"send_time":'
-    }
-    const json = this.prefix + JSON.stringify(text) + this.lastSenderJson + sendTime + '},'
-    // UTF-8 takes at most 3 bytes per UTF-16 unit: only count exactly when that bound does not fit.
-    if (this.arenaTail + json.length * 3 > this.arena.length) {
-      const size = Buffer.byteLength(json)
-      if (this.arenaTail + size > this.arena.length) this.growArena(size)
-    }
-    if (this.n === this.times.length) this.growIndex()
-    const slot = (this.head + this.n) & this.mask
-    this.times[slot] = sendTime
-    this.starts[slot] = this.arenaTail
-    this.arenaTail += this.arena.write(json, this.arenaTail)
-    this.n++
+    this.checkNext(sendTime)
+    this.index(sendTime, this.slab.putString(this.messageJson(sendTime, text, sender) + ','))
+  }
+
+  /** Appends a message given as its JSON object, the bytes `src[from, to)` (as messageJson made them). */
+  appendJson(sendTime: number, src: Buffer, from: number, to: number): void {
+    this.checkNext(sendTime)
+    this.index(sendTime, this.slab.putBytes(src, from, to, COMMA))
   }
 
   /** Drops the `count` oldest messages (retention). */
   dropOldest(count: number): void {
     assert(count >= 0 && count <= this.n)
-    this.head = (this.head + count) & this.mask
+    for (let i = 0; i < count; i++) {
+      const k = this.at(i)
+      const length = this.ring[k + 2] as number
+      this.slab.free(this.ring[k + 1] as number, length)
+      this.held -= length
+    }
+    this.head = (this.head + count) % this.capacity
     this.n -= count
     if (this.n === 0) {
       this.head = 0
-      this.arenaHead = 0
-      this.arenaTail = 0
-    } else {
-      this.arenaHead = this.starts[this.head] as number
+      this.lastTime = 0
     }
   }
 
@@ -130,7 +137,7 @@ export class ChatLog {
     let hi = this.n
     while (lo < hi) {
       const mid = (lo + hi) >>> 1
-      if ((this.times[(this.head + mid) & this.mask] as number) < t) lo = mid + 1
+      if ((this.ring[this.at(mid)] as number) < t) lo = mid + 1
       else hi = mid
     }
     return lo
@@ -146,74 +153,90 @@ export class ChatLog {
       const first = this.lowerBound(cursor)
       if (first >= this.n) return { json: EMPTY_ARRAY, count: 0, hasMore: false, nextCursor: cursor }
       const end = Math.min(first + limit, this.n)
-      const from = this.startOf(first)
-      const to = this.endOf(end - 1) // includes the trailing comma, replaced by ']'
-      const out = Buffer.allocUnsafe(to - from + 1)
-      out[0] = OPEN_BRACKET
-      this.arena.copy(out, 1, from, to - 1)
-      out[out.length - 1] = CLOSE_BRACKET
-      return { json: out, count: end - first, hasMore: end < this.n, nextCursor: this.timeAt(end - 1) + 1 }
+      return { json: this.page(first, end, 1), count: end - first, hasMore: end < this.n, nextCursor: this.timeAt(end - 1) + 1 }
     }
     const last = cursor === 0 ? this.n - 1 : this.lowerBound(cursor + 1) - 1
     if (last < 0) return { json: EMPTY_ARRAY, count: 0, hasMore: false, nextCursor: cursor }
     const first = Math.max(0, last - limit + 1)
-    const bytes = this.endOf(last) - this.startOf(first)
-    const out = Buffer.allocUnsafe(bytes + 1)
+    return { json: this.page(last, first - 1, -1), count: last - first + 1, hasMore: first > 0, nextCursor: this.timeAt(first) - 1 }
+  }
+
+  /**
+   * The JSON array of messages from..to (exclusive) stepping by `step`. Each stored message ends in
+   * a comma; the last one's becomes the closing bracket. Messages next to each other in the slab
+   * (a chat written in a burst, or the only busy chat) are copied as one range.
+   */
+  private page(from: number, to: number, step: 1 | -1): Buffer {
+    let bytes = 1
+    for (let i = from; i !== to; i += step) bytes += this.ring[this.at(i) + 2] as number
+    const out = Buffer.allocUnsafe(bytes)
     out[0] = OPEN_BRACKET
     let at = 1
-    for (let i = last; i >= first; i--) {
-      const s = this.startOf(i)
-      const e = this.endOf(i)
-      at += this.arena.copy(out, at, s, e)
+    let runLoc = 0
+    let runLength = 0
+    for (let i = from; i !== to; i += step) {
+      const k = this.at(i)
+      const loc = this.ring[k + 1] as number
+      const length = this.ring[k + 2] as number
+      if (loc === runLoc + runLength && runLength > 0) {
+        runLength += length
+      } else {
+        if (runLength > 0) at += this.slab.copy(runLoc, runLength, out, at)
+        runLoc = loc
+        runLength = length
+      }
     }
-    out[out.length - 1] = CLOSE_BRACKET
-    return { json: out, count: last - first + 1, hasMore: first > 0, nextCursor: this.timeAt(first) - 1 }
+    this.slab.copy(runLoc, runLength, out, at)
+    out[bytes - 1] = CLOSE_BRACKET
+    return out
   }
 
-  private startOf(i: number): number {
-    return this.starts[(this.head + i) & this.mask] as number
+  /** Where in the ring message i's three numbers start. */
+  private at(i: number): number {
+    const slot = this.head + i
+    return (slot < this.capacity ? slot : slot - this.capacity) * STRIDE
   }
 
-  private endOf(i: number): number {
-    return i + 1 < this.n ? (this.starts[(this.head + i + 1) & this.mask] as number) : this.arenaTail
+  private checkNext(sendTime: number): void {
+    assert(sendTime > this.lastStoredTime && Number.isSafeInteger(sendTime), 'send_time must increase')
+    if (sendTime > this.lastSendTime) this.lastSendTime = sendTime
+  }
+
+  private index(sendTime: number, loc: number): void {
+    if (this.n === this.capacity) this.growIndex()
+    const length = this.slab.lastLength
+    const k = this.at(this.n)
+    this.ring[k] = sendTime
+    this.ring[k + 1] = loc
+    this.ring[k + 2] = length
+    this.lastTime = sendTime
+    this.held += length
+    this.n++
   }
 
   private growIndex(): void {
-    const capacity = this.times.length * 2
-    const times = new Float64Array(capacity)
-    const starts = new Uint32Array(capacity)
-    for (let i = 0; i < this.n; i++) {
-      const slot = (this.head + i) & this.mask
-      times[i] = this.times[slot] as number
-      starts[i] = this.starts[slot] as number
-    }
-    this.times = times
-    this.starts = starts
-    this.mask = capacity - 1
-    this.head = 0
-  }
-
-  private growArena(size: number): void {
-    const live = this.arenaTail - this.arenaHead
-    const needed = live + size
-    if (needed > ARENA_BYTES_MAX) throw new PullchatError(Errors.CHAT_FULL)
-    let target = this.arena.length
-    // Compact in place when dropping old messages freed at least half of the arena.
-    if (needed > target / 2) {
-      while (target < needed) target *= 2
-      target = Math.min(target, ARENA_BYTES_MAX)
-    }
-    const arena = target === this.arena.length ? this.arena : Buffer.allocUnsafeSlow(target)
-    this.arena.copy(arena, 0, this.arenaHead, this.arenaTail)
-    const shift = this.arenaHead
-    if (shift !== 0) {
+    // By half while the index is a JS array (most chats are small, and their index is most of what
+    // they cost beyond their bytes), then by doubling (fewer copies of large indexes).
+    const small = this.capacity < INDEX_CAPACITY_SMALL_MAX
+    const capacity = Math.min(small ? Math.ceil(this.capacity * 1.5) : this.capacity * 2, INDEX_CAPACITY_MAX)
+    if (capacity === this.capacity) throw new PullchatError(Errors.CHAT_FULL)
+    const old = this.ring
+    const ring = capacity <= INDEX_CAPACITY_SMALL_MAX ? doubles(capacity * STRIDE) : new Float64Array(capacity * STRIDE)
+    // Oldest first from slot 0: the part from head to the end of the ring, then the wrapped part.
+    const tail = (this.capacity - this.head) * STRIDE
+    if (ring instanceof Float64Array && old instanceof Float64Array) {
+      ring.set(old.subarray(this.head * STRIDE))
+      ring.set(old.subarray(0, this.head * STRIDE), tail)
+    } else {
       for (let i = 0; i < this.n; i++) {
-        const slot = (this.head + i) & this.mask
-        this.starts[slot] = (this.starts[slot] as number) - shift
+        const k = this.at(i)
+        ring[i * STRIDE] = old[k] as number
+        ring[i * STRIDE + 1] = old[k + 1] as number
+        ring[i * STRIDE + 2] = old[k + 2] as number
       }
     }
-    this.arena = arena
-    this.arenaHead = 0
-    this.arenaTail = live
+    this.ring = ring
+    this.capacity = capacity
+    this.head = 0
   }
 }

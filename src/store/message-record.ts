@@ -1,8 +1,24 @@
-// What a store puts in a log record: msgpack [chat, sender, text, send_time].
+// What a store puts in a log record, and reading it back.
+//
+// Version 2 (written since 2026-11-25) carries the message's JSON as pulls return it, so that
+// replaying a record is a copy into the store:
+//   0        0x02, the version
+//   1..8     send_time in µs, f64 LE (a safe integer)
+//   9..10    n, the chat id's UTF-8 length, u16 LE
+//   11..     the chat id, n bytes of UTF-8
+//   11+n..   the message as a JSON object {"chat":..,"text":..,"sender":..,"send_time":..}
+// Version 1 payloads are msgpack [chat, sender, text, send_time]; they start with 0x94 (a msgpack
+// array of 4), never 0x02, and are still read, so logs written by earlier releases replay.
 
 import { Packr } from 'msgpackr'
 
 const packr = new Packr({ useRecords: false, moreTypes: false })
+
+const VERSION_2 = 0x02
+const HEADER_BYTES = 11
+const CHAT_BYTES_MAX = 0xffff
+const OPEN_BRACE = 0x7b // {
+const CLOSE_BRACE = 0x7d // }
 
 export interface MessageRecord {
   readonly chat: string
@@ -11,13 +27,83 @@ export interface MessageRecord {
   readonly sendTime: number
 }
 
-/** Encodes a message. The result is a view into a reused buffer: use it before the next call. */
-export function encodeMessage(chat: string, sender: string, text: string, sendTime: number): Uint8Array {
-  return packr.pack([chat, sender, text, sendTime])
+/** A record as recovery needs it: where the message's JSON object is, if the record has one. */
+export interface StoredMessage {
+  readonly chat: string
+  readonly sendTime: number
+  /** The record (version 2) whose bytes [jsonFrom, payload end) are the JSON object, or null (version 1). */
+  readonly json: Buffer | null
+  readonly jsonFrom: number
+  /** For a version 1 record, the message. */
+  readonly message: MessageRecord | null
 }
 
-/** Decodes a record payload; returns null when it is not a message record. */
-export function decodeMessage(payload: Uint8Array): MessageRecord | null {
+/** The JSON object a pull returns for a message (ChatLog.messageJson builds the same, faster). */
+export function messageJson(chat: string, sender: string, text: string, sendTime: number): string {
+  return `{"chat":${JSON.stringify(chat)},"text":${JSON.stringify(text)},"sender":${JSON.stringify(sender)},"send_time":${sendTime}}`
+}
+
+/** Encodes a version 2 record from the message's JSON object (from messageJson). */
+export function encodeMessageJson(chat: string, sendTime: number, json: string): Buffer {
+  const chatBytes = Buffer.byteLength(chat)
+  if (chatBytes > CHAT_BYTES_MAX) throw new RangeError(`chat id of ${chatBytes} bytes does not fit a record`)
+  const out = Buffer.allocUnsafe(HEADER_BYTES + chatBytes + Buffer.byteLength(json))
+  out[0] = VERSION_2
+  out.writeDoubleLE(sendTime, 1)
+  out.writeUInt16LE(chatBytes, 9)
+  out.write(chat, HEADER_BYTES)
+  out.write(json, HEADER_BYTES + chatBytes)
+  return out
+}
+
+/** Where the JSON object starts in a version 2 record. */
+export function jsonOffset(record: Buffer): number {
+  return HEADER_BYTES + record.readUInt16LE(9)
+}
+
+/** Encodes a message as a version 2 record. */
+export function encodeMessage(chat: string, sender: string, text: string, sendTime: number): Buffer {
+  return encodeMessageJson(chat, sendTime, messageJson(chat, sender, text, sendTime))
+}
+
+/** Encodes a message as a version 1 record (msgpack), as releases before version 2 wrote them. */
+export function encodeMessageV1(chat: string, sender: string, text: string, sendTime: number): Buffer {
+  return Buffer.from(packr.pack([chat, sender, text, sendTime]))
+}
+
+/** Reads a record for replay, checking its framing but not parsing its JSON; null when it is not a message. */
+export function readStoredMessage(payload: Buffer): StoredMessage | null {
+  if (payload[0] !== VERSION_2) {
+    const message = decodeV1(payload)
+    return message === null ? null : { chat: message.chat, sendTime: message.sendTime, json: null, jsonFrom: 0, message }
+  }
+  if (payload.length < HEADER_BYTES + 2) return null
+  const sendTime = payload.readDoubleLE(1)
+  const jsonFrom = jsonOffset(payload)
+  if (!Number.isSafeInteger(sendTime) || sendTime < 1 || jsonFrom + 2 > payload.length) return null
+  if (payload[jsonFrom] !== OPEN_BRACE || payload[payload.length - 1] !== CLOSE_BRACE) return null
+  return { chat: payload.toString('utf8', HEADER_BYTES, jsonFrom), sendTime, json: payload, jsonFrom, message: null }
+}
+
+/** Decodes a record fully (either version), checking every field; null when it is not a message. */
+export function decodeMessage(payload: Buffer): MessageRecord | null {
+  const stored = readStoredMessage(payload)
+  if (stored === null || stored.json === null) return stored?.message ?? null
+  let v: unknown
+  try {
+    v = JSON.parse(stored.json.toString('utf8', stored.jsonFrom))
+  } catch {
+    return null
+  }
+  if (typeof v !== 'object' || v === null) return null
+  const { chat, text, sender, send_time: sendTime } = v as Record<string, unknown>
+  if (chat !== stored.chat || sendTime !== stored.sendTime || typeof text !== 'string' || typeof sender !== 'string') return null
+  // The JSON must be exactly what the store would have written, or pulls would differ from it.
+  if (messageJson(chat, sender, text, sendTime) !== stored.json.toString('utf8', stored.jsonFrom)) return null
+  return { chat, sender, text, sendTime }
+}
+
+function decodeV1(payload: Uint8Array): MessageRecord | null {
   let v: unknown
   try {
     v = packr.unpack(payload)
@@ -36,7 +122,7 @@ export function decodeMessage(payload: Uint8Array): MessageRecord | null {
  * a send_time that does not follow its chat's previous one), or null when it can. Stateful: feed
  * it one shard's records in log order.
  */
-export function messageRecordChecker(): (payload: Uint8Array) => string | null {
+export function messageRecordChecker(): (payload: Buffer) => string | null {
   const last = new Map<string, number>()
   return (payload) => {
     const m = decodeMessage(payload)

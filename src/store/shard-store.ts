@@ -5,13 +5,14 @@
 // durable. Messages are appended in the order their send_times were assigned.
 
 import { ChatLog, type Page } from './chat-log.js'
+import { Slab } from './slab.js'
 
 export interface StoreStats {
   readonly chats: number
   readonly messages: number
   /** Bytes of message JSON held. */
   readonly jsonBytes: number
-  /** Bytes allocated for chats' arrays. */
+  /** Bytes allocated for messages (the slab's chunks) and the chats' indexes. */
   readonly bytes: number
 }
 
@@ -19,6 +20,7 @@ const EMPTY_PAGE_JSON = Buffer.from('[]')
 
 export class ShardStore {
   private readonly chats = new Map<string, ChatLog>()
+  private readonly slab = new Slab()
   private messages = 0
 
   /** Assigns the next send_time for `chat`: max(nowUs, last + 1). */
@@ -29,6 +31,12 @@ export class ShardStore {
   /** Stores a message whose send_time came from `assign()` (or from the log, on recovery). */
   append(chat: string, sendTime: number, text: string, sender: string): void {
     this.chatLog(chat).append(sendTime, text, sender)
+    this.messages++
+  }
+
+  /** Stores a message given as its JSON object `src[from, to)`; see ChatLog.appendJson. */
+  appendJson(log: ChatLog, sendTime: number, src: Buffer, from: number, to: number): void {
+    log.appendJson(sendTime, src, from, to)
     this.messages++
   }
 
@@ -51,22 +59,23 @@ export class ShardStore {
     return this.chats.get(chat)
   }
 
+  /** The chat's log, created empty if the chat has none yet. */
+  chatLog(chat: string): ChatLog {
+    let log = this.chats.get(chat)
+    if (log === undefined) {
+      log = new ChatLog(chat, this.slab)
+      this.chats.set(chat, log)
+    }
+    return log
+  }
+
   stats(): StoreStats {
-    let bytes = 0
+    let bytes = this.slab.bytes
     let jsonBytes = 0
     for (const log of this.chats.values()) {
       bytes += log.bytes
       jsonBytes += log.jsonBytes
     }
     return { chats: this.chats.size, messages: this.messages, jsonBytes, bytes }
-  }
-
-  private chatLog(chat: string): ChatLog {
-    let log = this.chats.get(chat)
-    if (log === undefined) {
-      log = new ChatLog(chat)
-      this.chats.set(chat, log)
-    }
-    return log
   }
 }

@@ -49,9 +49,12 @@ const registry = createThreadRegistry(`shard-${shardId}`)
 const metrics = createShardMetrics(registry, shardId, () => store.stats(), dir)
 let slowLoggedAt = 0
 const segmentIndex = new SegmentIndex()
+const limits = { retentionMs: config.retentionMs, retentionBytes: config.retentionBytes }
+// Without retention, nothing needs to know which segment holds which chat's messages.
+const retaining = limits.retentionMs > 0 || limits.retentionBytes > 0
 let recovery: ReturnType<typeof recoverStore>
 try {
-  recovery = recoverStore(dir, shardId, store, (chat, sendTime, segment) => segmentIndex.note(segment, chat, sendTime))
+  recovery = recoverStore(dir, shardId, store, retaining ? (chat, sendTime, segment) => segmentIndex.note(segment, chat, sendTime) : undefined)
 } catch (err) {
   if (err instanceof WalCorruptError) {
     log.error('refusing to start: corrupt log', { code: 'IM_ERR_WAL_CORRUPT', file: err.file, offset: err.offset, detail: err.message })
@@ -94,19 +97,19 @@ const writer = new WalWriter(
     lastSegment: last === undefined ? null : { path: last.path, bytes: recovery.log.lastSegmentBytes },
   },
 )
-const limits = { retentionMs: config.retentionMs, retentionBytes: config.retentionBytes }
-const retaining = limits.retentionMs > 0 || limits.retentionBytes > 0
 let lastSegmentSeen = writer.currentSegment
 const shard = new Shard(shardId, writer, store, {
-  onStored: (chat, sendTime) => {
-    const seg = writer.currentSegment
-    segmentIndex.note(seg, chat, sendTime)
-    if (seg !== lastSegmentSeen) {
-      // A segment was sealed: the byte limit may now be exceeded.
-      lastSegmentSeen = seg
-      if (retaining) setImmediate(enforce)
-    }
-  },
+  onStored: retaining
+    ? (chat, sendTime) => {
+        const seg = writer.currentSegment
+        segmentIndex.note(seg, chat, sendTime)
+        if (seg !== lastSegmentSeen) {
+          // A segment was sealed: the byte limit may now be exceeded.
+          lastSegmentSeen = seg
+          setImmediate(enforce)
+        }
+      }
+    : undefined,
 })
 
 function enforce(): void {

@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks'
 import { Errors, PullchatError } from '../errors.js'
 import { CODE_OK, type PullRequest, type PullResponse, type SendRequest, type SendResponse, type ShardService } from '../rpc/index.js'
 import { WalBackpressureError, type AppendCallback } from '../wal/index.js'
-import { encodeMessage } from './message-record.js'
+import { encodeMessageJson, jsonOffset } from './message-record.js'
 import { ShardStore } from './shard-store.js'
 
 /** Wall-clock time in microseconds, from a monotonic source anchored at thread start. */
@@ -53,14 +53,18 @@ export class Shard implements ShardService {
   send(req: SendRequest, reply: (res: SendResponse) => void): void {
     const { chat, text, sender } = req.message
     if (chat === '' || text === '' || sender === '') throw new PullchatError(Errors.MISSING_FIELD)
-    const sendTime = this.store.assign(chat, this.clock())
+    const log = this.store.chatLog(chat)
+    const sendTime = log.nextSendTime(this.clock())
+    // The record carries the message's JSON, which is also what the store keeps once it is durable.
+    const record = encodeMessageJson(chat, sendTime, log.messageJson(sendTime, text, sender))
+    const jsonFrom = jsonOffset(record)
     try {
-      this.log.append(encodeMessage(chat, sender, text, sendTime), (err) => {
+      this.log.append(record, (err) => {
         if (err !== null) {
           reply(storageError(err))
           return
         }
-        this.store.append(chat, sendTime, text, sender)
+        this.store.appendJson(log, sendTime, record, jsonFrom, record.length)
         this.onStored?.(chat, sendTime)
         reply({ code: CODE_OK, msg: '', send_time: sendTime })
       })

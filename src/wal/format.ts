@@ -15,7 +15,7 @@
 // Record, 8 + n bytes, back to back after the header:
 //   0..3    payload length n, u32 LE, 1 <= n <= RECORD_PAYLOAD_BYTES_MAX
 //   4..7    CRC-32 (zlib.crc32, IEEE polynomial) of the payload, u32 LE
-//   8..     payload: the caller's bytes (the store puts msgpack [chat, sender, text, send_time])
+//   8..     payload: the caller's bytes (the store's message records: src/store/message-record.ts)
 //
 // This module knows bytes only: nothing about chats or HTTP.
 

@@ -1,5 +1,5 @@
 // ChatLog and ShardStore against a naive model: a plain array of messages per chat, filtered and
-// sliced on every pull. The log's ring index, arena compaction and byte-copy pages must be
+// sliced on every pull. The log's ring index, the shard's shared slab and byte-copy pages must be
 // indistinguishable from it, byte for byte.
 //
 // Property tests are time-boxed. A failure's message holds fast-check's seed and path; replay it
@@ -96,7 +96,7 @@ function assertPage(page: Page, model: Model, cursor: number, limit: number, rev
 function assertState(log: ChatLog, model: Model): void {
   assert.equal(log.count, model.msgs.length, 'count')
   assert.equal(log.jsonBytes, model.jsonBytes, 'jsonBytes')
-  assert.ok(log.bytes >= log.jsonBytes, `bytes ${log.bytes} >= jsonBytes ${log.jsonBytes}`)
+  assert.ok(log.bytes >= log.count * 24, `index bytes ${log.bytes} hold ${log.count} messages`)
   assert.equal(log.lastStoredTime, model.lastStoredTime, 'lastStoredTime')
   assert.equal(log.lastSendTime, model.lastSendTime, 'lastSendTime')
   for (let i = 0; i < model.msgs.length; i++) assert.equal(log.timeAt(i), model.msgs[i]?.send_time, `timeAt(${i})`)
@@ -304,7 +304,7 @@ t.test('bad calls are broken invariants and throw', async (t) => {
   t.equal(log.pull(0, 10, false).json.toString(), `[${M1},${M2},${M3}]`)
 })
 
-t.test('the ring wraps and the arena compacts in place instead of growing', async (t) => {
+t.test('the ring wraps in place instead of growing', async (t) => {
   const log = new ChatLog('c')
   const model = new Model('c')
   const add = (st: number, txt: string): void => {
@@ -315,22 +315,21 @@ t.test('the ring wraps and the arena compacts in place instead of growing', asyn
     assertState(log, model)
     for (const c of interestingCursors(model)) for (const l of [1, 2, 10]) for (const r of [false, true]) assertPage(log.pull(c, l, r), model, c, l, r)
   }
-  // Four ~110-byte messages fill the initial 4-slot index and most of the initial arena.
+  // Four ~110-byte messages fill the initial 4-slot index.
   for (let i = 1; i <= 4; i++) add(i, String(i).repeat(60))
   check()
   const bytes = log.bytes
   log.dropOldest(3)
   model.dropOldest(3)
   check()
-  // Two more: index slots wrap around to the start, and the arena has no room at its tail but
-  // most of it is free, so it compacts.
+  // Two more: index slots wrap around to the start.
   add(5, '5'.repeat(60))
   add(6, '6'.repeat(60))
   check()
-  t.equal(log.bytes, bytes, 'neither the index nor the arena grew')
+  t.equal(log.bytes, bytes, 'the index did not grow')
   t.equal(log.count, 3)
   t.equal(log.pull(0, 10, false).json.toString(), modelJson('c', model.msgs))
-  // Now it has to grow: the index (4 slots) and the arena, for a 2000-byte message.
+  // Now the index (4 slots) has to grow; one message of 2000 bytes.
   add(7, '7'.repeat(60))
   add(8, '\u00e9'.repeat(1000))
   check()
@@ -339,6 +338,34 @@ t.test('the ring wraps and the arena compacts in place instead of growing', asyn
     JSON.parse(log.pull(0, 2, true).json.toString()).map((m: { send_time: number }) => m.send_time),
     [8, 7],
   )
+})
+
+t.test('large chats: the index moves off the JS heap and grows while wrapped', async (t) => {
+  const log = new ChatLog('big')
+  const model = new Model('big')
+  let st = 0
+  const add = (n: number): void => {
+    for (let i = 0; i < n; i++) {
+      st += 1 + (i % 3)
+      const txt = `m${st}`.repeat(1 + (st % 4))
+      log.append(st, txt, st % 2 === 0 ? 'a' : 'b')
+      model.append({ send_time: st, text: txt, sender: st % 2 === 0 ? 'a' : 'b' })
+    }
+  }
+  add(3000) // past the JS array's 1024 slots
+  log.dropOldest(1700)
+  model.dropOldest(1700)
+  add(2500) // wraps around the ring, then grows while wrapped
+  log.dropOldest(10)
+  model.dropOldest(10)
+  add(3000)
+  assertState(log, model)
+  t.ok(log.bytes >= 24 * 6790, `index of ${log.bytes} bytes`)
+  const times = model.msgs.map((m) => m.send_time)
+  for (const c of [0, 1, times[0] as number, times[1] as number, times[2000] as number, (times.at(-1) as number) - 1, times.at(-1) as number, st + 1]) {
+    for (const l of [1, 7, 1000]) for (const r of [false, true]) assertPage(log.pull(c, l, r), model, c, l, r)
+  }
+  t.equal(log.count, 6790)
 })
 
 // ---------------------------------------------------------------------------------------------
@@ -362,7 +389,7 @@ t.test('ChatLog behaves like the array model under any sequence of sends, pulls 
   ),
 )
 
-t.test('long retention runs: the ring wraps many times and the arena compacts', (t) =>
+t.test('long retention runs: the ring wraps many times', (t) =>
   holds(
     t,
     // Steady state: bursts of sends, then drops down to a small window, repeatedly.
@@ -500,12 +527,15 @@ type StoreOp =
   | { readonly op: 'send'; readonly chat: number; readonly clock: Clock; readonly text: string; readonly sender: string }
   | { readonly op: 'assign'; readonly chat: number; readonly clock: Clock }
   | { readonly op: 'pull'; readonly chat: number; readonly cursor: CursorSpec; readonly limit: number; readonly reverse: boolean }
+  | { readonly op: 'drop'; readonly chat: number; readonly n: number }
 
 const chatIndex = fc.nat(CHATS.length + UNKNOWN.length - 1)
 const storeOp: fc.Arbitrary<StoreOp> = fc.oneof(
   { weight: 6, arbitrary: fc.record({ op: fc.constant('send' as const), chat: fc.nat(CHATS.length - 1), clock, text, sender }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('assign' as const), chat: fc.nat(CHATS.length - 1), clock }) },
   { weight: 5, arbitrary: fc.record({ op: fc.constant('pull' as const), chat: chatIndex, cursor, limit, reverse: fc.boolean() }) },
+  // Chats share the shard's slab: dropping one chat's oldest messages must not disturb the others.
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('drop' as const), chat: chatIndex, n: fc.nat(4) }) },
 )
 
 t.test('ShardStore keeps chats separate and counts them (model per chat)', (t) =>
@@ -527,6 +557,12 @@ t.test('ShardStore keeps chats separate and counts them (model per chat)', (t) =
           const model = models.get(chat) ?? new Model(chat)
           const c = readCursor(o.cursor, model)
           assertPage(store.pull(chat, c, o.limit, o.reverse), model, c, o.limit, o.reverse)
+        } else if (o.op === 'drop') {
+          store.dropOldest(chat, o.n)
+          const model = models.get(chat)
+          const n = Math.min(o.n, model?.msgs.length ?? 0)
+          model?.dropOldest(n)
+          messages -= n
         } else {
           const model = modelOf(chat)
           const now = readClock(o.clock, model.lastSendTime)
@@ -546,6 +582,7 @@ t.test('ShardStore keeps chats separate and counts them (model per chat)', (t) =
         assert.equal(stats.jsonBytes, jsonBytes, 'stats.jsonBytes')
         assert.ok(stats.bytes >= stats.jsonBytes, 'stats.bytes >= stats.jsonBytes')
       }
+      for (const chat of UNKNOWN) store.dropOldest(chat, 1)
       for (const chat of UNKNOWN) assert.equal(store.get(chat), undefined, `${JSON.stringify(chat)} was never created`)
       for (const [chat, model] of models) {
         const log = store.get(chat)

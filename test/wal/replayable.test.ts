@@ -2,7 +2,7 @@
 // order): recovery refuses naming the segment and the record's offset, and repair cuts there.
 
 import t from 'tap'
-import { ShardStore, messageRecordChecker, recoverStore } from '../../src/store/index.js'
+import { ShardStore, encodeMessageV1, messageRecordChecker, recoverStore } from '../../src/store/index.js'
 import { WalCorruptError, listSegments, repairLog } from '../../src/wal/index.js'
 import { appendAll, assertStore, messages, openWriter, payloadOf, type Msg } from './helpers.js'
 
@@ -13,6 +13,18 @@ function appendRaw(writer: ReturnType<typeof openWriter>, payload: Uint8Array): 
 const cases: Array<[string, (before: readonly Msg[]) => Uint8Array, RegExp]> = [
   ['not a message', () => Buffer.from('plain bytes, valid checksum'), /has a valid checksum but is not a message/],
   ['send_time out of order', (before) => payloadOf({ ...(before.at(-1) as Msg), text: 'replayed', sendTime: 1 }), /does not follow/],
+  ['version 2, chat id length past the end', (before) => {
+    const p = payloadOf(before.at(-1) as Msg)
+    p.writeUInt16LE(60_000, 9)
+    return p
+  }, /has a valid checksum but is not a message/],
+  ['version 2, JSON object cut short', (before) => payloadOf(before.at(-1) as Msg).subarray(0, -1), /has a valid checksum but is not a message/],
+  ['version 2, send_time not an integer', (before) => {
+    const p = payloadOf(before.at(-1) as Msg)
+    p.writeDoubleLE(1.5, 1)
+    return p
+  }, /has a valid checksum but is not a message/],
+  ['msgpack that is not a version 1 message', () => encodeMessageV1('a:b', 'a', 'hi', 1).subarray(0, 3), /has a valid checksum but is not a message/],
 ]
 
 for (const [name, bad, why] of cases) {

@@ -1,0 +1,90 @@
+// @ts-check
+// Shared by the benchmarks: starting and stopping a server process, its CPU use, and writing a
+// data directory of N messages in the real log format (fast: no HTTP, no fsync).
+
+import { spawn } from 'node:child_process'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { shardOf } from '../dist/rpc/index.js'
+import { encodeMessage } from '../dist/store/index.js'
+import { WalWriter, shardDir } from '../dist/wal/index.js'
+
+export const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+
+/**
+ * Starts `node <args>` in the repository and resolves once it logs that it listens, with its port
+ * and everything it printed until then.
+ * @param {string[]} args @param {Record<string,string>} extraEnv
+ * @returns {Promise<{ proc: import('node:child_process').ChildProcess, port: number, output: string }>}
+ */
+export function startProcess(args, extraEnv, ready = /"port":(\d+)|"listening":(\d+)/) {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    const onData = (/** @type {Buffer} */ c) => {
+      out += c.toString()
+      const m = ready.exec(out)
+      if (m && /listening/.test(out)) {
+        proc.stdout?.off('data', onData)
+        resolve({ proc, port: Number(m[1] ?? m[2]), output: out })
+      }
+    }
+    proc.stdout?.on('data', onData)
+    proc.stderr?.on('data', (c) => (out += c.toString()))
+    proc.on('exit', (code) => reject(new Error(`${args.join(' ')} exited ${code}:\n${out}`)))
+  })
+}
+
+/** @param {import('node:child_process').ChildProcess} proc */
+export async function stopProcess(proc) {
+  if (proc.exitCode !== null) return
+  proc.removeAllListeners('exit')
+  const done = new Promise((r) => proc.once('exit', r))
+  proc.kill('SIGTERM')
+  await Promise.race([done, new Promise((r) => setTimeout(r, 10_000))])
+  if (proc.exitCode === null) proc.kill('SIGKILL')
+}
+
+/** CPU seconds a process and its threads used so far (Linux /proc). */
+export function cpuSeconds(/** @type {number | undefined} */ pid) {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
+    return (Number(f[11]) + Number(f[12])) / 100
+  } catch {
+    return NaN
+  }
+}
+
+/**
+ * Writes a data directory for `shards` shards holding `count` messages, message i being
+ * `messageAt(i)` = [chat, sender, text, send_time], each in its chat's shard: what a server that
+ * was sent them would have on disk.
+ * @param {string} dataDir @param {number} shards @param {number} count
+ * @param {(i: number) => [string, string, string, number]} messageAt
+ */
+export async function writeDataDir(dataDir, shards, count, messageAt) {
+  writeFileSync(join(dataDir, 'pullchat.json'), JSON.stringify({ format: 1, shards }) + '\n')
+  const writers = Array.from({ length: shards }, (_, i) => {
+    const dir = shardDir(dataDir, i)
+    mkdirSync(dir, { recursive: true })
+    return new WalWriter(
+      { dir, shard: i, segmentBytes: 64 << 20, batchBytesMax: 4 << 20, pendingBytesMax: 8 * 2 ** 30, fsync: { kind: 'unsafe-none' }, onFatal: (e) => { throw e } },
+      { lastLsn: 0, lastSegment: null },
+    )
+  })
+  let pending = 0
+  /** @type {() => void} */
+  let wake = () => {}
+  for (let i = 0; i < count; i++) {
+    const [chat, sender, text, t] = messageAt(i)
+    pending++
+    writers[shardOf(chat, shards)]?.append(encodeMessage(chat, sender, text, t), (err) => {
+      if (err) throw err
+      if (--pending === 0) wake()
+    })
+    if (pending > 50_000) await new Promise((r) => (wake = () => r(undefined)))
+  }
+  if (pending > 0) await new Promise((r) => (wake = () => r(undefined)))
+  await Promise.all(writers.map((w) => w.close()))
+}
