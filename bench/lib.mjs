@@ -3,12 +3,12 @@
 // data directory of N messages in the real log format (fast: no HTTP, no fsync).
 
 import { spawn } from 'node:child_process'
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { shardOf } from '../dist/rpc/index.js'
 import { encodeMessage } from '../dist/store/index.js'
-import { WalWriter, shardDir } from '../dist/wal/index.js'
+import { WalWriter, listSegments, shardDir } from '../dist/wal/index.js'
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 
@@ -87,4 +87,13 @@ export async function writeDataDir(dataDir, shards, count, messageAt) {
   }
   if (pending > 0) await new Promise((r) => (wake = () => r(undefined)))
   await Promise.all(writers.map((w) => w.close()))
+  // On disk, as a server that acknowledged them under FSYNC=always would have left them: otherwise
+  // the server's start-up would pay for writing them out (recovery syncs what it reads).
+  for (let i = 0; i < shards; i++) {
+    for (const seg of listSegments(shardDir(dataDir, i))) {
+      const fd = openSync(seg.path, 'r')
+      fsyncSync(fd)
+      closeSync(fd)
+    }
+  }
 }

@@ -14,7 +14,7 @@
 import { spawnSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir, cpus, loadavg } from 'node:os'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import autocannon from 'autocannon'
 import { renderChart } from './chart.mjs'
 import { cpuSeconds, root, startProcess, stopProcess, writeDataDir } from './lib.mjs'
@@ -201,6 +201,6 @@ for (const sc of selected) {
 mkdirSync(join(root, 'bench/results'), { recursive: true })
 const report = { mode, date: new Date().toISOString(), machine: { cores: cpus().length, model: cpus()[0]?.model, node: process.version }, settings: S, results }
 const out = env.BENCH_OUT ?? `bench/results/latest-${mode}`
-writeFileSync(join(root, `${out}.json`), JSON.stringify(report, null, 2) + '\n')
+writeFileSync(resolve(root, `${out}.json`), JSON.stringify(report, null, 2) + '\n')
 if (!env.BENCH_OUT) writeFileSync(join(root, `bench/results/chart-${mode}.svg`), renderChart(report))
 console.log(`\nwrote ${out}.json${env.BENCH_OUT ? '' : ` and bench/results/chart-${mode}.svg`}`)

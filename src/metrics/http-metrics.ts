@@ -1,6 +1,8 @@
 // Metrics of an HTTP thread: requests, latency, messages, and the RPC channel to each shard.
+// Those updated on every request are series metrics (series.ts): label sets resolved once.
 
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
+import { Gauge, type Registry } from 'prom-client'
+import { type CounterSeries, type HistogramSeries, SeriesCounter, SeriesHistogram } from './series.js'
 import { LATENCY_BUCKETS_S, PREFIX } from './thread-registry.js'
 
 const KNOWN_METHODS = new Set(['GET', 'POST', 'HEAD', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'])
@@ -14,25 +16,22 @@ export interface HttpMetrics {
 }
 
 export function createHttpMetrics(registry: Registry, shards: number, inflight: () => readonly number[]): HttpMetrics {
-  const requests = new Counter({
+  const requests = new SeriesCounter({
     name: `${PREFIX}http_requests_total`,
     help: 'HTTP requests answered, by route, method and status',
-    labelNames: ['route', 'method', 'status'] as const,
     registers: [registry],
   })
-  const duration = new Histogram({
+  const duration = new SeriesHistogram({
     name: `${PREFIX}http_request_duration_seconds`,
     help: 'Time from request to reply, by route',
-    labelNames: ['route'] as const,
     buckets: LATENCY_BUCKETS_S,
     registers: [registry],
   })
-  const sent = new Counter({ name: `${PREFIX}messages_sent_total`, help: 'Messages acknowledged to senders', registers: [registry] })
-  const pulled = new Counter({ name: `${PREFIX}messages_pulled_total`, help: 'Messages returned by pulls', registers: [registry] })
-  const rtt = new Histogram({
+  const sent = new SeriesCounter({ name: `${PREFIX}messages_sent_total`, help: 'Messages acknowledged to senders', registers: [registry] }).labels({})
+  const pulled = new SeriesCounter({ name: `${PREFIX}messages_pulled_total`, help: 'Messages returned by pulls', registers: [registry] }).labels({})
+  const rtt = new SeriesHistogram({
     name: `${PREFIX}rpc_roundtrip_seconds`,
     help: 'Time from an RPC call to its reply, by shard',
-    labelNames: ['shard'] as const,
     buckets: LATENCY_BUCKETS_S,
     registers: [registry],
   })
@@ -45,22 +44,32 @@ export function createHttpMetrics(registry: Registry, shards: number, inflight: 
       inflight().forEach((n, shard) => this.set({ shard: String(shard) }, n))
     },
   })
-  for (let shard = 0; shard < shards; shard++) rtt.zero({ shard: String(shard) })
-  sent.inc(0)
-  pulled.inc(0)
-  const shardLabels = new Map<number, { shard: string }>()
-  const shardLabel = (shard: number): { shard: string } => {
-    let l = shardLabels.get(shard)
-    if (l === undefined) shardLabels.set(shard, (l = { shard: String(shard) }))
-    return l
+  const rttByShard = Array.from({ length: shards }, (_, shard) => rtt.labels({ shard: String(shard) }))
+  // route -> method -> status -> series; every level is a handful of entries.
+  const counted = new Map<string, Map<string, Map<number, CounterSeries>>>()
+  const timed = new Map<string, HistogramSeries>()
+  const requestSeries = (route: string, rawMethod: string, status: number): CounterSeries => {
+    const method = KNOWN_METHODS.has(rawMethod) ? rawMethod : 'OTHER' // any token is a method: bound the label
+    let byMethod = counted.get(route)
+    if (byMethod === undefined) counted.set(route, (byMethod = new Map()))
+    let byStatus = byMethod.get(method)
+    if (byStatus === undefined) byMethod.set(method, (byStatus = new Map()))
+    let series = byStatus.get(status)
+    if (series === undefined) {
+      series = requests.labels({ route, method, status: String(status) })
+      byStatus.set(status, series)
+    }
+    return series
   }
   return {
     request: (route, method, status, seconds) => {
-      requests.inc({ route, method: KNOWN_METHODS.has(method) ? method : 'OTHER', status: String(status) })
-      duration.observe({ route }, seconds)
+      requestSeries(route, method, status).inc()
+      let d = timed.get(route)
+      if (d === undefined) timed.set(route, (d = duration.labels({ route })))
+      d.observe(seconds)
     },
     messagesSent: (n) => sent.inc(n),
     messagesPulled: (n) => pulled.inc(n),
-    rpcRoundTrip: (shard, seconds) => rtt.observe(shardLabel(shard), seconds),
+    rpcRoundTrip: (shard, seconds) => (rttByShard[shard] ?? rtt.labels({ shard: String(shard) })).observe(seconds),
   }
 }
