@@ -3,7 +3,7 @@
 // data directory of N messages in the real log format (fast: no HTTP, no fsync).
 
 import { spawn } from 'node:child_process'
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs'
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { shardOf } from '../dist/rpc/index.js'
@@ -54,6 +54,42 @@ export function cpuSeconds(/** @type {number | undefined} */ pid) {
   } catch {
     return NaN
   }
+}
+
+/** CPU seconds used by this process's children that have exited and been waited for (Linux /proc). */
+export function childrenCpuSeconds() {
+  try {
+    const f = readFileSync('/proc/self/stat', 'utf8').split(') ')[1]?.split(' ') ?? []
+    return (Number(f[13]) + Number(f[14])) / 100
+  } catch {
+    return NaN
+  }
+}
+
+/**
+ * CPU ticks (1/100 s) and context switches of each thread of a process (Linux /proc), by thread id.
+ * @param {number | undefined} pid
+ * @returns {Map<string, { user: number, sys: number, voluntary: number, involuntary: number }>}
+ */
+export function threadTicks(pid) {
+  const out = new Map()
+  let tids = []
+  try {
+    tids = readdirSync(`/proc/${pid}/task`)
+  } catch {
+    return out
+  }
+  for (const tid of tids) {
+    try {
+      const f = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
+      const status = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8')
+      const ctxt = (/** @type {string} */ k) => Number(new RegExp(`^${k}_ctxt_switches:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0)
+      out.set(tid, { user: Number(f[11]), sys: Number(f[12]), voluntary: ctxt('voluntary'), involuntary: ctxt('nonvoluntary') })
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return out
 }
 
 /**

@@ -9,7 +9,8 @@
 // Settings (env): BENCH_CONNECTIONS (64), BENCH_DURATION (s), BENCH_PIPELINING (1),
 // BENCH_WORKERS (autocannon worker threads, 2), BENCH_GENERATOR (autocannon | wrk),
 // BENCH_SCENARIOS (comma list of names), BENCH_SHARDS / BENCH_HTTP_THREADS (pullchat threads).
-// Results: bench/results/latest-<mode>.json, and bench/results/chart-<mode>.svg.
+// Results: bench/results/latest-<mode>.json, and bench/results/chart-<mode>.svg; with BENCH_OUT=<path>,
+// <path>.json and <path>.svg.
 
 import { spawnSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
@@ -17,7 +18,7 @@ import { tmpdir, cpus, loadavg } from 'node:os'
 import { join, resolve } from 'node:path'
 import autocannon from 'autocannon'
 import { renderChart } from './chart.mjs'
-import { cpuSeconds, root, startProcess, stopProcess, writeDataDir } from './lib.mjs'
+import { childrenCpuSeconds, cpuSeconds, root, startProcess, stopProcess, writeDataDir } from './lib.mjs'
 
 const full = process.argv.includes('--full') || process.env.BENCH_MODE === 'full'
 const mode = full ? 'full' : 'quick'
@@ -133,13 +134,15 @@ function loadWrk(port, sc) {
   )
   const conns = sc.connections ?? S.connections
   const t0 = performance.now()
+  const cpu0 = childrenCpuSeconds()
   const r = spawnSync('wrk', ['-t2', `-c${conns}`, `-d${S.duration}s`, '--latency', '-s', script, `http://127.0.0.1:${port}`], { encoding: 'utf8' })
   const wall = (performance.now() - t0) / 1000
+  const generatorCpuCores = +((childrenCpuSeconds() - cpu0) / wall).toFixed(2)
   if (env.BENCH_KEEP_SCRIPTS) console.log(`wrk script kept: ${script}`)
   else rmSync(dir, { recursive: true, force: true })
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(r.stdout)?.[1] ?? NaN)
   const j = JSON.parse(/JSON(\{.*\})/.exec(r.stdout)?.[1] ?? '{}')
-  return { reqPerSec: Math.round(rps), latencyMsP50: j.p50, latencyMsP99: j.p99, latencyMsP999: j.p999, errors: j.errors, timeouts: 0, non2xx: j.non2xx, requests: Math.round(rps * S.duration), generatorCpuCores: null, seconds: +wall.toFixed(2) }
+  return { reqPerSec: Math.round(rps), latencyMsP50: j.p50, latencyMsP99: j.p99, latencyMsP999: j.p999, errors: j.errors, timeouts: 0, non2xx: j.non2xx, requests: Math.round(rps * S.duration), generatorCpuCores, seconds: +wall.toFixed(2) }
 }
 
 /** @param {number} port @param {Scenario} sc @param {number | undefined} pid */
@@ -201,6 +204,7 @@ for (const sc of selected) {
 mkdirSync(join(root, 'bench/results'), { recursive: true })
 const report = { mode, date: new Date().toISOString(), machine: { cores: cpus().length, model: cpus()[0]?.model, node: process.version }, settings: S, results }
 const out = env.BENCH_OUT ?? `bench/results/latest-${mode}`
+const chart = env.BENCH_OUT ? `${out}.svg` : `bench/results/chart-${mode}.svg`
 writeFileSync(resolve(root, `${out}.json`), JSON.stringify(report, null, 2) + '\n')
-if (!env.BENCH_OUT) writeFileSync(join(root, `bench/results/chart-${mode}.svg`), renderChart(report))
-console.log(`\nwrote ${out}.json${env.BENCH_OUT ? '' : ` and bench/results/chart-${mode}.svg`}`)
+writeFileSync(resolve(root, chart), renderChart(report))
+console.log(`\nwrote ${out}.json and ${chart}`)

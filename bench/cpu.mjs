@@ -1,0 +1,89 @@
+// @ts-check
+// Where the CPU goes: pullchat (and the ceiling, for comparison) under one load, with the CPU time
+// of every thread read from /proc, the generator's own CPU, and CPU microseconds per request.
+//
+// Why this and not only profiles: per-thread --cpu-prof profiles sample wall-clock time, so a
+// thread that is runnable but preempted (two cores shared by five busy threads and the generator)
+// shows up as time in whatever it was doing, or as idle. /proc's user and system ticks count only
+// time on a CPU, and the involuntary context switches say how often a thread was preempted.
+//
+//   npm run build && node bench/cpu.mjs      (CPU_SCENARIO=pull-hot|pull-many|send, CPU_SECONDS=5;
+//                                            wrk is required: apt-get install wrk)
+
+import { spawnSync } from 'node:child_process'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { childrenCpuSeconds, startProcess, stopProcess, threadTicks, writeDataDir } from './lib.mjs'
+
+const scenario = process.env.CPU_SCENARIO ?? 'pull-hot'
+const seconds = Number(process.env.CPU_SECONDS ?? 5)
+const TEXT = 'hello world, a typical short chat message'
+const CHATS = 20_000
+
+if (spawnSync('wrk', ['--version']).error !== undefined) {
+  console.error('bench/cpu.mjs needs wrk (apt-get install wrk)')
+  process.exit(2)
+}
+
+const lua = (/** @type {string[]} */ requests) =>
+  `local reqs = {}\ninit = function() reqs = {${requests.join(',\n')}} end\nlocal i = 0\nrequest = function() i = i % #reqs + 1 return reqs[i] end\n`
+const get = (/** @type {string} */ q) => `wrk.format("GET", "/api/pull?${q}")`
+const post = (/** @type {string} */ chat) =>
+  `wrk.format("POST", "/api/send", {["Content-Type"]="application/json"}, ${JSON.stringify(JSON.stringify({ chat, text: TEXT, sender: chat.split(':')[0] }))})`
+const requests = {
+  'pull-hot': [get('chat=hot&limit=10')],
+  'pull-many': Array.from({ length: 10_000 }, (_, i) => get(`chat=u${(i * 7919) % CHATS}:u${((i * 7919) % CHATS) + 1}&limit=10`)),
+  send: [post('alice:bob')],
+}[scenario]
+if (requests === undefined) throw new Error(`unknown CPU_SCENARIO ${scenario}`)
+
+const dir = mkdtempSync(join(tmpdir(), 'pullchat-cpu-bench-'))
+const script = join(dir, 'load.lua')
+writeFileSync(script, lua(requests))
+const dataDir = join(dir, 'data')
+mkdirSync(dataDir)
+if (scenario.startsWith('pull')) {
+  // The hot chat's 1000 messages, then 10 messages in each of CHATS chats, interleaved.
+  const t0 = Date.now() * 1000 - 3_600_000_000
+  await writeDataDir(dataDir, 2, 1000 + 10 * CHATS, (i) => {
+    if (i < 1000) return ['hot', 'loader', TEXT, t0 + i]
+    const c = (i - 1000) % CHATS
+    return [`u${c}:u${c + 1}`, `u${c}`, TEXT, t0 + i]
+  })
+}
+
+/** @param {string} name @param {string[]} args @param {Record<string, string>} env */
+async function measure(name, args, env) {
+  const server = await startProcess(args, env)
+  const before = threadTicks(server.proc.pid)
+  const gen0 = childrenCpuSeconds()
+  const t0 = performance.now()
+  const r = spawnSync('wrk', ['-t2', '-c64', `-d${seconds}s`, '-s', script, `http://127.0.0.1:${server.port}`], { encoding: 'utf8' })
+  const wall = (performance.now() - t0) / 1000
+  const gen = childrenCpuSeconds() - gen0
+  const after = threadTicks(server.proc.pid)
+  await stopProcess(server.proc)
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(r.stdout)?.[1] ?? NaN)
+  const requestsDone = rps * seconds
+  const threads = []
+  for (const [tid, a] of after) {
+    const b = before.get(tid) ?? { user: 0, sys: 0, voluntary: 0, involuntary: 0 }
+    const user = (a.user - b.user) / 100
+    const sys = (a.sys - b.sys) / 100
+    if (user + sys >= 0.05) threads.push({ tid, user, sys, voluntary: a.voluntary - b.voluntary, involuntary: a.involuntary - b.involuntary })
+  }
+  threads.sort((x, y) => y.user + y.sys - (x.user + x.sys))
+  const user = threads.reduce((s, t) => s + t.user, 0)
+  const sys = threads.reduce((s, t) => s + t.sys, 0)
+  const us = (/** @type {number} */ s) => +((s / requestsDone) * 1e6).toFixed(1)
+  const row = { name, reqPerSec: Math.round(rps), serverCores: +((user + sys) / wall).toFixed(2), generatorCores: +(gen / wall).toFixed(2), cpuUsPerRequest: { total: us(user + sys), user: us(user), sys: us(sys) }, threads }
+  console.log(`${name}: ${row.reqPerSec} req/s, server ${row.serverCores} cores (${row.cpuUsPerRequest.total} µs CPU per request: ${row.cpuUsPerRequest.user} user, ${row.cpuUsPerRequest.sys} system), generator ${row.generatorCores} cores`)
+  for (const t of threads) console.log(`  thread ${t.tid}: user ${t.user.toFixed(2)} s, system ${t.sys.toFixed(2)} s, ${t.voluntary} voluntary and ${t.involuntary} involuntary context switches`)
+  return row
+}
+
+const ceiling = await measure('ceiling', ['bench/ceiling.mjs', '0'], {})
+const pullchat = await measure('pullchat', ['dist/cluster.js'], { PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info' })
+rmSync(dir, { recursive: true, force: true })
+console.log(JSON.stringify({ scenario, seconds, ceiling, pullchat }))
