@@ -51,8 +51,8 @@ export const DEFAULTS: Config = Object.freeze({
   host: '0.0.0.0',
   dataDir: './data',
   // Measured on the 2-core reference machine (README "Threads", `node bench/threads.mjs`): two
-  // HTTP threads carry ~1.4x the pulls of one at the same durable-send rate; two shards do
-  // slightly better than one on both.
+  // HTTP threads carry more pulls than one; one shard did as well as two or better in the latest
+  // run (fewer threads on two cores), but two replay the log in parallel at start-up.
   shards: 2,
   httpThreads: 2,
   bodyBytesMax: 64 * 1024, // 64 KiB per request body
