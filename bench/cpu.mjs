@@ -7,8 +7,9 @@
 // shows up as time in whatever it was doing, or as idle. /proc's user and system ticks count only
 // time on a CPU, and the involuntary context switches say how often a thread was preempted.
 //
-//   npm run build && node bench/cpu.mjs      (CPU_SCENARIO=pull-hot|pull-many|send, CPU_SECONDS=5;
-//                                            wrk is required: apt-get install wrk)
+//   npm run build && node bench/cpu.mjs      (CPU_SCENARIO=pull-hot|pull-many|send, CPU_SECONDS=5,
+//                                            CPU_LAYOUT=interleaved|grouped; wrk is required:
+//                                            apt-get install wrk)
 
 import { spawnSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
@@ -20,6 +21,9 @@ const scenario = process.env.CPU_SCENARIO ?? 'pull-hot'
 const seconds = Number(process.env.CPU_SECONDS ?? 5)
 const TEXT = 'hello world, a typical short chat message'
 const CHATS = 20_000
+// How the many chats' messages were written: in turn (each chat's messages among the others', as
+// live traffic writes them) or one chat after another (each chat's messages next to each other).
+const grouped = process.env.CPU_LAYOUT === 'grouped'
 
 if (spawnSync('wrk', ['--version']).error !== undefined) {
   console.error('bench/cpu.mjs needs wrk (apt-get install wrk)')
@@ -44,11 +48,11 @@ writeFileSync(script, lua(requests))
 const dataDir = join(dir, 'data')
 mkdirSync(dataDir)
 if (scenario.startsWith('pull')) {
-  // The hot chat's 1000 messages, then 10 messages in each of CHATS chats, interleaved.
+  // The hot chat's 1000 messages, then 10 messages in each of CHATS chats.
   const t0 = Date.now() * 1000 - 3_600_000_000
   await writeDataDir(dataDir, 2, 1000 + 10 * CHATS, (i) => {
     if (i < 1000) return ['hot', 'loader', TEXT, t0 + i]
-    const c = (i - 1000) % CHATS
+    const c = grouped ? Math.floor((i - 1000) / 10) : (i - 1000) % CHATS
     return [`u${c}:u${c + 1}`, `u${c}`, TEXT, t0 + i]
   })
 }
