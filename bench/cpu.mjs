@@ -8,7 +8,8 @@
 // time on a CPU, and the involuntary context switches say how often a thread was preempted.
 //
 //   npm run build && node bench/cpu.mjs      (CPU_SCENARIO=pull-hot|pull-many|send, CPU_SECONDS=5,
-//                                            CPU_LAYOUT=interleaved|grouped; wrk is required:
+//                                            CPU_LAYOUT=interleaved|grouped, SHARDS and other server
+//                                            settings from the environment; wrk is required:
 //                                            apt-get install wrk)
 
 import { spawnSync } from 'node:child_process'
@@ -50,7 +51,7 @@ mkdirSync(dataDir)
 if (scenario.startsWith('pull')) {
   // The hot chat's 1000 messages, then 10 messages in each of CHATS chats.
   const t0 = Date.now() * 1000 - 3_600_000_000
-  await writeDataDir(dataDir, 2, 1000 + 10 * CHATS, (i) => {
+  await writeDataDir(dataDir, Number(process.env.SHARDS ?? 2), 1000 + 10 * CHATS, (i) => {
     if (i < 1000) return ['hot', 'loader', TEXT, t0 + i]
     const c = grouped ? Math.floor((i - 1000) / 10) : (i - 1000) % CHATS
     return [`u${c}:u${c + 1}`, `u${c}`, TEXT, t0 + i]
@@ -87,7 +88,10 @@ async function measure(name, args, env) {
   return row
 }
 
-const ceiling = await measure('ceiling', ['bench/ceiling.mjs', '0'], {})
-const pullchat = await measure('pullchat', ['dist/cluster.js'], { PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info' })
-rmSync(dir, { recursive: true, force: true })
-console.log(JSON.stringify({ scenario, seconds, ceiling, pullchat }))
+try {
+  const ceiling = await measure('ceiling', ['bench/ceiling.mjs', '0'], {})
+  const pullchat = await measure('pullchat', ['dist/cluster.js'], { PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info' })
+  console.log(JSON.stringify({ scenario, seconds, ceiling, pullchat }))
+} finally {
+  rmSync(dir, { recursive: true, force: true })
+}
