@@ -7,7 +7,8 @@
 // shows up as time in whatever it was doing, or as idle. /proc's user and system ticks count only
 // time on a CPU, and the involuntary context switches say how often a thread was preempted.
 //
-//   npm run build && node bench/cpu.mjs      (CPU_SCENARIO=pull-hot|pull-many|send, CPU_SECONDS=5,
+//   npm run build && node bench/cpu.mjs      (CPU_SCENARIO=pull-hot|pull-many|pull-missing-room|
+//                                            pull-missing-many|send, CPU_SECONDS=5,
 //                                            CPU_LAYOUT=interleaved|grouped, SHARDS and other server
 //                                            settings from the environment; wrk is required:
 //                                            apt-get install wrk)
@@ -39,6 +40,9 @@ const post = (/** @type {string} */ chat) =>
 const requests = {
   'pull-hot': [get('chat=hot&limit=10')],
   'pull-many': Array.from({ length: 10_000 }, (_, i) => get(`chat=u${(i * 7919) % CHATS}:u${((i * 7919) % CHATS) + 1}&limit=10`)),
+  // Chats that do not exist: empty pages, the same request path otherwise.
+  'pull-missing-room': [get('chat=nobody&limit=10')],
+  'pull-missing-many': Array.from({ length: 10_000 }, (_, i) => get(`chat=v${i}:w${i}&limit=10`)),
   send: [post('alice:bob')],
 }[scenario]
 if (requests === undefined) throw new Error(`unknown CPU_SCENARIO ${scenario}`)
