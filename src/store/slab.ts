@@ -82,18 +82,19 @@ export class Slab {
 
   /** Picks where `n` bytes go when the fast path's bound does not fit; returns the offset. */
   private place(n: number): number {
+    if (this.current >= 0) {
+      if (this.live[this.current] === 0) this.tail = 0 // emptied by drops: fill it from the start
+      if (this.tail + n <= this.chunk.length) return this.inCurrent()
+    }
     if (n >= OWN_CHUNK_BYTES) {
       // A chunk of its own, holding this message alone; the current chunk stays current.
       this.targetSlot = this.newSlot(Buffer.allocUnsafeSlow(n))
       this.target = this.chunks[this.targetSlot] as Buffer
       return 0
     }
-    if (this.current >= 0 && this.live[this.current] === 0) this.tail = 0 // emptied by drops
-    if (this.current < 0 || this.tail + n > this.chunk.length) {
-      this.current = this.newSlot(Buffer.allocUnsafeSlow(CHUNK_BYTES))
-      this.chunk = this.chunks[this.current] as Buffer
-      this.tail = 0
-    }
+    this.current = this.newSlot(Buffer.allocUnsafeSlow(CHUNK_BYTES))
+    this.chunk = this.chunks[this.current] as Buffer
+    this.tail = 0
     return this.inCurrent()
   }
 

@@ -368,6 +368,27 @@ t.test('large chats: the index moves off the JS heap and grows while wrapped', a
   t.equal(log.count, 6790)
 })
 
+t.test('pages across slab chunks, and messages with chunks of their own', async (t) => {
+  const log = new ChatLog('wide')
+  const model = new Model('wide')
+  let st = 0
+  const add = (txt: string): void => {
+    st++
+    log.append(st, txt, 's')
+    model.append({ send_time: st, text: txt, sender: 's' })
+  }
+  // 50-60 KB messages: about 18 to a 1 MiB chunk, so pages cross chunk boundaries; every 7th is
+  // 200 KB, which gets a chunk of its own when the current chunk's tail is too small for it.
+  for (let i = 0; i < 60; i++) add(i % 7 === 6 ? 'b'.repeat(200_000) : String(i % 10).repeat(50_000 + i * 150))
+  for (const c of [0, 1, 17, 18, 19, 40, st]) for (const l of [1, 5, 25, 100]) for (const r of [false, true]) assertPage(log.pull(c, l, r), model, c, l, r)
+  log.dropOldest(30)
+  model.dropOldest(30)
+  for (let i = 0; i < 20; i++) add('é'.repeat(30_000 + i)) // two bytes per unit
+  assertState(log, model)
+  for (const c of [0, 31, 45, 60, st]) for (const l of [1, 7, 100]) for (const r of [false, true]) assertPage(log.pull(c, l, r), model, c, l, r)
+  t.equal(log.count, 50)
+})
+
 // ---------------------------------------------------------------------------------------------
 // Properties
 

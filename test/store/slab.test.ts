@@ -68,6 +68,21 @@ t.test('a large message that does not fit the current chunk gets a chunk of its 
   t.equal(fits, last + 1024 + 8, 'a message that fits goes to the tail')
 })
 
+t.test('a string goes to the tail when its exact size fits there, even if the 3-bytes-per-unit bound does not', async (t) => {
+  const slab = new Slab()
+  let last = 0
+  for (let i = 0; i < 800; i++) last = slab.putString('f'.repeat(1023) + ',') // 800 KiB used
+  const ascii = 'a'.repeat(130 * 1024) // large; bound 390 KiB > the 224 KiB left; exactly 130 KiB
+  t.equal(slab.putString(ascii), last + 1024, 'in the tail, not a chunk of its own')
+  t.equal(slab.bytes, MiB, 'no new chunk')
+  const big = 'b'.repeat(130 * 1024) // does not fit the 94 KiB left
+  const loc = slab.putString(big)
+  t.equal(Math.floor(loc / SLOT_SPAN), 1, 'a chunk of its own')
+  t.equal(slab.bytes, MiB + 130 * 1024)
+  t.equal(read(slab, loc, slab.lastLength), big)
+  t.equal(slab.putString('{"c":3},'), last + 1024 + 130 * 1024, 'the shared chunk is still current')
+})
+
 t.test('the current chunk, once emptied by drops, is filled again from its start', async (t) => {
   const slab = new Slab()
   const a = slab.putString('{"a":1},')
