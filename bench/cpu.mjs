@@ -17,7 +17,7 @@ import { spawnSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { childrenCpuSeconds, startProcess, stopProcess, threadTicks, writeDataDir } from './lib.mjs'
+import { childrenCpuSeconds, startProcess, stopProcess, threadTicks, writeDataDir, wrkScript } from './lib.mjs'
 
 const scenario = process.env.CPU_SCENARIO ?? 'pull-hot'
 const seconds = Number(process.env.CPU_SECONDS ?? 5)
@@ -32,8 +32,6 @@ if (spawnSync('wrk', ['--version']).error !== undefined) {
   process.exit(2)
 }
 
-const lua = (/** @type {string[]} */ requests) =>
-  `local reqs = {}\ninit = function() reqs = {${requests.join(',\n')}} end\nlocal i = 0\nrequest = function() i = i % #reqs + 1 return reqs[i] end\n`
 const get = (/** @type {string} */ q) => `wrk.format("GET", "/api/pull?${q}")`
 const post = (/** @type {string} */ chat) =>
   `wrk.format("POST", "/api/send", {["Content-Type"]="application/json"}, ${JSON.stringify(JSON.stringify({ chat, text: TEXT, sender: chat.split(':')[0] }))})`
@@ -49,7 +47,7 @@ if (requests === undefined) throw new Error(`unknown CPU_SCENARIO ${scenario}`)
 
 const dir = mkdtempSync(join(tmpdir(), 'pullchat-cpu-bench-'))
 const script = join(dir, 'load.lua')
-writeFileSync(script, lua(requests))
+writeFileSync(script, wrkScript(requests))
 const dataDir = join(dir, 'data')
 mkdirSync(dataDir)
 if (scenario.startsWith('pull')) {

@@ -56,6 +56,21 @@ export function cpuSeconds(/** @type {number | undefined} */ pid) {
   }
 }
 
+/**
+ * A wrk Lua script that sends `requests` (each a `wrk.format(...)` expression) in turn, and with
+ * `summary` prints a line `JSON{...}` with p50/p99/p99.9 in ms, non-2xx and errors at the end.
+ * @param {string[]} requests @param {boolean} [summary]
+ */
+export function wrkScript(requests, summary = false) {
+  let lua = `local reqs = {}\ninit = function() reqs = {${requests.join(',\n')}} end\nlocal i = 0\nrequest = function() i = i % #reqs + 1 return reqs[i] end\n`
+  if (summary) {
+    lua +=
+      `done = function(summary, latency, requests)\n io.write(string.format("JSON{\\"p50\\":%f,\\"p99\\":%f,\\"p999\\":%f,\\"non2xx\\":%d,\\"errors\\":%d}\\n", ` +
+      `latency:percentile(50)/1000, latency:percentile(99)/1000, latency:percentile(99.9)/1000, summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))\nend\n`
+  }
+  return lua
+}
+
 /** CPU seconds used by this process's children that have exited and been waited for (Linux /proc). */
 export function childrenCpuSeconds() {
   try {

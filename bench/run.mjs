@@ -18,7 +18,7 @@ import { tmpdir, cpus, loadavg } from 'node:os'
 import { join, resolve } from 'node:path'
 import autocannon from 'autocannon'
 import { renderChart } from './chart.mjs'
-import { childrenCpuSeconds, cpuSeconds, root, startProcess, stopProcess, writeDataDir } from './lib.mjs'
+import { childrenCpuSeconds, cpuSeconds, root, startProcess, stopProcess, wrkScript, writeDataDir } from './lib.mjs'
 
 const full = process.argv.includes('--full') || process.env.BENCH_MODE === 'full'
 const mode = full ? 'full' : 'quick'
@@ -127,11 +127,7 @@ function loadWrk(port, sc) {
   const dir = mkdtempSync(join(tmpdir(), 'pullchat-wrk-'))
   const script = join(dir, 'reqs.lua')
   const reqs = sc.requests.slice(0, 10_000).map((r) => `wrk.format(${JSON.stringify(r.method)}, ${JSON.stringify(r.path)}, ${JSON.stringify(r.headers ?? {}).replace(/"([^"]+)":/g, '["$1"]=')}, ${r.body ? JSON.stringify(r.body) : 'nil'})`)
-  writeFileSync(
-    script,
-    `local reqs = {}\ninit = function() reqs = {${reqs.join(',\n')}} end\nlocal i = 0\nrequest = function() i = i % #reqs + 1 return reqs[i] end\n` +
-      `done = function(summary, latency, requests)\n io.write(string.format("JSON{\\"p50\\":%f,\\"p99\\":%f,\\"p999\\":%f,\\"non2xx\\":%d,\\"errors\\":%d}\\n", latency:percentile(50)/1000, latency:percentile(99)/1000, latency:percentile(99.9)/1000, summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))\nend\n`,
-  )
+  writeFileSync(script, wrkScript(reqs, true))
   const conns = sc.connections ?? S.connections
   const t0 = performance.now()
   const cpu0 = childrenCpuSeconds()

@@ -6,10 +6,8 @@
 
 import { spawnSync } from 'node:child_process'
 import { readFileSync, rmSync } from 'node:fs'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-
-const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+import { join } from 'node:path'
+import { root } from './lib.mjs'
 const combos = (process.env.COMBOS ?? '1x1,2x1,1x2,2x2').split(',').map((c) => c.split('x').map(Number))
 const rows = []
 for (const [shards, http] of combos) {
@@ -22,6 +20,7 @@ for (const [shards, http] of combos) {
   if (r.status !== 0) throw new Error(`bench failed for ${shards}x${http}`)
   const report = JSON.parse(readFileSync(join(root, `${out}.json`), 'utf8'))
   rmSync(join(root, `${out}.json`))
+  rmSync(join(root, `${out}.svg`), { force: true })
   for (const res of report.results) rows.push({ shards, http, scenario: res.scenario, reqPerSec: res.pullchat.reqPerSec, p99: res.pullchat.latencyMsP99, ratio: res.ratio })
 }
 console.log('SHARDS HTTP_THREADS scenario        req/s    p99 ms  ratio to ceiling')

@@ -54,9 +54,6 @@ export class ChatLog {
   private head = 0
   private n = 0
   private held = 0
-  // Also in the ring, but a field is in cache where the ring's end, during a replay that visits
-  // chats in no order, is not.
-  private lastTime = 0
 
   /** `slab` holds the bytes; a shard's chats share one. */
   constructor(chat: string, slab: Slab = new Slab()) {
@@ -81,7 +78,7 @@ export class ChatLog {
 
   /** send_time of the newest message held, or 0 when empty. */
   get lastStoredTime(): number {
-    return this.lastTime
+    return this.n === 0 ? 0 : (this.ring[this.at(this.n - 1)] as number)
   }
 
   /** send_time of the i-th oldest message held. */
@@ -125,10 +122,7 @@ export class ChatLog {
     }
     this.head = (this.head + count) % this.capacity
     this.n -= count
-    if (this.n === 0) {
-      this.head = 0
-      this.lastTime = 0
-    }
+    if (this.n === 0) this.head = 0
   }
 
   /** Index of the first message with send_time >= t (n if none). */
@@ -209,7 +203,6 @@ export class ChatLog {
     this.ring[k] = sendTime
     this.ring[k + 1] = loc
     this.ring[k + 2] = length
-    this.lastTime = sendTime
     this.held += length
     this.n++
   }

@@ -1,8 +1,8 @@
 // A shard's in-memory state: every chat it owns, by canonical chat id.
 //
-// Sending is two steps so that a log can sit in between: `assign()` hands out the message's
-// send_time (strictly increasing per chat), and `append()` makes it visible to pulls once it is
-// durable. Messages are appended in the order their send_times were assigned.
+// Sending is two steps so that a log can sit in between: the chat's `nextSendTime()` hands out the
+// message's send_time (strictly increasing per chat), and `appendJson()` makes it visible to pulls
+// once it is durable. Messages are appended in the order their send_times were assigned.
 
 import { ChatLog, type Page } from './chat-log.js'
 import { Slab } from './slab.js'
@@ -23,12 +23,7 @@ export class ShardStore {
   private readonly slab = new Slab()
   private messages = 0
 
-  /** Assigns the next send_time for `chat`: max(nowUs, last + 1). */
-  assign(chat: string, nowUs: number): number {
-    return this.chatLog(chat).nextSendTime(nowUs)
-  }
-
-  /** Stores a message whose send_time came from `assign()` (or from the log, on recovery). */
+  /** Stores a message whose send_time came from its chat's `nextSendTime()` (or from the log, on recovery). */
   append(chat: string, sendTime: number, text: string, sender: string): void {
     this.chatLog(chat).append(sendTime, text, sender)
     this.messages++

@@ -262,8 +262,11 @@ t.test('fsync unsafe-none: acks after the write, never fdatasyncs before close',
   t.same(readBack(dir).msgs, messages(0, 20))
 })
 
-t.test('fsync interval: a timer fdatasync still running when its segment rolls, or the log closes, is no error', async (t) => {
-  const dir = t.testdir()
+/**
+ * An interval-synced writer whose segment rolls while a timer fdatasync of it is held queued (a
+ * slow thread pool): two records in the first segment, the sync held, two more that roll.
+ */
+async function rollWithHeldSync(dir: string): Promise<{ io: TestIo; writer: ReturnType<typeof openWriter>; fatals: Error[]; msgs: Msg[] }> {
   const io = new TestIo()
   const fatals: Error[] = []
   const msgs = messages(0, 4, () => 50)
@@ -276,10 +279,15 @@ t.test('fsync interval: a timer fdatasync still running when its segment rolls, 
     onFatal: (err) => fatals.push(err),
   })
   await appendAll(writer, msgs.slice(0, 2))
-  // A slow thread pool: the timer's fdatasync is queued but has not run yet.
   io.holdSyncs = true
   await until('a timer fdatasync', () => io.heldSyncs === 1)
   await appendAll(writer, msgs.slice(2)) // rolls: the first segment's fd is synced and closed
+  return { io, writer, fatals, msgs }
+}
+
+t.test('fsync interval: a timer fdatasync still running when its segment rolls, or the log closes, is no error', async (t) => {
+  const dir = t.testdir()
+  const { io, writer, fatals, msgs } = await rollWithHeldSync(dir)
   t.equal(writer.currentSegment, join(dir, segmentName(3)), 'rolled')
   io.release() // the queued fdatasync runs on the closed fd
   await until('the next timer fdatasync', () => io.heldSyncs === 1 || fatals.length > 0)
@@ -292,22 +300,7 @@ t.test('fsync interval: a timer fdatasync still running when its segment rolls, 
 })
 
 t.test('fsync interval: an EIO from a timer fdatasync of a segment rolled meanwhile is still fatal', async (t) => {
-  const dir = t.testdir()
-  const io = new TestIo()
-  const fatals: Error[] = []
-  const msgs = messages(0, 4, () => 50)
-  const size = recordBytes(msgs.slice(0, 1))
-  const writer = openWriter(dir, EMPTY_STATE, {
-    io,
-    fsync: { kind: 'interval', ms: 5 },
-    segmentBytes: SEGMENT_HEADER_BYTES + 2 * size,
-    batchBytesMax: 1,
-    onFatal: (err) => fatals.push(err),
-  })
-  await appendAll(writer, msgs.slice(0, 2))
-  io.holdSyncs = true
-  await until('a timer fdatasync', () => io.heldSyncs === 1)
-  await appendAll(writer, msgs.slice(2))
+  const { io, writer, fatals } = await rollWithHeldSync(t.testdir())
   io.failSync = errno('EIO', 'fdatasync')
   io.release()
   await until('onFatal', () => fatals.length > 0)
