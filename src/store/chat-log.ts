@@ -162,7 +162,17 @@ export class ChatLog {
    */
   private page(from: number, to: number, step: 1 | -1): Buffer {
     let bytes = 1
-    for (let i = from; i !== to; i += step) bytes += this.ring[this.at(i) + 2] as number
+    let runEnd = -1
+    for (let i = from; i !== to; i += step) {
+      const k = this.at(i)
+      const loc = this.ring[k + 1] as number
+      const length = this.ring[k + 2] as number
+      // Where a new run of bytes starts, read it ahead (Slab.touch); within a run, the CPU's own
+      // prefetcher follows the copy.
+      if (loc !== runEnd) this.slab.touch(loc, length)
+      runEnd = loc + length
+      bytes += length
+    }
     const out = Buffer.allocUnsafe(bytes)
     out[0] = OPEN_BRACKET
     let at = 1
