@@ -6,8 +6,11 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import { BATCH_BUCKETS, FSYNC_BUCKETS_S, PREFIX } from './thread-registry.js'
 
 export interface ShardMetrics {
-  /** After each group-commit round: records, bytes, and the fdatasync time (0 when none). */
-  walRound(records: number, bytes: number, fsyncMs: number): void
+  /**
+   * After each group-commit round: records, bytes, the fdatasync time (0 when none), and how long
+   * the round's oldest record waited for it to begin.
+   */
+  walRound(records: number, bytes: number, fsyncMs: number, waitMs: number): void
   recovered(records: number, seconds: number): void
 }
 
@@ -71,19 +74,28 @@ export function createShardMetrics(registry: Registry, shard: number, stats: () 
     buckets: BATCH_BUCKETS,
     registers: [registry],
   })
+  const wait = new Histogram({
+    name: `${PREFIX}wal_wait_seconds`,
+    help: 'How long the oldest record of each group-commit round waited for the round to begin (the previous round\'s write and fdatasync)',
+    labelNames,
+    buckets: FSYNC_BUCKETS_S,
+    registers: [registry],
+  })
   // Series exist from the start, so that rate() and histogram_quantile() have data at once.
   appends.inc(label, 0)
   written.inc(label, 0)
   fsync.zero(label)
   batch.zero(label)
+  wait.zero(label)
   const recoveryRecords = new Gauge({ name: `${PREFIX}recovery_records`, help: 'Records replayed at the shard\'s last start', labelNames, registers: [registry] })
   const recoverySeconds = new Gauge({ name: `${PREFIX}recovery_duration_seconds`, help: 'Time the shard\'s last recovery took', labelNames, registers: [registry] })
   return {
-    walRound: (records, bytes, fsyncMs) => {
+    walRound: (records, bytes, fsyncMs, waitMs) => {
       if (records > 0) {
         appends.inc(label, records)
         written.inc(label, bytes)
         batch.observe(label, records)
+        wait.observe(label, waitMs / 1000)
       }
       if (fsyncMs > 0) fsync.observe(label, fsyncMs / 1000)
     },

@@ -80,8 +80,8 @@ const writer = new WalWriter(
     batchBytesMax: config.walBatchBytesMax,
     pendingBytesMax: config.walPendingBytesMax,
     fsync: config.fsync,
-    onRound: (records, bytes, fsyncMs) => {
-      metrics.walRound(records, bytes, fsyncMs)
+    onRound: (records, bytes, fsyncMs, waitMs) => {
+      metrics.walRound(records, bytes, fsyncMs, waitMs)
       if (fsyncMs > SLOW_FSYNC_MS && Date.now() - slowLoggedAt > 10_000) {
         slowLoggedAt = Date.now()
         log.warn('slow fdatasync', { ms: Math.round(fsyncMs), records, bytes })

@@ -57,8 +57,12 @@ export interface WriterOptions {
   readonly io?: WalIo
   /** Called once with an error the log cannot continue after. */
   readonly onFatal: (err: Error) => void
-  /** Called after each durable round with its record count, bytes and fdatasync time. */
-  readonly onRound?: (records: number, bytes: number, fsyncMs: number) => void
+  /**
+   * Called after each durable round with its record count, bytes, fdatasync time, and how long its
+   * oldest record waited in the buffer for the round to begin (records left over from a round
+   * capped by batchBytesMax count from that round's start).
+   */
+  readonly onRound?: (records: number, bytes: number, fsyncMs: number, waitMs: number) => void
 }
 
 export interface WriterState {
@@ -90,6 +94,8 @@ export class WalWriter {
   private buffered: Buffer[] = []
   private callbacks: AppendCallback[] = []
   private bufferedBytes = 0
+  /** When the oldest buffered record was appended (performance.now()). */
+  private oldestAt = 0
   private inFlight = false
   private scheduled = false
   private failed: Error | null = null
@@ -136,6 +142,7 @@ export class WalWriter {
     if (this.closing !== null) throw new Error('log is closing')
     if (this.bufferedBytes > this.opts.pendingBytesMax) throw new WalBackpressureError(this.bufferedBytes)
     const record = encodeRecord(payload)
+    if (this.buffered.length === 0) this.oldestAt = performance.now()
     this.buffered.push(record)
     this.callbacks.push(cb)
     this.bufferedBytes += record.length
@@ -197,6 +204,9 @@ export class WalWriter {
     this.buffered = take === this.buffered.length ? [] : this.buffered.slice(take)
     this.callbacks = take === this.callbacks.length ? [] : this.callbacks.slice(take)
     this.bufferedBytes -= bytes
+    const startedAt = performance.now()
+    const waitMs = startedAt - this.oldestAt
+    this.oldestAt = startedAt
     if (this.size > SEGMENT_HEADER_BYTES && this.size + bytes > this.opts.segmentBytes) {
       try {
         this.roll(this.lsn + 1)
@@ -221,7 +231,7 @@ export class WalWriter {
       this.lsn += records.length
       if (this.opts.fsync.kind !== 'always') {
         this.dirtySinceSync = true
-        this.opts.onRound?.(records.length, buf.length, 0)
+        this.opts.onRound?.(records.length, buf.length, 0, waitMs)
         this.finishRound(cbs, null)
         return
       }
@@ -234,7 +244,7 @@ export class WalWriter {
           if (this.closing !== null) this.round()
           return
         }
-        this.opts.onRound?.(records.length, buf.length, performance.now() - t0)
+        this.opts.onRound?.(records.length, buf.length, performance.now() - t0, waitMs)
         this.finishRound(cbs, null)
       })
     })
@@ -267,7 +277,7 @@ export class WalWriter {
       // fdatasync the segment themselves first. A closed (or meanwhile reused) fd is no error
       // then; EIO and the like always are.
       const fdGone = err !== null && (err.code === 'EBADF' || err.code === 'EINVAL') && (fd !== this.fd || this.closing !== null)
-      if (err === null) this.opts.onRound?.(0, 0, performance.now() - t0)
+      if (err === null) this.opts.onRound?.(0, 0, performance.now() - t0, 0)
       else if (!fdGone) this.fatal(err)
     })
   }

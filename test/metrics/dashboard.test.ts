@@ -79,6 +79,7 @@ t.test('the areas the operator needs are all there', async (t) => {
     ['pulled/s', /rate\(pullchat_messages_pulled_total\[1m\]\)/],
     ['fsync p50', /histogram_quantile\(0\.5, [^\n]*pullchat_wal_fsync_duration_seconds_bucket/],
     ['fsync p99', /histogram_quantile\(0\.99, [^\n]*pullchat_wal_fsync_duration_seconds_bucket/],
+    ['round wait p99', /histogram_quantile\(0\.99, [^\n]*pullchat_wal_wait_seconds_bucket/],
     ['batch p50', /histogram_quantile\(0\.5, [^\n]*pullchat_wal_batch_records_bucket/],
     ['batch p99', /histogram_quantile\(0\.99, [^\n]*pullchat_wal_batch_records_bucket/],
     ['WAL appends/s', /rate\(pullchat_wal_appends_total\[1m\]\)/],

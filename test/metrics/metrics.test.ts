@@ -56,6 +56,7 @@ t.test('the exposition is valid Prometheus text, merged from every thread', asyn
     pullchat_wal_bytes_total: 'counter',
     pullchat_wal_fsync_duration_seconds: 'histogram',
     pullchat_wal_batch_records: 'histogram',
+    pullchat_wal_wait_seconds: 'histogram',
     pullchat_wal_segments: 'gauge',
     pullchat_wal_segment_bytes: 'gauge',
     pullchat_rpc_inflight_requests: 'gauge',
@@ -196,6 +197,7 @@ t.test('counters move by exactly what was done, across 2 HTTP threads and 2 shar
     t.ok(delta('pullchat_wal_batch_records_count', { shard: String(s) }) >= 1, `shard ${s}: at least one group-commit round`)
     t.equal(delta('pullchat_wal_batch_records_sum', { shard: String(s) }), perShard[s], `shard ${s}: batch sizes add up to its appends`)
     t.equal(delta('pullchat_wal_fsync_duration_seconds_count', { shard: String(s) }), delta('pullchat_wal_batch_records_count', { shard: String(s) }), `shard ${s}: one fsync per round (FSYNC=always)`)
+    t.equal(delta('pullchat_wal_wait_seconds_count', { shard: String(s) }), delta('pullchat_wal_batch_records_count', { shard: String(s) }), `shard ${s}: one wait observed per round`)
     t.equal(sumOf(m, 'pullchat_wal_segments', { shard: String(s) }), 1, `shard ${s}: one segment`)
     t.ok(sumOf(m, 'pullchat_wal_segment_bytes', { shard: String(s) }) > 0, `shard ${s}: the segment has bytes`)
   }

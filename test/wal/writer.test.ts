@@ -132,7 +132,14 @@ t.test('appends made while a sync is in flight go in the next round; callbacks w
   const dir = t.testdir()
   const io = new TestIo()
   const rounds: [number, number][] = []
-  const writer = openWriter(dir, EMPTY_STATE, { io, onRound: (records, bytes) => rounds.push([records, bytes]) })
+  const waits: number[] = []
+  const writer = openWriter(dir, EMPTY_STATE, {
+    io,
+    onRound: (records, bytes, _fsyncMs, waitMs) => {
+      rounds.push([records, bytes])
+      waits.push(waitMs)
+    },
+  })
   const [a, b, c] = messages(0, 3) as [Msg, Msg, Msg]
   io.holdSyncs = true
 
@@ -157,6 +164,9 @@ t.test('appends made while a sync is in flight go in the next round; callbacks w
     [1, recordBytes([a])],
     [2, recordBytes([b, c])],
   ], 'onRound reports each round')
+  // B waited through the 20 ms sleep (and the rest of A's round) before its round began.
+  t.ok((waits[1] as number) >= 19, `the second round's oldest record waited ${waits[1]} ms, at least the 20 ms that A's sync was held`)
+  t.ok((waits[0] as number) >= 0 && (waits[0] as number) < (waits[1] as number), 'A waited less: its round began as soon as it was appended')
   await writer.close()
   t.same(readBack(dir).msgs, [a, b, c])
 })
