@@ -9,7 +9,8 @@
 // Invariants:
 // - send_times are strictly increasing from oldest to newest;
 // - the index grows by half when full;
-// - `held` is the sum of the held messages' lengths, and each of them is live in the slab.
+// - `held` is the sum of the held messages' lengths, and each of them is live in the slab;
+// - n + unstored <= messagesMax: a send is refused before it is logged, never after.
 
 import assert from 'node:assert'
 import { Errors, PullchatError } from '../errors.js'
@@ -18,7 +19,8 @@ import { Slab } from './slab.js'
 
 const INDEX_CAPACITY_INITIAL = 4 // messages
 const INDEX_CAPACITY_SMALL_MAX = 1024 // up to this many slots, the index is a JS array on V8's heap
-const INDEX_CAPACITY_MAX = 2 ** 25 // messages held per chat (33.5M)
+/** Messages one chat holds at most (33.5M): its index's limit. */
+export const CHAT_MESSAGES_MAX = 2 ** 25
 const STRIDE = 3 // index slot: send_time, location in the slab, length in bytes
 
 const OPEN_BRACKET = 0x5b // [
@@ -54,11 +56,38 @@ export class ChatLog {
   private head = 0
   private n = 0
   private held = 0
+  /** Sends accepted for this chat (reserve()) and not yet stored or failed (release()). */
+  private unstored = 0
+  private readonly messagesMax: number
 
   /** `slab` holds the bytes; a shard's chats share one. */
-  constructor(chat: string, slab: Slab = new Slab()) {
+  constructor(chat: string, slab: Slab = new Slab(), messagesMax: number = CHAT_MESSAGES_MAX) {
+    assert(Number.isSafeInteger(messagesMax) && messagesMax >= 1 && messagesMax <= CHAT_MESSAGES_MAX)
     this.chat = chat
     this.slab = slab
+    this.messagesMax = messagesMax
+  }
+
+  /** Whether the chat holds as many messages as it can. */
+  get full(): boolean {
+    return this.n >= this.messagesMax
+  }
+
+  /**
+   * Takes room for one message about to be logged; throws IM_ERR_CHAT_FULL when the chat's held
+   * and accepted messages already reach its limit. Each reserve() is followed by one release(),
+   * when the log has taken the message or failed to.
+   */
+  reserve(): void {
+    if (this.n + this.unstored >= this.messagesMax) {
+      throw new PullchatError(Errors.CHAT_FULL, `chat ${JSON.stringify(this.chat)} holds ${this.n} messages, the most a chat can`)
+    }
+    this.unstored++
+  }
+
+  release(): void {
+    assert(this.unstored > 0)
+    this.unstored--
   }
 
   /** Number of messages held. */
@@ -201,8 +230,10 @@ export class ChatLog {
     return (slot < this.capacity ? slot : slot - this.capacity) * STRIDE
   }
 
+  // Before anything is written: a full chat refuses the message whole.
   private checkNext(sendTime: number): void {
     assert(sendTime > this.lastStoredTime && Number.isSafeInteger(sendTime), 'send_time must increase')
+    if (this.n >= this.messagesMax) throw new PullchatError(Errors.CHAT_FULL, `chat ${JSON.stringify(this.chat)} holds ${this.n} messages, the most a chat can`)
     if (sendTime > this.lastSendTime) this.lastSendTime = sendTime
   }
 
@@ -221,8 +252,8 @@ export class ChatLog {
     // By half while the index is a JS array (most chats are small, and their index is most of what
     // they cost beyond their bytes), then by doubling (fewer copies of large indexes).
     const small = this.capacity < INDEX_CAPACITY_SMALL_MAX
-    const capacity = Math.min(small ? Math.ceil(this.capacity * 1.5) : this.capacity * 2, INDEX_CAPACITY_MAX)
-    if (capacity === this.capacity) throw new PullchatError(Errors.CHAT_FULL)
+    const capacity = Math.min(small ? Math.ceil(this.capacity * 1.5) : this.capacity * 2, this.messagesMax)
+    assert(capacity > this.capacity, 'grown past the chat limit')
     const old = this.ring
     const ring = capacity <= INDEX_CAPACITY_SMALL_MAX ? doubles(capacity * STRIDE) : new Float64Array(capacity * STRIDE)
     // Oldest first from slot 0: the part from head to the end of the ring, then the wrapped part.

@@ -40,6 +40,17 @@ export class SegmentIndex {
     if (sendTime > seg.newestUs) seg.newestUs = sendTime
   }
 
+  /** Forgets the oldest noted message of `chat`, which the store dropped by itself. */
+  forgetOldest(chat: string): void {
+    for (const seg of this.segments.values()) {
+      const n = seg.chats.get(chat)
+      if (n === undefined) continue
+      if (n > 1) seg.chats.set(chat, n - 1)
+      else seg.chats.delete(chat)
+      return
+    }
+  }
+
   /** Segment paths known, oldest first. */
   paths(): string[] {
     return [...this.segments.keys()]

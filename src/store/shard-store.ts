@@ -4,7 +4,7 @@
 // message's send_time (strictly increasing per chat), and `appendJson()` makes it visible to pulls
 // once it is durable. Messages are appended in the order their send_times were assigned.
 
-import { ChatLog, type Page } from './chat-log.js'
+import { CHAT_MESSAGES_MAX, ChatLog, type Page } from './chat-log.js'
 import { Slab } from './slab.js'
 
 export interface StoreStats {
@@ -18,10 +18,20 @@ export interface StoreStats {
 
 const EMPTY_PAGE_JSON = Buffer.from('[]')
 
+export interface StoreOptions {
+  /** Messages one chat holds at most (tests lower it). */
+  readonly chatMessagesMax?: number
+}
+
 export class ShardStore {
   private readonly chats = new Map<string, ChatLog>()
   private readonly slab = new Slab()
+  private readonly chatMessagesMax: number
   private messages = 0
+
+  constructor(options: StoreOptions = {}) {
+    this.chatMessagesMax = options.chatMessagesMax ?? CHAT_MESSAGES_MAX
+  }
 
   /** Stores a message whose send_time came from its chat's `nextSendTime()` (or from the log, on recovery). */
   append(chat: string, sendTime: number, text: string, sender: string): void {
@@ -58,7 +68,7 @@ export class ShardStore {
   chatLog(chat: string): ChatLog {
     let log = this.chats.get(chat)
     if (log === undefined) {
-      log = new ChatLog(chat, this.slab)
+      log = new ChatLog(chat, this.slab, this.chatMessagesMax)
       this.chats.set(chat, log)
     }
     return log

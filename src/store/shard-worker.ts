@@ -54,7 +54,17 @@ const limits = { retentionMs: config.retentionMs, retentionBytes: config.retenti
 const retaining = limits.retentionMs > 0 || limits.retentionBytes > 0
 let recovery: ReturnType<typeof recoverStore>
 try {
-  recovery = recoverStore(dir, shardId, store, retaining ? (chat, sendTime, segment) => segmentIndex.note(segment, chat, sendTime) : undefined)
+  recovery = recoverStore(
+    dir,
+    shardId,
+    store,
+    retaining
+      ? {
+          onRecord: (chat, sendTime, segment) => segmentIndex.note(segment, chat, sendTime),
+          onDropOldest: (chat) => segmentIndex.forgetOldest(chat),
+        }
+      : {},
+  )
 } catch (err) {
   if (err instanceof WalCorruptError) {
     log.error('refusing to start: corrupt log', { code: 'IM_ERR_WAL_CORRUPT', file: err.file, offset: err.offset, detail: err.message })
@@ -65,6 +75,9 @@ try {
 if (recovery.log.torn !== null) {
   const t = recovery.log.torn
   log.warn('cut a torn tail off the log', { file: t.file, offset: t.offset, reason: t.reason, bytesDropped: t.bytes })
+}
+if (recovery.overLimit > 0) {
+  log.warn('chats in the log hold more messages than a chat can; their oldest are not served', { messages: recovery.overLimit, code: 'IM_ERR_CHAT_FULL' })
 }
 let last = recovery.log.segments.at(-1)
 if (last !== undefined && recovery.log.torn?.file === last.path && recovery.log.torn.offset === 0) {

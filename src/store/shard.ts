@@ -54,12 +54,15 @@ export class Shard implements ShardService {
     const { chat, text, sender } = req.message
     if (chat === '' || text === '' || sender === '') throw new PullchatError(Errors.MISSING_FIELD)
     const log = this.store.chatLog(chat)
+    // Room in the chat is taken before the message is logged: a logged message is always stored.
+    log.reserve()
     const sendTime = log.nextSendTime(this.clock())
     // The record carries the message's JSON, which is also what the store keeps once it is durable.
     const record = encodeMessageJson(chat, sendTime, log.messageJson(sendTime, text, sender))
     const jsonFrom = jsonOffset(record)
     try {
       this.log.append(record, (err) => {
+        log.release()
         if (err !== null) {
           reply(storageError(err))
           return
@@ -69,6 +72,7 @@ export class Shard implements ShardService {
         reply({ code: CODE_OK, msg: '', send_time: sendTime })
       })
     } catch (err) {
+      log.release()
       if (err instanceof WalBackpressureError) throw new PullchatError(Errors.OVERLOADED, err.message)
       throw err
     }
