@@ -2,7 +2,7 @@
 // metadata file recording the shard count (chats are placed by hash mod shard count, so the
 // count may not change under existing data).
 //
-//   DATA_DIR/LOCK            {"pid":..,"started":..} while a server runs
+//   DATA_DIR/LOCK            {"pid":..,"started":..,"pidStart":..} while a server runs
 //   DATA_DIR/pullchat.json   {"format":1,"shards":S}
 //   DATA_DIR/shard-<i>/      one log per shard (see format.ts)
 
@@ -25,14 +25,33 @@ export function shardDir(dataDir: string, shard: number): string {
   return join(dataDir, `shard-${shard}`)
 }
 
-function alive(pid: number): boolean {
+/**
+ * When the process `pid` started, in clock ticks since boot (Linux /proc/<pid>/stat, field 22), or
+ * null where that cannot be read. A pid and its start time name one process: after the holder
+ * dies, its pid can be reused by another process, which has a different start time.
+ */
+export function processStartTime(pid: number | 'self'): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return fields[19] ?? null
+  } catch {
+    return null
+  }
+}
+
+function alive(pid: number, pidStart: string | null): boolean {
   if (pid === process.pid) return false // a lock left by an earlier life of this pid (containers: pid 1)
   try {
     process.kill(pid, 0)
-    return true
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false
   }
+  // The pid is in use: by the lock's holder, unless it was reused after the holder died.
+  if (pidStart === null) return true
+  const now = processStartTime(pid)
+  return now === null || now === pidStart
 }
 
 export interface DataDirLock {
@@ -43,7 +62,7 @@ export interface DataDirLock {
 export function lockDataDir(dataDir: string, onStale: (pid: number) => void = () => {}): DataDirLock {
   mkdirSync(dataDir, { recursive: true })
   const path = join(dataDir, LOCK_FILE)
-  const content = JSON.stringify({ pid: process.pid, started: new Date().toISOString() }) + '\n'
+  const content = JSON.stringify({ pid: process.pid, started: new Date().toISOString(), pidStart: processStartTime('self') }) + '\n'
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const fd = openSync(path, 'wx')
@@ -67,12 +86,16 @@ export function lockDataDir(dataDir: string, onStale: (pid: number) => void = ()
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
     }
     let pid = NaN
+    let pidStart: string | null = null
     try {
-      pid = Number(JSON.parse(readFileSync(path, 'utf8')).pid)
+      const held = JSON.parse(readFileSync(path, 'utf8'))
+      pid = Number(held.pid)
+      // Locks written before pidStart was recorded have none: then the pid alone decides.
+      if (typeof held.pidStart === 'string') pidStart = held.pidStart
     } catch {
       // unreadable or half-written: treat as stale
     }
-    if (Number.isInteger(pid) && pid > 0 && alive(pid)) {
+    if (Number.isInteger(pid) && pid > 0 && alive(pid, pidStart)) {
       throw new DataDirError(`data directory ${dataDir} is in use by process ${pid} (lock file ${path}); stop that server first`)
     }
     onStale(pid)

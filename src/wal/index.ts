@@ -3,5 +3,5 @@
 export * from './format.js'
 export { readLog, scanSegment, listSegments, WalCorruptError, type RecoveredLog, type SegmentFile, type SegmentScan, type ScanOutcome } from './reader.js'
 export { WalWriter, WalBackpressureError, realIo, type WalIo, type FsyncPolicy, type WriterOptions, type WriterState, type AppendCallback } from './writer.js'
-export { lockDataDir, checkShardCount, shardDir, DataDirError, LOCK_FILE, META_FILE, type DataDirLock } from './data-dir.js'
+export { lockDataDir, checkShardCount, processStartTime, shardDir, DataDirError, LOCK_FILE, META_FILE, type DataDirLock } from './data-dir.js'
 export { repairLog, type RepairAction } from './repair.js'

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import { recoverStore } from '../../src/store/recover.js'
 import { ShardStore } from '../../src/store/shard-store.js'
-import { DataDirError, LOCK_FILE, META_FILE, checkShardCount, lockDataDir, repairLog, shardDir } from '../../src/wal/index.js'
+import { DataDirError, LOCK_FILE, META_FILE, checkShardCount, lockDataDir, processStartTime, repairLog, shardDir } from '../../src/wal/index.js'
 import { appendAll, assertStore, layout, messages, openWriter, payloadOf, readBack, resumeState, writeLog, type RecordLoc, type SegLoc } from './helpers.js'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
@@ -40,7 +40,7 @@ async function deadPid(): Promise<number> {
   return pid
 }
 
-const lockContent = (dir: string) => JSON.parse(readFileSync(join(dir, LOCK_FILE), 'utf8')) as { pid: number; started: string }
+const lockContent = (dir: string) => JSON.parse(readFileSync(join(dir, LOCK_FILE), 'utf8')) as { pid: number; started: string; pidStart?: string }
 
 // ---------------------------------------------------------------------------------------------
 // The lock
@@ -54,6 +54,24 @@ t.test('lockDataDir: refuses a directory locked by a live process, naming its pi
   t.throws(() => lockDataDir(dir, () => t.fail('not stale')), new DataDirError(`data directory ${dir} is in use by process ${holder.pid} (lock file ${lockPath}); stop that server first`))
   t.throws(() => lockDataDir(dir), DataDirError)
   t.same(readFileSync(lockPath), before, 'the lock is left alone')
+})
+
+t.test('lockDataDir: a lock whose pid now belongs to another process (pid reuse) is stale; its own holder is not', async (t) => {
+  const dir = t.testdir()
+  const holder = liveProcess(t)
+  const lockPath = join(dir, LOCK_FILE)
+  const start = processStartTime(holder.pid as number)
+  t.match(start, /^\d+$/, 'the start time of a live process can be read')
+  // The holder itself, started when the lock says: in use.
+  writeFileSync(lockPath, JSON.stringify({ pid: holder.pid, started: '2026-01-01T00:00:00.000Z', pidStart: start }) + '\n')
+  t.throws(() => lockDataDir(dir, () => t.fail('not stale')), DataDirError)
+  // The same pid with another start time: the lock's holder died and the pid went to another.
+  writeFileSync(lockPath, JSON.stringify({ pid: holder.pid, started: '2026-01-01T00:00:00.000Z', pidStart: String(Number(start) + 1) }) + '\n')
+  const stale: number[] = []
+  const lock = lockDataDir(dir, (p) => stale.push(p))
+  t.same(stale, [holder.pid], 'taken over, and onStale told')
+  t.match(lockContent(dir), { pid: process.pid, pidStart: processStartTime('self') }, 'the new lock records our own start time')
+  lock.release()
 })
 
 t.test('lockDataDir: a second process cannot take a lock this one holds', async (t) => {
