@@ -79,15 +79,17 @@ export class ChatLog {
    * when the log has taken the message or failed to.
    */
   reserve(): void {
-    if (this.n + this.unstored >= this.messagesMax) {
-      throw new PullchatError(Errors.CHAT_FULL, `chat ${JSON.stringify(this.chat)} holds ${this.n} messages, the most a chat can`)
-    }
+    if (this.n + this.unstored >= this.messagesMax) throw this.fullError()
     this.unstored++
   }
 
   release(): void {
     assert(this.unstored > 0)
     this.unstored--
+  }
+
+  private fullError(): PullchatError {
+    return new PullchatError(Errors.CHAT_FULL, `chat ${JSON.stringify(this.chat)} holds ${this.n} messages, the most a chat can`)
   }
 
   /** Number of messages held. */
@@ -233,7 +235,7 @@ export class ChatLog {
   // Before anything is written: a full chat refuses the message whole.
   private checkNext(sendTime: number): void {
     assert(sendTime > this.lastStoredTime && Number.isSafeInteger(sendTime), 'send_time must increase')
-    if (this.n >= this.messagesMax) throw new PullchatError(Errors.CHAT_FULL, `chat ${JSON.stringify(this.chat)} holds ${this.n} messages, the most a chat can`)
+    if (this.n >= this.messagesMax) throw this.fullError()
     if (sendTime > this.lastSendTime) this.lastSendTime = sendTime
   }
 
