@@ -185,6 +185,17 @@ for (const sc of selected) {
     statuses[m[1] ?? '?'] = (statuses[m[1] ?? '?'] ?? 0) + Number(m[2])
   }
   Object.assign(p, { serverStatuses: statuses })
+  // Where durable sends wait (docs/performance.md, "Durable sends"): the log's rounds, from the
+  // server's own metrics, summed over shards.
+  const total = (/** @type {string} */ name) => [...metricsText.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))].reduce((sum, m) => sum + Number(m[1]), 0)
+  const rounds = total('pullchat_wal_batch_records_count')
+  const log = rounds === 0 ? null : {
+    rounds,
+    recordsPerRound: +(total('pullchat_wal_batch_records_sum') / rounds).toFixed(1),
+    fsyncMsMean: +((total('pullchat_wal_fsync_duration_seconds_sum') / Math.max(1, total('pullchat_wal_fsync_duration_seconds_count'))) * 1000).toFixed(3),
+    oldestWaitMsMean: +((total('pullchat_wal_wait_seconds_sum') / Math.max(1, total('pullchat_wal_wait_seconds_count'))) * 1000).toFixed(3),
+  }
+  Object.assign(p, { log })
   await stopProcess(server.proc)
   rmSync(dataDir, { recursive: true, force: true })
 
@@ -195,6 +206,7 @@ for (const sc of selected) {
   console.log(`  ceiling   ${fmt(c)}`)
   console.log(`  pullchat  ${fmt(p)}`)
   console.log(`  ratio to ceiling: ${row.ratio}; pullchat answered by status: ${JSON.stringify(/** @type {any} */ (p).serverStatuses)}`)
+  if (log !== null) console.log(`  pullchat's log: ${log.rounds} group-commit rounds of ${log.recordsPerRound} records, fdatasync ${log.fsyncMsMean} ms, oldest record's wait for its round ${log.oldestWaitMsMean} ms (means)`)
 }
 
 mkdirSync(join(root, 'bench/results'), { recursive: true })
