@@ -60,33 +60,21 @@ export function createShardMetrics(registry: Registry, shard: number, stats: () 
 
   const appends = new Counter({ name: `${PREFIX}wal_appends_total`, help: 'Records written to the log', labelNames, registers: [registry] })
   const written = new Counter({ name: `${PREFIX}wal_bytes_total`, help: 'Bytes written to the log', labelNames, registers: [registry] })
-  const fsync = new Histogram({
-    name: `${PREFIX}wal_fsync_duration_seconds`,
-    help: 'Latency of the log\'s fdatasync calls',
-    labelNames,
-    buckets: FSYNC_BUCKETS_S,
-    registers: [registry],
-  })
-  const batch = new Histogram({
-    name: `${PREFIX}wal_batch_records`,
-    help: 'Records per group-commit round',
-    labelNames,
-    buckets: BATCH_BUCKETS,
-    registers: [registry],
-  })
-  const wait = new Histogram({
-    name: `${PREFIX}wal_wait_seconds`,
-    help: 'How long the oldest record of each group-commit round waited for the round to begin (the previous round\'s write and fdatasync)',
-    labelNames,
-    buckets: FSYNC_BUCKETS_S,
-    registers: [registry],
-  })
   // Series exist from the start, so that rate() and histogram_quantile() have data at once.
+  const histogram = (name: string, help: string, buckets: number[]): Histogram => {
+    const h = new Histogram({ name: `${PREFIX}${name}`, help, labelNames, buckets, registers: [registry] })
+    h.zero(label)
+    return h
+  }
+  const fsync = histogram('wal_fsync_duration_seconds', 'Latency of the log\'s fdatasync calls', FSYNC_BUCKETS_S)
+  const batch = histogram('wal_batch_records', 'Records per group-commit round', BATCH_BUCKETS)
+  const wait = histogram(
+    'wal_wait_seconds',
+    'How long the oldest record of each group-commit round waited for the round to begin (the previous round\'s write and fdatasync)',
+    FSYNC_BUCKETS_S,
+  )
   appends.inc(label, 0)
   written.inc(label, 0)
-  fsync.zero(label)
-  batch.zero(label)
-  wait.zero(label)
   const recoveryRecords = new Gauge({ name: `${PREFIX}recovery_records`, help: 'Records replayed at the shard\'s last start', labelNames, registers: [registry] })
   const recoverySeconds = new Gauge({ name: `${PREFIX}recovery_duration_seconds`, help: 'Time the shard\'s last recovery took', labelNames, registers: [registry] })
   return {

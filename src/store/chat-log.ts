@@ -235,7 +235,7 @@ export class ChatLog {
   // Before anything is written: a full chat refuses the message whole.
   private checkNext(sendTime: number): void {
     assert(sendTime > this.lastStoredTime && Number.isSafeInteger(sendTime), 'send_time must increase')
-    if (this.n >= this.messagesMax) throw this.fullError()
+    if (this.full) throw this.fullError()
     if (sendTime > this.lastSendTime) this.lastSendTime = sendTime
   }
 

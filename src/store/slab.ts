@@ -63,7 +63,7 @@ export class Slab {
   }
 
   /**
-   * Reads one byte of every cache line of `length` bytes at `loc`, and returns their sum. Touching
+   * Reads one byte of every cache line of `length` bytes at `loc` (and the last byte). Touching
    * the scattered messages of a page first, all of them, before copying any, lets the CPU wait for
    * their cache misses side by side instead of one copy after another (docs/performance.md).
    * The sum goes to `touched`, so that the reads are not optimised away.
