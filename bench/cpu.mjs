@@ -12,8 +12,14 @@
 //                                            CPU_LAYOUT=interleaved|grouped, SHARDS and other server
 //                                            settings from the environment; wrk is required:
 //                                            apt-get install wrk)
+//
+// CPU_PERF=<file> also records where pullchat's threads spend their CPU with Linux perf
+// (apt-get install linux-perf), JavaScript functions named: CPU time like /proc, unlike
+// --cpu-prof's wall-clock samples. Read it with
+//   perf report -i <file> --no-children -g none --sort pid,sym
+// perf slows the server down; compare profiles with each other, not with unprofiled rates.
 
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -26,6 +32,12 @@ const CHATS = 20_000
 // How the many chats' messages were written: in turn (each chat's messages among the others', as
 // live traffic writes them) or one chat after another (each chat's messages next to each other).
 const grouped = process.env.CPU_LAYOUT === 'grouped'
+const perfFile = process.env.CPU_PERF
+
+/** Samples every thread of `pid` for the load's duration (software clock: no PMU in a VM). */
+function startPerf(/** @type {number | undefined} */ pid, /** @type {string} */ file) {
+  return spawn('perf', ['record', '-e', 'cpu-clock', '-F', '999', '-g', '-p', String(pid), '-o', file, '--', 'sleep', String(seconds)], { stdio: 'ignore' })
+}
 
 if (spawnSync('wrk', ['--version']).error !== undefined) {
   console.error('bench/cpu.mjs needs wrk (apt-get install wrk)')
@@ -65,9 +77,11 @@ async function measure(name, args, env) {
   const server = await startProcess(args, env)
   const before = threadTicks(server.proc.pid)
   const gen0 = childrenCpuSeconds()
+  const perf = perfFile !== undefined && name === 'pullchat' ? startPerf(server.proc.pid, perfFile) : null
   const t0 = performance.now()
   const r = spawnSync('wrk', ['-t2', '-c64', `-d${seconds}s`, '-s', script, `http://127.0.0.1:${server.port}`], { encoding: 'utf8' })
   const wall = (performance.now() - t0) / 1000
+  if (perf !== null) await new Promise((r) => perf.on('exit', r))
   const gen = childrenCpuSeconds() - gen0
   const after = threadTicks(server.proc.pid)
   await stopProcess(server.proc)
@@ -92,7 +106,9 @@ async function measure(name, args, env) {
 
 try {
   const ceiling = await measure('ceiling', ['bench/ceiling.mjs', '0'], {})
-  const pullchat = await measure('pullchat', ['dist/cluster.js'], { PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info' })
+  // With perf, V8 writes /tmp/perf-<pid>.map so that perf can name JIT-compiled functions.
+  const flags = perfFile !== undefined ? ['--perf-basic-prof-only-functions'] : []
+  const pullchat = await measure('pullchat', [...flags, 'dist/cluster.js'], { PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info' })
   console.log(JSON.stringify({ scenario, seconds, ceiling, pullchat }))
 } finally {
   rmSync(dir, { recursive: true, force: true })

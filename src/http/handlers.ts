@@ -6,6 +6,7 @@ import type { Config } from '../config.js'
 import { PullchatError, errorBody } from '../errors.js'
 import type { PullCallback, SendCallback } from '../rpc/index.js'
 import { checkId, parseChatId } from './chat-id.js'
+import { pullBody, sendBody } from './reply-body.js'
 import { optionalBool, optionalUint, readFields, requiredString } from './request-fields.js'
 import { Errors } from '../errors.js'
 
@@ -76,11 +77,9 @@ export const send: Handler = (req, ctx, done) => {
       return
     }
     ctx.counters?.messagesSent(1)
-    done({ status: 200, body: `{"chat":${JSON.stringify(chat.id)},"send_time":${sendTime}}` })
+    done({ status: 200, body: sendBody(chat.id, sendTime) })
   })
 }
-
-const PULL_PREFIX = Buffer.from('{"messages":')
 
 export const pull: Handler = (req, ctx, done) => {
   const { config } = ctx
@@ -98,8 +97,7 @@ export const pull: Handler = (req, ctx, done) => {
       return
     }
     ctx.counters?.messagesPulled(page.count)
-    const tail = Buffer.from(`,"has_more":${page.hasMore},"next_cursor":${page.nextCursor}}`)
-    done({ status: 200, body: Buffer.concat([PULL_PREFIX, page.messages, tail]) })
+    done({ status: 200, body: pullBody(page.messages, page.hasMore, page.nextCursor) })
   })
 }
 
