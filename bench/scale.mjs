@@ -1,0 +1,136 @@
+// @ts-check
+// Does pull throughput hold as the store grows? The issue's target: within 10% from 1k to 1M stored
+// messages and from 1 to 100k chats.
+//
+// `npm run bench` measures the hot chat and the many chats minutes apart, and this machine's
+// throughput drifts by more than 10% in that time, so its two figures cannot settle a 10% question.
+// Here the loads alternate, round after round, against two servers that run side by side:
+//   small: a store of 1k messages, all in one chat; pulls of that chat;
+//   large: the same chat plus SCALE_MESSAGES messages in SCALE_CHATS chats (10 each, written in
+//          turn, as live traffic interleaves them); pulls of the hot chat, and pulls over all chats.
+// Each round runs the three loads in a rotated order; the ratios are taken within each round and
+// the median over rounds is reported.
+//
+//   npm run build && node bench/scale.mjs   (SCALE_ROUNDS=7 SCALE_SECONDS=3 SCALE_MESSAGES=1000000
+//                                            SCALE_CHATS=100000 BENCH_CONNECTIONS=64 BENCH_OUT;
+//                                            wrk is required: apt-get install wrk)
+
+import { spawnSync } from 'node:child_process'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { cpus, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { root, startProcess, stopProcess, wrkScript, writeDataDir } from './lib.mjs'
+
+const env = process.env
+const rounds = Number(env.SCALE_ROUNDS ?? 7)
+const seconds = Number(env.SCALE_SECONDS ?? 3)
+const messages = Number(env.SCALE_MESSAGES ?? 1_000_000)
+const chats = Number(env.SCALE_CHATS ?? 100_000)
+const connections = Number(env.BENCH_CONNECTIONS ?? 64)
+const out = env.BENCH_OUT ?? join(root, 'bench', 'results', 'scale')
+const TEXT = 'hello world, a typical short chat message'
+const HOT_MESSAGES = 1000
+const TOLERANCE = 0.1
+
+if (spawnSync('wrk', ['--version']).error !== undefined) {
+  console.error('bench/scale.mjs needs wrk (apt-get install wrk)')
+  process.exit(2)
+}
+if (!(rounds >= 1 && seconds >= 1 && messages >= chats && chats >= 1)) throw new Error('SCALE_ROUNDS, SCALE_SECONDS >= 1 and SCALE_MESSAGES >= SCALE_CHATS >= 1')
+
+const dir = mkdtempSync(join(env.BENCH_DIR ?? tmpdir(), 'pullchat-scale-bench-'))
+const get = (/** @type {string} */ q) => `wrk.format("GET", "/api/pull?${q}")`
+const chatOf = (/** @type {number} */ c) => `u${c}:u${c + 1}`
+const scripts = {
+  hot: join(dir, 'hot.lua'),
+  many: join(dir, 'many.lua'),
+}
+writeFileSync(scripts.hot, wrkScript([get('chat=hot&limit=10')], true))
+// 10k request paths spread over every chat (a stride prime to the chat count).
+writeFileSync(scripts.many, wrkScript(Array.from({ length: 10_000 }, (_, i) => get(`chat=${chatOf((i * 7919) % chats)}&limit=10`)), true))
+
+/** @param {string} name @param {number} total @param {(i: number) => [string, string, string, number]} at */
+async function dataDir(name, total, at) {
+  const d = join(dir, name)
+  mkdirSync(d)
+  await writeDataDir(d, 2, total, at)
+  return d
+}
+
+/** @param {number} port @param {string} script */
+function load(port, script) {
+  const r = spawnSync('wrk', ['-t2', `-c${connections}`, `-d${seconds}s`, '-s', script, `http://127.0.0.1:${port}`], { encoding: 'utf8' })
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(r.stdout)?.[1])
+  const summary = /JSON(\{.*\})/.exec(r.stdout)?.[1]
+  if (!Number.isFinite(rps) || summary === undefined) throw new Error(`wrk failed:\n${r.stdout}\n${r.stderr}`)
+  const s = JSON.parse(summary)
+  // A load that got errors or non-2xx answers measured something other than pulls.
+  if (s.errors !== 0 || s.non2xx !== 0) throw new Error(`wrk saw ${s.errors} errors and ${s.non2xx} non-2xx answers`)
+  return { reqPerSec: Math.round(rps), p99: s.p99 }
+}
+
+const median = (/** @type {number[]} */ xs) => {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 === 1 ? (s[m] ?? NaN) : ((s[m - 1] ?? NaN) + (s[m] ?? NaN)) / 2
+}
+
+const servers = []
+try {
+  const t0 = Date.now() * 1000 - 3_600_000_000
+  console.log(`preloading: ${HOT_MESSAGES} messages in one chat; and those plus ${messages} in ${chats} chats`)
+  const small = await dataDir('small', HOT_MESSAGES, (i) => ['hot', 'loader', TEXT, t0 + i])
+  const large = await dataDir('large', HOT_MESSAGES + messages, (i) =>
+    i < HOT_MESSAGES ? ['hot', 'loader', TEXT, t0 + i] : [chatOf((i - HOT_MESSAGES) % chats), `u${(i - HOT_MESSAGES) % chats}`, TEXT, t0 + i],
+  )
+  const serverEnv = (/** @type {string} */ d) => ({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: d, LOG_LEVEL: 'info' })
+  const a = await startProcess(['dist/cluster.js'], serverEnv(small))
+  servers.push(a)
+  const b = await startProcess(['dist/cluster.js'], serverEnv(large))
+  servers.push(b)
+
+  const loads = [
+    { name: 'small-hot', what: `1 chat, ${HOT_MESSAGES} messages stored`, port: a.port, script: scripts.hot },
+    { name: 'large-hot', what: `1 chat pulled, ${HOT_MESSAGES + messages} messages stored`, port: b.port, script: scripts.hot },
+    { name: 'large-many', what: `${chats} chats pulled, ${HOT_MESSAGES + messages} messages stored`, port: b.port, script: scripts.many },
+  ]
+  // Warm-up, not counted: each server's code paths compiled before the first measured round.
+  for (const l of loads) load(l.port, l.script)
+
+  /** @type {Record<string, { reqPerSec: number, p99: number }>[]} */
+  const results = []
+  for (let r = 0; r < rounds; r++) {
+    /** @type {Record<string, { reqPerSec: number, p99: number }>} */
+    const round = {}
+    for (let k = 0; k < loads.length; k++) {
+      const l = loads[(r + k) % loads.length]
+      if (l === undefined) continue
+      round[l.name] = load(l.port, l.script)
+    }
+    results.push(round)
+    const f = (/** @type {string} */ n) => `${n} ${round[n]?.reqPerSec}/s`
+    console.log(`round ${r + 1}: ${loads.map((l) => f(l.name)).join(', ')}`)
+  }
+
+  const rate = (/** @type {Record<string, { reqPerSec: number }>} */ round, /** @type {string} */ n) => round[n]?.reqPerSec ?? NaN
+  const comparisons = [
+    { name: `stored messages ${HOT_MESSAGES / 1000}k -> ${(HOT_MESSAGES + messages) / 1e6}M (one chat pulled)`, of: 'large-hot', to: 'small-hot' },
+    { name: `chats pulled 1 -> ${chats / 1000}k (same store)`, of: 'large-many', to: 'large-hot' },
+    { name: 'both', of: 'large-many', to: 'small-hot' },
+  ].map((c) => {
+    const perRound = results.map((round) => +(rate(round, c.of) / rate(round, c.to)).toFixed(3))
+    const med = median(perRound)
+    return { ...c, perRound, median: +med.toFixed(3), withinTarget: med >= 1 - TOLERANCE }
+  })
+  console.log(`\npulls, ${connections} connections, ${rounds} rounds of ${seconds} s per load, ${cpus().length} cores (${cpus()[0]?.model.trim()})`)
+  for (const l of loads) console.log(`  ${l.name.padEnd(10)} ${l.what}: median ${median(results.map((r) => rate(r, l.name)))}/s`)
+  for (const c of comparisons) {
+    console.log(`  ${c.name}: ${c.of} / ${c.to} = ${c.median} (median; rounds ${c.perRound.join(', ')}): ${c.withinTarget ? 'within' : 'NOT within'} ${TOLERANCE * 100}%`)
+  }
+  const report = { date: new Date().toISOString(), machine: { cores: cpus().length, model: cpus()[0]?.model.trim() }, settings: { rounds, seconds, messages, chats, connections }, loads: loads.map(({ name, what }) => ({ name, what })), rounds: results, comparisons }
+  writeFileSync(`${out}.json`, JSON.stringify(report, null, 2) + '\n')
+  console.log(`written: ${out}.json`)
+} finally {
+  for (const s of servers) await stopProcess(s.proc)
+  rmSync(dir, { recursive: true, force: true })
+}
