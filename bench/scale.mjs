@@ -12,7 +12,7 @@
 // the median over rounds is reported.
 //
 //   npm run build && node bench/scale.mjs   (SCALE_ROUNDS=7 SCALE_SECONDS=3 SCALE_MESSAGES=1000000
-//                                            SCALE_CHATS=100000 BENCH_CONNECTIONS=64 BENCH_OUT;
+//                                            SCALE_CHATS=100000 BENCH_CONNECTIONS=64 BENCH_OUT, SHARDS;
 //                                            wrk is required: apt-get install wrk)
 
 import { spawnSync } from 'node:child_process'
@@ -27,6 +27,8 @@ const seconds = Number(env.SCALE_SECONDS ?? 3)
 const messages = Number(env.SCALE_MESSAGES ?? 1_000_000)
 const chats = Number(env.SCALE_CHATS ?? 100_000)
 const connections = Number(env.BENCH_CONNECTIONS ?? 64)
+// The servers' shard count (their default, 2, unless SHARDS says otherwise): the data directories match it.
+const shards = Number(env.SHARDS ?? 2)
 const out = env.BENCH_OUT ?? join(root, 'bench', 'results', 'scale')
 const TEXT = 'hello world, a typical short chat message'
 const HOT_MESSAGES = 1000
@@ -53,7 +55,7 @@ writeFileSync(scripts.many, wrkScript(Array.from({ length: 10_000 }, (_, i) => g
 async function dataDir(name, total, at) {
   const d = join(dir, name)
   mkdirSync(d)
-  await writeDataDir(d, 2, total, at)
+  await writeDataDir(d, shards, total, at)
   return d
 }
 
