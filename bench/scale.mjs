@@ -129,7 +129,7 @@ try {
   for (const c of comparisons) {
     console.log(`  ${c.name}: ${c.of} / ${c.to} = ${c.median} (median; rounds ${c.perRound.join(', ')}): ${c.withinTarget ? 'within' : 'NOT within'} ${TOLERANCE * 100}%`)
   }
-  const report = { date: new Date().toISOString(), machine: { cores: cpus().length, model: cpus()[0]?.model.trim() }, settings: { rounds, seconds, messages, chats, connections }, loads: loads.map(({ name, what }) => ({ name, what })), rounds: results, comparisons }
+  const report = { date: new Date().toISOString(), machine: { cores: cpus().length, model: cpus()[0]?.model.trim() }, settings: { rounds, seconds, messages, chats, connections, shards }, loads: loads.map(({ name, what }) => ({ name, what })), rounds: results, comparisons }
   writeFileSync(`${out}.json`, JSON.stringify(report, null, 2) + '\n')
   console.log(`written: ${out}.json`)
 } finally {
