@@ -46,7 +46,9 @@ export function sendBody(chat: string, sendTime: number): Buffer {
 
 /**
  * Writes the decimal digits of `n`, a safe non-negative integer, at `at`; returns the offset after
- * them. `out` must have room for 16 bytes.
+ * them. `out` must have room for 16 bytes. (Replies reach the handlers only once the RPC codec has
+ * checked that their send_time and next_cursor are such integers, so the check here guards against
+ * a programming error, not against input.)
  */
 export function writeUint(out: Uint8Array, at: number, n: number): number {
   if (!(Number.isSafeInteger(n) && n >= 0)) throw new RangeError(`not a safe non-negative integer: ${n}`)
