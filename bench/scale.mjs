@@ -125,7 +125,7 @@ try {
     return { ...c, perRound, median: +med.toFixed(3), withinTarget: med >= 1 - TOLERANCE }
   })
   console.log(`\npulls, ${connections} connections, ${rounds} rounds of ${seconds} s per load, ${cpus().length} cores (${cpus()[0]?.model.trim()})`)
-  for (const l of loads) console.log(`  ${l.name.padEnd(10)} ${l.what}: median ${median(results.map((r) => rate(r, l.name)))}/s`)
+  for (const l of loads) console.log(`  ${l.name.padEnd(10)} ${l.what}: median ${Math.round(median(results.map((r) => rate(r, l.name))))}/s`)
   for (const c of comparisons) {
     console.log(`  ${c.name}: ${c.of} / ${c.to} = ${c.median} (median; rounds ${c.perRound.join(', ')}): ${c.withinTarget ? 'within' : 'NOT within'} ${TOLERANCE * 100}%`)
   }
