@@ -19,15 +19,14 @@
 //   perf report -i <file> --no-children -g none --sort pid,sym
 // perf slows the server down; compare profiles with each other, not with unprofiled rates.
 
-import { spawn, spawnSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { childrenCpuSeconds, startProcess, stopProcess, threadTicks, writeDataDir, wrkScript } from './lib.mjs'
+import { BENCH_TEXT, HOT_CHAT, childrenCpuSeconds, requireWrk, runWrk, spreadChats, startProcess, stopProcess, threadTicks, writeBenchStore, wrkPull, wrkScript } from './lib.mjs'
 
 const scenario = process.env.CPU_SCENARIO ?? 'pull-hot'
 const seconds = Number(process.env.CPU_SECONDS ?? 5)
-const TEXT = 'hello world, a typical short chat message'
 const CHATS = 20_000
 // How the many chats' messages were written: in turn (each chat's messages among the others', as
 // live traffic writes them) or one chat after another (each chat's messages next to each other).
@@ -39,20 +38,16 @@ function startPerf(/** @type {number | undefined} */ pid, /** @type {string} */ 
   return spawn('perf', ['record', '-e', 'cpu-clock', '-F', '999', '-g', '-p', String(pid), '-o', file, '--', 'sleep', String(seconds)], { stdio: 'ignore' })
 }
 
-if (spawnSync('wrk', ['--version']).error !== undefined) {
-  console.error('bench/cpu.mjs needs wrk (apt-get install wrk)')
-  process.exit(2)
-}
+requireWrk('bench/cpu.mjs')
 
-const get = (/** @type {string} */ q) => `wrk.format("GET", "/api/pull?${q}")`
 const post = (/** @type {string} */ chat) =>
-  `wrk.format("POST", "/api/send", {["Content-Type"]="application/json"}, ${JSON.stringify(JSON.stringify({ chat, text: TEXT, sender: chat.split(':')[0] }))})`
+  `wrk.format("POST", "/api/send", {["Content-Type"]="application/json"}, ${JSON.stringify(JSON.stringify({ chat, text: BENCH_TEXT, sender: chat.split(':')[0] }))})`
 const requests = {
-  'pull-hot': [get('chat=hot&limit=10')],
-  'pull-many': Array.from({ length: 10_000 }, (_, i) => get(`chat=u${(i * 7919) % CHATS}:u${((i * 7919) % CHATS) + 1}&limit=10`)),
+  'pull-hot': [wrkPull(`chat=${HOT_CHAT}&limit=10`)],
+  'pull-many': spreadChats(CHATS).map((chat) => wrkPull(`chat=${chat}&limit=10`)),
   // Chats that do not exist: empty pages, the same request path otherwise.
-  'pull-missing-room': [get('chat=nobody&limit=10')],
-  'pull-missing-many': Array.from({ length: 10_000 }, (_, i) => get(`chat=v${i}:w${i}&limit=10`)),
+  'pull-missing-room': [wrkPull('chat=nobody&limit=10')],
+  'pull-missing-many': Array.from({ length: 10_000 }, (_, i) => wrkPull(`chat=v${i}:w${i}&limit=10`)),
   send: [post('alice:bob')],
 }[scenario]
 if (requests === undefined) throw new Error(`unknown CPU_SCENARIO ${scenario}`)
@@ -64,12 +59,7 @@ const dataDir = join(dir, 'data')
 mkdirSync(dataDir)
 if (scenario.startsWith('pull')) {
   // The hot chat's 1000 messages, then 10 messages in each of CHATS chats.
-  const t0 = Date.now() * 1000 - 3_600_000_000
-  await writeDataDir(dataDir, Number(process.env.SHARDS ?? 2), 1000 + 10 * CHATS, (i) => {
-    if (i < 1000) return ['hot', 'loader', TEXT, t0 + i]
-    const c = grouped ? Math.floor((i - 1000) / 10) : (i - 1000) % CHATS
-    return [`u${c}:u${c + 1}`, `u${c}`, TEXT, t0 + i]
-  })
+  await writeBenchStore(dataDir, Number(process.env.SHARDS ?? 2), { messages: 10 * CHATS, chats: CHATS, grouped })
 }
 
 /** @param {string} name @param {string[]} args @param {Record<string, string>} env */
@@ -79,13 +69,12 @@ async function measure(name, args, env) {
   const gen0 = childrenCpuSeconds()
   const perf = perfFile !== undefined && name === 'pullchat' ? startPerf(server.proc.pid, perfFile) : null
   const t0 = performance.now()
-  const r = spawnSync('wrk', ['-t2', '-c64', `-d${seconds}s`, '-s', script, `http://127.0.0.1:${server.port}`], { encoding: 'utf8' })
+  const { reqPerSec: rps } = runWrk(server.port, script, { connections: 64, seconds })
   const wall = (performance.now() - t0) / 1000
   if (perf !== null) await new Promise((r) => perf.on('exit', r))
   const gen = childrenCpuSeconds() - gen0
   const after = threadTicks(server.proc.pid)
   await stopProcess(server.proc)
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(r.stdout)?.[1] ?? NaN)
   const requestsDone = rps * seconds
   const threads = []
   for (const [tid, a] of after) {

@@ -1,8 +1,8 @@
 // @ts-check
-// Shared by the benchmarks: starting and stopping a server process, its CPU use, and writing a
-// data directory of N messages in the real log format (fast: no HTTP, no fsync).
+// Shared by the benchmarks: starting and stopping a server process, its CPU use, running wrk, and
+// writing a data directory of N messages in the real log format (fast: no HTTP, no fsync).
 
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -71,6 +71,30 @@ export function wrkScript(requests, summary = false) {
   return lua
 }
 
+/** Exits with a message unless wrk is installed; `who` is the benchmark asking. */
+export function requireWrk(/** @type {string} */ who) {
+  if (spawnSync('wrk', ['--version']).error === undefined) return
+  console.error(`${who} needs wrk (apt-get install wrk)`)
+  process.exit(2)
+}
+
+/** A `wrk.format(...)` expression for `GET /api/pull?<query>`. */
+export const wrkPull = (/** @type {string} */ query) => `wrk.format("GET", "/api/pull?${query}")`
+
+/**
+ * Runs wrk (two threads) with a Lua script against 127.0.0.1:`port`. Returns its requests per
+ * second and, for a script from `wrkScript(.., true)`, its summary (null otherwise).
+ * @param {number} port @param {string} script
+ * @param {{ connections: number, seconds: number, latency?: boolean }} load
+ * @returns {{ reqPerSec: number, summary: { p50: number, p99: number, p999: number, non2xx: number, errors: number } | null, output: string }}
+ */
+export function runWrk(port, script, { connections, seconds, latency = false }) {
+  const args = ['-t2', `-c${connections}`, `-d${seconds}s`, ...(latency ? ['--latency'] : []), '-s', script, `http://127.0.0.1:${port}`]
+  const r = spawnSync('wrk', args, { encoding: 'utf8' })
+  const summary = /JSON(\{.*\})/.exec(r.stdout)?.[1]
+  return { reqPerSec: Number(/Requests\/sec:\s+([\d.]+)/.exec(r.stdout)?.[1] ?? NaN), summary: summary === undefined ? null : JSON.parse(summary), output: `${r.stdout}${r.stderr}` }
+}
+
 /** CPU seconds used by this process's children that have exited and been waited for (Linux /proc). */
 export function childrenCpuSeconds() {
   try {
@@ -105,6 +129,38 @@ export function threadTicks(pid) {
     }
   }
   return out
+}
+
+/** The benchmarks' message text. */
+export const BENCH_TEXT = 'hello world, a typical short chat message'
+/** The one chat that "hot chat" loads pull, and the messages it is preloaded with. */
+export const HOT_CHAT = 'hot'
+export const HOT_MESSAGES = 1000
+
+/** The c-th of the benchmarks' many chats: a direct chat between u<c> and u<c+1>. */
+export const benchChat = (/** @type {number} */ c) => `u${c}:u${c + 1}`
+
+/** `n` chat ids spread over all of `chats` (a stride prime to the chat count), for loads over many chats. */
+export function spreadChats(/** @type {number} */ chats, n = 10_000) {
+  return Array.from({ length: n }, (_, i) => benchChat((i * 7919) % chats))
+}
+
+/**
+ * The benchmarks' store: the hot chat's `hotMessages`, then `messages` more over `chats` chats
+ * (`benchChat`), written in turn as live traffic interleaves them, or with `grouped` one chat after
+ * another (each chat's messages next to each other). Send times end an hour ago.
+ * @param {string} dataDir @param {number} shards
+ * @param {{ hotMessages?: number, messages?: number, chats?: number, grouped?: boolean }} [what]
+ */
+export function writeBenchStore(dataDir, shards, { hotMessages = HOT_MESSAGES, messages = 0, chats = 1, grouped = false } = {}) {
+  const t0 = Date.now() * 1000 - 3_600_000_000
+  const perChat = Math.ceil(messages / chats)
+  return writeDataDir(dataDir, shards, hotMessages + messages, (i) => {
+    if (i < hotMessages) return [HOT_CHAT, 'loader', BENCH_TEXT, t0 + i]
+    const k = i - hotMessages
+    const c = grouped ? Math.floor(k / perChat) : k % chats
+    return [benchChat(c), `u${c}`, BENCH_TEXT, t0 + i]
+  })
 }
 
 /**

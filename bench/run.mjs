@@ -12,13 +12,12 @@
 // Results: bench/results/latest-<mode>.json, and bench/results/chart-<mode>.svg; with BENCH_OUT=<path>,
 // <path>.json and <path>.svg.
 
-import { spawnSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir, cpus, loadavg } from 'node:os'
 import { join, resolve } from 'node:path'
 import autocannon from 'autocannon'
 import { renderChart } from './chart.mjs'
-import { childrenCpuSeconds, cpuSeconds, root, startProcess, stopProcess, wrkScript, writeDataDir } from './lib.mjs'
+import { BENCH_TEXT, HOT_CHAT, childrenCpuSeconds, cpuSeconds, root, runWrk, spreadChats, startProcess, stopProcess, wrkScript, writeBenchStore } from './lib.mjs'
 
 const full = process.argv.includes('--full') || process.env.BENCH_MODE === 'full'
 const mode = full ? 'full' : 'quick'
@@ -34,7 +33,6 @@ const S = {
   preloadMessages: full ? 1_000_000 : 200_000,
   preloadChats: full ? 100_000 : 20_000,
 }
-const TEXT = 'hello world, a typical short chat message'
 
 // ---------------------------------------------------------------------------------------------
 // Scenarios: the same request list goes to the ceiling and to pullchat.
@@ -44,10 +42,9 @@ const TEXT = 'hello world, a typical short chat message'
 
 const json = { 'content-type': 'application/json' }
 /** @param {string} chat @param {string} sender */
-const send = (chat, sender) => /** @type {Req} */ ({ method: 'POST', path: '/api/send', headers: json, body: JSON.stringify({ chat, text: TEXT, sender }) })
+const send = (chat, sender) => /** @type {Req} */ ({ method: 'POST', path: '/api/send', headers: json, body: JSON.stringify({ chat, text: BENCH_TEXT, sender }) })
 /** @param {string} q */
 const pull = (q) => /** @type {Req} */ ({ method: 'GET', path: `/api/pull?${q}` })
-const preloadChat = (/** @type {number} */ i) => `u${i}:u${i + 1}`
 
 /** @type {Scenario[]} */
 const scenarios = [
@@ -58,24 +55,24 @@ const scenarios = [
     requests: Array.from({ length: 10_000 }, (_, i) => send(`s${i}:t${i}`, `s${i}`)),
     gen: { kind: 'send-many', n: 10_000 },
   },
-  { name: 'pull-hot', what: 'pull limit 10, hot chat', requests: [pull('chat=hot&limit=10')] },
-  { name: 'pull-reverse', what: 'pull reverse limit 10, hot chat', requests: [pull('chat=hot&limit=10&reverse=true')] },
+  { name: 'pull-hot', what: 'pull limit 10, hot chat', requests: [pull(`chat=${HOT_CHAT}&limit=10`)] },
+  { name: 'pull-reverse', what: 'pull reverse limit 10, hot chat', requests: [pull(`chat=${HOT_CHAT}&limit=10&reverse=true`)] },
   {
     name: 'pull-many-chats',
     what: `pull limit 10 over ${S.preloadChats / 1000}k chats, ${S.preloadMessages / 1e6}M messages`,
-    requests: Array.from({ length: 10_000 }, (_, i) => pull(`chat=${preloadChat((i * 7919) % S.preloadChats)}&limit=10`)),
+    requests: spreadChats(S.preloadChats).map((chat) => pull(`chat=${chat}&limit=10`)),
     gen: { kind: 'pull-many', n: S.preloadChats },
   },
   {
     name: 'mixed-90-10',
     what: '90% pull / 10% send',
-    requests: Array.from({ length: 10 }, (_, i) => (i === 0 ? send('hot', 'mixer') : pull('chat=hot&limit=10'))),
+    requests: Array.from({ length: 10 }, (_, i) => (i === 0 ? send(HOT_CHAT, 'mixer') : pull(`chat=${HOT_CHAT}&limit=10`))),
   },
   {
     name: 'many-connections',
     // wrk has no request budget: it runs for the duration like every other scenario.
     what: `1000 connections${(env.BENCH_GENERATOR ?? 'autocannon') === 'wrk' ? '' : ', 20 requests each'}, pull limit 10`,
-    requests: [pull('chat=hot&limit=10')],
+    requests: [pull(`chat=${HOT_CHAT}&limit=10`)],
     connections: 1000,
     amount: 20_000,
   },
@@ -131,13 +128,12 @@ function loadWrk(port, sc) {
   const conns = sc.connections ?? S.connections
   const t0 = performance.now()
   const cpu0 = childrenCpuSeconds()
-  const r = spawnSync('wrk', ['-t2', `-c${conns}`, `-d${S.duration}s`, '--latency', '-s', script, `http://127.0.0.1:${port}`], { encoding: 'utf8' })
+  const { reqPerSec: rps, summary } = runWrk(port, script, { connections: conns, seconds: S.duration, latency: true })
   const wall = (performance.now() - t0) / 1000
   const generatorCpuCores = +((childrenCpuSeconds() - cpu0) / wall).toFixed(2)
   if (env.BENCH_KEEP_SCRIPTS) console.log(`wrk script kept: ${script}`)
   else rmSync(dir, { recursive: true, force: true })
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(r.stdout)?.[1] ?? NaN)
-  const j = JSON.parse(/JSON(\{.*\})/.exec(r.stdout)?.[1] ?? '{}')
+  const j = summary ?? /** @type {Partial<NonNullable<typeof summary>>} */ ({})
   return { reqPerSec: Math.round(rps), latencyMsP50: j.p50, latencyMsP99: j.p99, latencyMsP999: j.p999, errors: j.errors, timeouts: 0, non2xx: j.non2xx, requests: Math.round(rps * S.duration), generatorCpuCores, seconds: +wall.toFixed(2) }
 }
 
@@ -146,19 +142,6 @@ async function measure(port, sc, pid) {
   const c0 = cpuSeconds(pid)
   const r = S.generator === 'wrk' ? loadWrk(port, sc) : await loadAutocannon(port, sc)
   return { ...r, serverCpuCores: +((cpuSeconds(pid) - c0) / r.seconds).toFixed(2) }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Preload: the hot chat's 1000 messages, then the many chats' messages, in the real log format.
-
-/** @param {string} dataDir @param {number} shards */
-async function preload(dataDir, shards) {
-  const t0 = Date.now() * 1000 - 3_600_000_000
-  await writeDataDir(dataDir, shards, 1000 + S.preloadMessages, (i) => {
-    if (i < 1000) return ['hot', 'loader', TEXT, t0 + i]
-    const c = (i - 1000) % S.preloadChats
-    return [preloadChat(c), `u${c}`, TEXT, t0 + i]
-  })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -173,7 +156,7 @@ for (const sc of selected) {
 
   const dataDir = mkdtempSync(join(env.BENCH_DIR ?? tmpdir(), 'pullchat-bench-'))
   const shards = Number(S.shards ?? 2)
-  if (sc.name.startsWith('pull') || sc.name.startsWith('mixed') || sc.name.startsWith('many')) await preload(dataDir, shards)
+  if (sc.name.startsWith('pull') || sc.name.startsWith('mixed') || sc.name.startsWith('many')) await writeBenchStore(dataDir, shards, { messages: S.preloadMessages, chats: S.preloadChats })
   const serverEnv = { PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn', ...(S.shards ? { SHARDS: S.shards } : {}), ...(S.httpThreads ? { HTTP_THREADS: S.httpThreads } : {}) }
   const server = await startProcess(['dist/cluster.js'], { ...serverEnv, LOG_LEVEL: 'info' })
   const p = await measure(server.port, sc, server.proc.pid)

@@ -15,11 +15,10 @@
 //                                            SCALE_CHATS=100000 BENCH_CONNECTIONS=64 BENCH_OUT, SHARDS;
 //                                            wrk is required: apt-get install wrk)
 
-import { spawnSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { root, startProcess, stopProcess, wrkScript, writeDataDir } from './lib.mjs'
+import { HOT_CHAT, HOT_MESSAGES, requireWrk, root, runWrk, spreadChats, startProcess, stopProcess, writeBenchStore, wrkPull, wrkScript } from './lib.mjs'
 
 const env = process.env
 const rounds = Number(env.SCALE_ROUNDS ?? 7)
@@ -30,42 +29,32 @@ const connections = Number(env.BENCH_CONNECTIONS ?? 64)
 // The servers' shard count (their default, 2, unless SHARDS says otherwise): the data directories match it.
 const shards = Number(env.SHARDS ?? 2)
 const out = env.BENCH_OUT ?? join(root, 'bench', 'results', 'scale')
-const TEXT = 'hello world, a typical short chat message'
-const HOT_MESSAGES = 1000
 const TOLERANCE = 0.1
 
-if (spawnSync('wrk', ['--version']).error !== undefined) {
-  console.error('bench/scale.mjs needs wrk (apt-get install wrk)')
-  process.exit(2)
-}
+requireWrk('bench/scale.mjs')
 if (!(rounds >= 1 && seconds >= 1 && messages >= chats && chats >= 1)) throw new Error('SCALE_ROUNDS, SCALE_SECONDS >= 1 and SCALE_MESSAGES >= SCALE_CHATS >= 1')
 
 const dir = mkdtempSync(join(env.BENCH_DIR ?? tmpdir(), 'pullchat-scale-bench-'))
-const get = (/** @type {string} */ q) => `wrk.format("GET", "/api/pull?${q}")`
-const chatOf = (/** @type {number} */ c) => `u${c}:u${c + 1}`
 const scripts = {
   hot: join(dir, 'hot.lua'),
   many: join(dir, 'many.lua'),
 }
-writeFileSync(scripts.hot, wrkScript([get('chat=hot&limit=10')], true))
-// 10k request paths spread over every chat (a stride prime to the chat count).
-writeFileSync(scripts.many, wrkScript(Array.from({ length: 10_000 }, (_, i) => get(`chat=${chatOf((i * 7919) % chats)}&limit=10`)), true))
+writeFileSync(scripts.hot, wrkScript([wrkPull(`chat=${HOT_CHAT}&limit=10`)], true))
+// 10k request paths spread over every chat.
+writeFileSync(scripts.many, wrkScript(spreadChats(chats).map((chat) => wrkPull(`chat=${chat}&limit=10`)), true))
 
-/** @param {string} name @param {number} total @param {(i: number) => [string, string, string, number]} at */
-async function dataDir(name, total, at) {
+/** @param {string} name @param {{ messages?: number, chats?: number }} what */
+async function dataDir(name, what) {
   const d = join(dir, name)
   mkdirSync(d)
-  await writeDataDir(d, shards, total, at)
+  await writeBenchStore(d, shards, what)
   return d
 }
 
 /** @param {number} port @param {string} script */
 function load(port, script) {
-  const r = spawnSync('wrk', ['-t2', `-c${connections}`, `-d${seconds}s`, '-s', script, `http://127.0.0.1:${port}`], { encoding: 'utf8' })
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(r.stdout)?.[1])
-  const summary = /JSON(\{.*\})/.exec(r.stdout)?.[1]
-  if (!Number.isFinite(rps) || summary === undefined) throw new Error(`wrk failed:\n${r.stdout}\n${r.stderr}`)
-  const s = JSON.parse(summary)
+  const { reqPerSec: rps, summary: s, output } = runWrk(port, script, { connections, seconds })
+  if (!Number.isFinite(rps) || s === null) throw new Error(`wrk failed:\n${output}`)
   // A load that got errors or non-2xx answers measured something other than pulls.
   if (s.errors !== 0 || s.non2xx !== 0) throw new Error(`wrk saw ${s.errors} errors and ${s.non2xx} non-2xx answers`)
   return { reqPerSec: Math.round(rps), p99: s.p99 }
@@ -79,12 +68,9 @@ const median = (/** @type {number[]} */ xs) => {
 
 const servers = []
 try {
-  const t0 = Date.now() * 1000 - 3_600_000_000
   console.log(`preloading: ${HOT_MESSAGES} messages in one chat; and those plus ${messages} in ${chats} chats`)
-  const small = await dataDir('small', HOT_MESSAGES, (i) => ['hot', 'loader', TEXT, t0 + i])
-  const large = await dataDir('large', HOT_MESSAGES + messages, (i) =>
-    i < HOT_MESSAGES ? ['hot', 'loader', TEXT, t0 + i] : [chatOf((i - HOT_MESSAGES) % chats), `u${(i - HOT_MESSAGES) % chats}`, TEXT, t0 + i],
-  )
+  const small = await dataDir('small', {})
+  const large = await dataDir('large', { messages, chats })
   const serverEnv = (/** @type {string} */ d) => ({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: d, LOG_LEVEL: 'info' })
   const a = await startProcess(['dist/cluster.js'], serverEnv(small))
   servers.push(a)
