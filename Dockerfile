@@ -35,7 +35,7 @@ EXPOSE 8080
 # No curl in the slim image: node itself asks GET /ping (on $PORT, 8080 unless overridden).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD ["node", "-e", "require('http').get({host:'127.0.0.1',port:process.env.PORT||8080,path:'/ping',timeout:2000},r=>process.exit(r.statusCode===200?0:1)).on('error',()=>process.exit(1)).on('timeout',()=>process.exit(1))"]
-# SIGTERM: HTTP threads stop listening and answer what is in flight (SHUTDOWN_TIMEOUT_MS,
+# SIGTERM: the workers stop listening and answer what is in flight (SHUTDOWN_TIMEOUT_MS,
 # 10 s by default), shards flush, exit 0. Give `docker stop` more than that (compose: 15 s).
 STOPSIGNAL SIGTERM
 CMD ["node", "dist/cluster.js"]

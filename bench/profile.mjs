@@ -1,7 +1,7 @@
 // @ts-check
 // `npm run profile`: flamegraphs of pullchat under load.
 //
-// pullchat does its work on worker threads (HTTP and shards); 0x samples with V8's --prof, whose
+// pullchat does its work on worker threads (each an HTTP front end and its shards); 0x samples with V8's --prof, whose
 // log covers only the main isolate, where pullchat handles no requests. So 0x fits only half of
 // this job: PROFILER=0x gives its flamegraph of the main thread (start-up, metrics merging). The
 // default uses Node's --cpu-prof, which writes one profile per thread, and draws each as a

@@ -8,7 +8,7 @@
 //
 // Settings (env): BENCH_CONNECTIONS (64), BENCH_DURATION (s), BENCH_PIPELINING (1),
 // BENCH_WORKERS (autocannon worker threads, 2), BENCH_GENERATOR (autocannon | wrk),
-// BENCH_SCENARIOS (comma list of names), BENCH_SHARDS / BENCH_HTTP_THREADS (pullchat threads).
+// BENCH_SCENARIOS (comma list of names), BENCH_SHARDS / BENCH_THREADS (pullchat's SHARDS and THREADS).
 // Results: bench/results/latest-<mode>.json, and bench/results/chart-<mode>.svg; with BENCH_OUT=<path>,
 // <path>.json and <path>.svg.
 
@@ -29,7 +29,7 @@ const S = {
   workers: Number(env.BENCH_WORKERS ?? 2),
   generator: env.BENCH_GENERATOR ?? 'autocannon',
   shards: env.BENCH_SHARDS,
-  httpThreads: env.BENCH_HTTP_THREADS,
+  threads: env.BENCH_THREADS,
   preloadMessages: full ? 1_000_000 : 200_000,
   preloadChats: full ? 100_000 : 20_000,
 }
@@ -157,7 +157,7 @@ for (const sc of selected) {
   const dataDir = mkdtempSync(join(env.BENCH_DIR ?? tmpdir(), 'pullchat-bench-'))
   const shards = Number(S.shards ?? 2)
   if (sc.name.startsWith('pull') || sc.name.startsWith('mixed') || sc.name.startsWith('many')) await writeBenchStore(dataDir, shards, { messages: S.preloadMessages, chats: S.preloadChats })
-  const serverEnv = { PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn', ...(S.shards ? { SHARDS: S.shards } : {}), ...(S.httpThreads ? { HTTP_THREADS: S.httpThreads } : {}) }
+  const serverEnv = { PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn', ...(S.shards ? { SHARDS: S.shards } : {}), ...(S.threads ? { THREADS: S.threads } : {}) }
   const server = await startProcess(['dist/cluster.js'], { ...serverEnv, LOG_LEVEL: 'info' })
   const p = await measure(server.port, sc, server.proc.pid)
   // What the server says it answered, by status: explains any non-2xx the generator saw.

@@ -1,38 +1,46 @@
 // The entry point: starts and supervises the threads.
 //
-//   main thread (this file)     starts S shard workers and H HTTP workers, wires every HTTP
-//                               worker to every shard with its own MessageChannel, restarts
-//                               threads that die, and shuts everything down on SIGTERM/SIGINT.
-//   HTTP workers (src/http/)    uWS Apps on one port; route chat -> shardOf(chat, S).
-//   shard workers (src/store/)  own their chats' messages.
+//   main thread (this file)   starts T worker threads, wires every worker to every shard that
+//                             another worker hosts (a MessageChannel per caller and shard),
+//                             restarts workers that die, and shuts everything down on
+//                             SIGTERM/SIGINT. It handles no requests.
+//   workers (src/worker.ts)   each a uWS front end on the shared port (src/http/) and the host of
+//                             shards s with s mod T == its index (src/store/, src/wal/); a chat
+//                             goes to shardOf(chat, S), called in-process or over src/rpc/.
 //
-// The main thread handles no requests. Shutdown order: HTTP threads stop listening and answer
-// what is in flight, then shards flush and stop, then the process exits 0.
+// Start-up: every worker recovers its shards (in parallel), is wired to the others as it becomes
+// ready, and only then listens. Shutdown: every front end stops listening and answers what is in
+// flight (its calls to other workers' shards included), then every shard syncs its log and
+// stops, then the process exits 0. A worker that dies takes its shards with it; callers get 503
+// for them until the restarted worker has recovered them.
 
 import { mkdirSync } from 'node:fs'
 import net from 'node:net'
 import { resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads'
+import { MessageChannel, Worker } from 'node:worker_threads'
 import { ConfigError, formatFsync, helpText, parseConfig, type Config } from './config.js'
-import { httpWorkerUrl, type HttpControl, type HttpWorkerData } from './http/index.js'
 import { createLogger, errorFields, type Logger } from './log.js'
 import { METRICS_CONTENT_TYPE, MetricsCollector, PREFIX, createThreadRegistry } from './metrics/index.js'
 import { Counter } from 'prom-client'
 import http from 'node:http'
-import { EXIT_CONFIG, EXIT_FAILURE, shardWorkerUrl, type ShardControl, type ShardWorkerData } from './store/index.js'
+import { EXIT_CONFIG, EXIT_FAILURE } from './store/index.js'
 import { checkShardCount, lockDataDir } from './wal/index.js'
+import type { WorkerData } from './worker.js'
 
 export interface ClusterHandle {
-  /** The port every HTTP thread listens on (the bound one when config.port was 0). */
+  /** The port every worker listens on (the bound one when config.port was 0). */
   readonly port: number
   readonly config: Config
-  /** The live worker of shard i, for tests and tools. */
+  /** The live worker thread that hosts shard i, for tests and tools. */
   shardWorker(i: number): Worker | null
-  /** Resolves when shard i has been restarted `n` times in total. */
+  /** Resolves when shard i (its worker) has been restarted `n` times in total. */
   shardRestarted(i: number, n: number): Promise<void>
-  /** Graceful stop: stop listening, answer in-flight requests, flush shards, end threads. */
-  stop(): Promise<void>
+  /**
+   * Graceful stop: stop listening, answer in-flight requests (for up to `drainMs`, by default
+   * SHUTDOWN_TIMEOUT_MS), sync and close every shard's log, end the threads.
+   */
+  stop(drainMs?: number): Promise<void>
   /** Resolves with an exit code when a thread hits an environmental stop (failed fsync). */
   readonly fatal: Promise<FatalStop>
 }
@@ -55,6 +63,10 @@ export class StartupError extends Error {
 const RESTART_DELAY_MS_MIN = 50
 const RESTART_DELAY_MS_MAX = 5_000
 const STABLE_AFTER_MS = 10_000 // a thread that lived this long resets its restart backoff
+const FATAL_DRAIN_MS = 1000 // after a fatal log failure, how long requests in flight may take
+
+/** The module every worker thread runs. */
+const workerUrl = new URL('./worker.js', import.meta.url)
 
 function once<T>(worker: Worker, type: string): Promise<T> {
   return new Promise((resolve, reject) => {
@@ -83,13 +95,14 @@ function once<T>(worker: Worker, type: string): Promise<T> {
 
 interface Slot {
   worker: Worker | null
+  readonly shards: readonly number[]
   restarts: number
   consecutive: number
   startedAt: number
   waiters: { n: number; resolve: () => void }[]
 }
 
-// uWS binds with SO_REUSEPORT so that HTTP threads can share a port; the price is that a second
+// uWS binds with SO_REUSEPORT so that worker threads can share a port; the price is that a second
 // server on the same port would bind too, and silently split traffic with the first. So the main
 // thread first binds the port without SO_REUSEPORT: that fails (EADDRINUSE) if anyone is on it.
 // It also picks the port when asked for 0 (Linux will not share a port it picked for port 0).
@@ -106,6 +119,9 @@ function probePort(host: string, port: number): Promise<number> {
   })
 }
 
+/** Which worker hosts shard `shard` when there are `threads` workers. */
+export const hostOf = (shard: number, threads: number): number => shard % threads
+
 export async function startCluster(config: Config, log: Logger = createLogger('main', config.logLevel)): Promise<ClusterHandle> {
   mkdirSync(config.dataDir, { recursive: true })
   let lock: ReturnType<typeof lockDataDir>
@@ -119,12 +135,12 @@ export async function startCluster(config: Config, log: Logger = createLogger('m
     log.warn('sends are acknowledged before they are durable', { fsync: formatFsync(config.fsync) })
   }
   const registry = createThreadRegistry('main')
-  const shardRestarts = new Counter({ name: `${PREFIX}shard_restarts_total`, help: 'Shard threads restarted after dying, by shard', labelNames: ['shard'] as const, registers: [registry] })
-  const httpRestarts = new Counter({ name: `${PREFIX}http_thread_restarts_total`, help: 'HTTP threads restarted after dying', registers: [registry] })
+  const shardRestarts = new Counter({ name: `${PREFIX}shard_restarts_total`, help: 'Shards restarted after their worker thread died, by shard', labelNames: ['shard'] as const, registers: [registry] })
+  const workerRestarts = new Counter({ name: `${PREFIX}worker_restarts_total`, help: 'Worker threads restarted after dying, by worker', labelNames: ['worker'] as const, registers: [registry] })
   for (let i = 0; i < config.shards; i++) shardRestarts.inc({ shard: String(i) }, 0)
-  httpRestarts.inc(0)
+  for (let i = 0; i < config.threads; i++) workerRestarts.inc({ worker: String(i) }, 0)
   const collector = new MetricsCollector(registry)
-  const scrape = (): Promise<string> => collector.collect([...https, ...shards].flatMap((s) => (s.worker === null ? [] : [s.worker])))
+  const scrape = (): Promise<string> => collector.collect(slots.flatMap((s) => (s.worker === null ? [] : [s.worker])))
   let stopping = false
   let onFatal: (f: FatalStop) => void = () => {}
   const fatal = new Promise<FatalStop>((r) => (onFatal = r))
@@ -135,8 +151,14 @@ export async function startCluster(config: Config, log: Logger = createLogger('m
     lock.release()
     throw new StartupError((err as Error).message, EXIT_FAILURE)
   }
-  const shards: Slot[] = Array.from({ length: config.shards }, () => ({ worker: null, restarts: 0, consecutive: 0, startedAt: 0, waiters: [] }))
-  const https: Slot[] = Array.from({ length: config.httpThreads }, () => ({ worker: null, restarts: 0, consecutive: 0, startedAt: 0, waiters: [] }))
+  const slots: Slot[] = Array.from({ length: config.threads }, (_, t) => ({
+    worker: null,
+    shards: Array.from({ length: config.shards }, (_, s) => s).filter((s) => hostOf(s, config.threads) === t),
+    restarts: 0,
+    consecutive: 0,
+    startedAt: 0,
+    waiters: [],
+  }))
 
   const backoff = (slot: Slot): number => {
     if (Date.now() - slot.startedAt > STABLE_AFTER_MS) slot.consecutive = 0
@@ -154,28 +176,45 @@ export async function startCluster(config: Config, log: Logger = createLogger('m
     })
   }
 
-  // Connects one HTTP worker to one shard worker with a fresh channel.
-  const channel = (shardWorker: Worker): MessagePort => {
+  // One channel from a worker that calls `shard` to the worker that hosts it.
+  const connect = (caller: Worker, host: Worker, shard: number): void => {
     const { port1, port2 } = new MessageChannel()
-    const msg: ShardControl = { type: 'port', port: port2 }
-    shardWorker.postMessage(msg, [port2])
-    return port1
+    host.postMessage({ type: 'serve', shard, port: port2 }, [port2])
+    caller.postMessage({ type: 'shard-port', shard, port: port1 }, [port1])
   }
 
-  const startShard = async (i: number): Promise<void> => {
-    const slot = shards[i] as Slot
-    const data: ShardWorkerData = { shard: i, config }
-    const worker = new Worker(shardWorkerUrl, { workerData: data, name: `shard-${i}` })
-    worker.on('error', (err) => {
-      if (!(err as { fatal?: boolean }).fatal) log.error('shard thread failed', { shard: i, ...errorFields(err) })
+  // Wires a worker that just became ready to every live worker, both ways. Runs in the same task
+  // that marked it live, so that of two workers coming up together exactly one wires the pair.
+  const wire = (t: number): void => {
+    const self = slots[t] as Slot
+    const w = self.worker as Worker
+    slots.forEach((other, u) => {
+      if (u === t || other.worker === null) return
+      for (const s of other.shards) connect(w, other.worker, s)
+      for (const s of self.shards) connect(other.worker, w, s)
     })
-    worker.on('message', (msg: { type: string; exitCode?: number; message?: string }) => {
+  }
+
+  const startWorker = async (t: number): Promise<void> => {
+    const slot = slots[t] as Slot
+    const data: WorkerData = { index: t, config, shards: slot.shards }
+    const worker = new Worker(workerUrl, { workerData: data, name: `worker-${t}` })
+    worker.on('error', (err) => {
+      if (!(err as { fatal?: boolean }).fatal) log.error('worker thread failed', { worker: t, ...errorFields(err) })
+    })
+    worker.on('message', (msg: { type: string; id?: number; exitCode?: number; message?: string }) => {
+      if (msg.type === 'metrics-request') {
+        scrape()
+          .then((text) => worker.postMessage({ type: 'metrics-response', id: msg.id, text }))
+          .catch((err: Error) => worker.postMessage({ type: 'metrics-response', id: msg.id, error: err.message }))
+        return
+      }
       if (msg.type !== 'fatal' || slot.worker !== worker) return
       // An environmental stop after start-up (failed fdatasync): no restart, the process exits.
-      // End the shard now, so that its callers get 503 at once and nothing more is acknowledged.
+      // The failed shard already refuses sends (its log answers every waiting append); the
+      // caller of startCluster stops the rest. Never Worker.terminate() a worker with open
+      // sockets: libuv would abort the process.
       stopping = true
-      slot.worker = null
-      void worker.terminate()
       onFatal({ exitCode: msg.exitCode ?? EXIT_FAILURE, message: msg.message ?? 'fatal error' })
     })
     const ready = once<{ records: number; ms: number }>(worker, 'ready')
@@ -183,99 +222,63 @@ export async function startCluster(config: Config, log: Logger = createLogger('m
       if (slot.worker !== worker) return
       slot.worker = null
       if (stopping) return
-      log.error('shard thread exited; restarting', { shard: i, code })
-      for (const h of https) {
-        const down: HttpControl = { type: 'shard-down', shard: i }
-        h.worker?.postMessage(down)
+      log.error('worker thread exited; restarting', { worker: t, shards: slot.shards, code })
+      for (const other of slots) {
+        for (const s of slot.shards) other.worker?.postMessage({ type: 'shard-down', shard: s })
       }
-      const delay = backoff(slot)
       setTimeout(() => {
         if (stopping) return
-        startShard(i)
+        startWorker(t)
+          .then(() => listen(t))
           .then(() => {
-            // Wire the new shard into every live HTTP thread.
-            for (const h of https) {
-              if (h.worker === null || slot.worker === null) continue
-              const msg: HttpControl = { type: 'shard-port', shard: i, port: channel(slot.worker) }
-              h.worker.postMessage(msg, [msg.port])
-            }
             noteRestart(slot)
-            shardRestarts.inc({ shard: String(i) })
-            log.info('shard thread restarted', { shard: i, restarts: slot.restarts })
+            workerRestarts.inc({ worker: String(t) })
+            for (const s of slot.shards) shardRestarts.inc({ shard: String(s) })
+            log.info('worker thread restarted', { worker: t, shards: slot.shards, restarts: slot.restarts })
           })
-          .catch((err) => log.error('shard restart failed', { shard: i, ...errorFields(err) }))
-      }, delay).unref()
+          .catch((err) => log.error('worker restart failed', { worker: t, ...errorFields(err) }))
+      }, backoff(slot)).unref()
     })
     const recovered = await ready
     slot.worker = worker
     slot.startedAt = Date.now()
+    wire(t)
     recoveredRecords += recovered.records
     recoveryMs = Math.max(recoveryMs, recovered.ms)
   }
   let recoveredRecords = 0
   let recoveryMs = 0
 
-  const startHttp = async (i: number): Promise<void> => {
-    const slot = https[i] as Slot
-    const shardPorts = shards.map((s) => {
-      if (s.worker === null) {
-        // The shard is restarting: hand over a closed channel; it is wired in when it is back.
-        const { port1, port2 } = new MessageChannel()
-        port2.close()
-        return port1
+  const listen = async (t: number): Promise<void> => {
+    const worker = (slots[t] as Slot).worker
+    if (worker === null) throw new Error(`worker ${t} exited before listening`)
+    const listening = new Promise<number>((resolveListen, reject) => {
+      const onMessage = (msg: { type: string; port?: number }): void => {
+        if (msg.type === 'listening') done(() => resolveListen(msg.port as number))
+        else if (msg.type === 'listen-failed') done(() => reject(new Error(`cannot listen on ${config.host}:${boundPort}`)))
       }
-      return channel(s.worker)
+      const onExit = (code: number): void => done(() => reject(new Error(`worker ${t} exited with code ${code} before listening`)))
+      const done = (settle: () => void): void => {
+        worker.off('message', onMessage)
+        worker.off('exit', onExit)
+        settle()
+      }
+      worker.on('message', onMessage)
+      worker.on('exit', onExit)
     })
-    const data: HttpWorkerData = { index: i, config, listenPort: boundPort, shardPorts }
-    const worker = new Worker(httpWorkerUrl, { workerData: data, transferList: shardPorts, name: `http-${i}` })
-    worker.on('error', (err) => log.error('http thread failed', { httpThread: i, ...errorFields(err) }))
-    const listening = new Promise<{ port: number }>((resolve, reject) => {
-      worker.on('message', (msg: { type: string; port?: number; id?: number }) => {
-        if (msg.type === 'metrics-request') {
-          scrape()
-            .then((text) => worker.postMessage({ type: 'metrics-response', id: msg.id, text }))
-            .catch((err: Error) => worker.postMessage({ type: 'metrics-response', id: msg.id, error: err.message }))
-        } else if (msg.type === 'listening') resolve(msg as { port: number })
-        else if (msg.type === 'listen-failed') reject(new Error(`cannot listen on ${config.host}:${boundPort}`))
-      })
-      worker.once('exit', (code) => reject(new Error(`http thread exited with code ${code} before listening`)))
-    })
-    worker.on('exit', (code) => {
-      if (slot.worker !== worker) return
-      slot.worker = null
-      if (stopping) return
-      log.error('http thread exited; restarting', { httpThread: i, code })
-      setTimeout(() => {
-        if (stopping) return
-        startHttp(i)
-          .then(() => {
-            noteRestart(slot)
-            httpRestarts.inc()
-            log.info('http thread restarted', { httpThread: i, restarts: slot.restarts })
-          })
-          .catch((err) => log.error('http restart failed', { httpThread: i, ...errorFields(err) }))
-      }, backoff(slot)).unref()
-    })
-    try {
-      const { port } = await listening
-      boundPort = port
-    } catch (err) {
-      await worker.terminate()
-      throw err
-    }
-    slot.worker = worker
-    slot.startedAt = Date.now()
+    worker.postMessage({ type: 'listen', port: boundPort })
+    boundPort = await listening
   }
 
   const terminateAll = async (): Promise<void> => {
     stopping = true
-    await Promise.all([...https, ...shards].map((s) => s.worker?.terminate()))
+    await Promise.all(slots.map((s) => s.worker?.terminate()))
     lock.release()
   }
 
   try {
-    await Promise.all(shards.map((_, i) => startShard(i)))
-    for (let i = 0; i < https.length; i++) await startHttp(i)
+    await Promise.all(slots.map((_, t) => startWorker(t)))
+    for (let t = 0; t < slots.length; t++) await listen(t)
   } catch (err) {
     await terminateAll()
     throw err instanceof StartupError ? err : new StartupError((err as Error).message, EXIT_FAILURE)
@@ -304,35 +307,35 @@ export async function startCluster(config: Config, log: Logger = createLogger('m
   }
 
   let stopped: Promise<void> | null = null
-  const stop = (): Promise<void> => (stopped ??= stopAll())
-  const stopAll = async (): Promise<void> => {
+  const stop = (drainMs = config.shutdownTimeoutMs): Promise<void> => (stopped ??= stopAll(drainMs))
+  const stopAll = async (drainMs: number): Promise<void> => {
     stopping = true
     metricsServer?.close()
-    const stopMsg = { type: 'stop' } as const
-    const stopSlots = (slots: Slot[]): Promise<unknown> =>
+    const phase = (msg: { type: 'stop-http'; timeoutMs: number } | { type: 'stop' }, reply: string): Promise<unknown> =>
       Promise.all(
         slots.map(async (s) => {
           const w = s.worker
           if (w === null) return
-          const stopped = once(w, 'stopped')
-          w.postMessage(stopMsg)
-          await stopped.catch(() => {})
-          await w.terminate()
+          const replied = once(w, reply)
+          w.postMessage(msg)
+          await replied.catch(() => {})
         }),
       )
-    // HTTP threads first (they answer what is in flight), then the shards (they sync their logs).
-    await stopSlots(https)
-    await stopSlots(shards)
+    // Front ends first (they answer what is in flight, their calls to every shard included), then
+    // the shards (they sync their logs).
+    await phase({ type: 'stop-http', timeoutMs: drainMs }, 'http-stopped')
+    await phase({ type: 'stop' }, 'stopped')
+    await Promise.all(slots.map((s) => s.worker?.terminate()))
     lock.release()
   }
 
   return {
     port: boundPort,
     config,
-    shardWorker: (i) => shards[i]?.worker ?? null,
+    shardWorker: (i) => slots[hostOf(i, config.threads)]?.worker ?? null,
     shardRestarted: (i, n) =>
       new Promise<void>((resolve) => {
-        const slot = shards[i] as Slot
+        const slot = slots[hostOf(i, config.threads)] as Slot
         if (slot.restarts >= n) resolve()
         else slot.waiters.push({ n, resolve })
       }),
@@ -371,14 +374,14 @@ async function main(): Promise<void> {
     host: config.host,
     port: cluster.port,
     shards: config.shards,
-    httpThreads: config.httpThreads,
+    threads: config.threads,
     dataDir: resolve(config.dataDir),
     pid: process.pid,
   })
   let signalled = false
   const onSignal = (signal: NodeJS.Signals): void => {
     if (signalled) {
-      // Exiting now would end HTTP threads with open sockets, which aborts the process; the
+      // Exiting now would end workers with open sockets, which aborts the process; the
       // shutdown in progress is bounded by SHUTDOWN_TIMEOUT_MS anyway.
       log.warn('already shutting down; SIGKILL forces it (the log makes that safe)', { signal })
       return
@@ -400,10 +403,11 @@ async function main(): Promise<void> {
   process.on('SIGINT', onSignal)
   void cluster.fatal.then(({ exitCode, message }) => {
     log.error('fatal: exiting', { exitCode, err: message })
-    // Close HTTP threads' sockets quickly (a thread ending with open sockets aborts the process),
-    // but do not wait for anything that could be acknowledged: give up after 2 s.
-    const timeout = setTimeout(() => process.exit(exitCode), 2000)
-    cluster.stop().finally(() => {
+    // Close every front end's sockets first (a thread ending with open sockets aborts the
+    // process), giving requests in flight a second to be answered; the failed log already
+    // answers every send that was waiting for it. Give up after 5 s.
+    const timeout = setTimeout(() => process.exit(exitCode), 5000)
+    cluster.stop(FATAL_DRAIN_MS).finally(() => {
       clearTimeout(timeout)
       process.exit(exitCode)
     })

@@ -4,6 +4,7 @@
 // name the option, and the result is frozen and passed explicitly (to worker threads through
 // `workerData`, so it must stay a plain, cloneable object). Nothing else reads `process.env`.
 
+import { availableParallelism } from 'node:os'
 import type { FsyncPolicy } from './wal/writer.js'
 
 export type { FsyncPolicy }
@@ -13,7 +14,8 @@ export interface Config {
   readonly host: string
   readonly dataDir: string
   readonly shards: number
-  readonly httpThreads: number
+  /** Worker threads, each serving HTTP and hosting the shards s with s mod threads == its index. */
+  readonly threads: number
   readonly bodyBytesMax: number
   readonly textBytesMax: number
   readonly memberBytesMax: number
@@ -50,17 +52,16 @@ export const DEFAULTS: Config = Object.freeze({
   port: 8080,
   host: '0.0.0.0',
   dataDir: './data',
-  // Measured on the 2-core reference machine (README "Threads", `node bench/threads.mjs`): two
-  // HTTP threads carry more pulls than one; one shard did as well as two or better in the latest
-  // run (fewer threads on two cores), but two replay the log in parallel at start-up.
+  // A data directory keeps its shard count for life (pullchat.json); two let a two-worker server
+  // split the load and replay its logs in parallel.
   shards: 2,
-  httpThreads: 2,
+  threads: 0, // 0 = auto: one per core but one (for the log's fdatasyncs, GC and the kernel), at most SHARDS
   bodyBytesMax: 64 * 1024, // 64 KiB per request body
   textBytesMax: 16 * 1024, // 16 KiB of UTF-8 per message text
   memberBytesMax: 128, // bytes of UTF-8 per member id, sender or room name
   pullLimitDefault: 10, // messages per page when limit is absent or 0
   pullLimitMax: 1000, // larger limits are clamped to this
-  rpcInflightMax: 65536, // requests awaiting a reply, per HTTP thread per shard
+  rpcInflightMax: 65536, // requests awaiting a reply, per worker thread per shard hosted by another
   shutdownTimeoutMs: 10_000, // grace period for in-flight requests on SIGTERM
   logLevel: 'info',
   fsync: { kind: 'always' } as FsyncPolicy, // acknowledge a send after the fdatasync that covers it
@@ -113,14 +114,14 @@ const OPTIONS: readonly OptionSpec[] = [
   { key: 'port', env: 'PORT', flag: 'port', help: 'TCP port to serve on (0 picks a free one)', parse: int(0, 65535) },
   { key: 'host', env: 'HOST', flag: 'host', help: 'address to bind', parse: nonEmpty },
   { key: 'dataDir', env: 'DATA_DIR', flag: 'data-dir', help: 'data directory', parse: nonEmpty },
-  { key: 'shards', env: 'SHARDS', flag: 'shards', help: 'shard worker threads', parse: int(1, 256) },
-  { key: 'httpThreads', env: 'HTTP_THREADS', flag: 'http-threads', help: 'HTTP worker threads', parse: int(1, 64) },
+  { key: 'shards', env: 'SHARDS', flag: 'shards', help: 'shards (fixed for a data directory)', parse: int(1, 256) },
+  { key: 'threads', env: 'THREADS', flag: 'threads', help: 'worker threads, each serving HTTP and hosting shards (0 = auto)', parse: int(0, 256) },
   { key: 'bodyBytesMax', env: 'BODY_BYTES_MAX', flag: 'body-bytes-max', help: 'largest request body in bytes', parse: int(1024, 64 * 1024 * 1024) },
   { key: 'textBytesMax', env: 'TEXT_BYTES_MAX', flag: 'text-bytes-max', help: 'longest message text in UTF-8 bytes', parse: int(1, 16 * 1024 * 1024) },
   { key: 'memberBytesMax', env: 'MEMBER_BYTES_MAX', flag: 'member-bytes-max', help: 'longest member id, sender or room name in UTF-8 bytes', parse: int(1, 4096) },
   { key: 'pullLimitDefault', env: 'PULL_LIMIT_DEFAULT', flag: 'pull-limit-default', help: 'page size when limit is absent or 0', parse: int(1, 100_000) },
   { key: 'pullLimitMax', env: 'PULL_LIMIT_MAX', flag: 'pull-limit-max', help: 'larger limits are clamped to this', parse: int(1, 100_000) },
-  { key: 'rpcInflightMax', env: 'RPC_INFLIGHT_MAX', flag: 'rpc-inflight-max', help: 'requests in flight per HTTP thread per shard before 503', parse: int(1, 1 << 24) },
+  { key: 'rpcInflightMax', env: 'RPC_INFLIGHT_MAX', flag: 'rpc-inflight-max', help: 'requests in flight from one thread to a shard in another before 503', parse: int(1, 1 << 24) },
   { key: 'shutdownTimeoutMs', env: 'SHUTDOWN_TIMEOUT_MS', flag: 'shutdown-timeout-ms', help: 'grace period for in-flight requests on SIGTERM, ms', parse: int(0, 600_000) },
   { key: 'logLevel', env: 'LOG_LEVEL', flag: 'log-level', help: LOG_LEVELS.join('|'), parse: logLevel },
   { key: 'fsync', env: 'FSYNC', flag: 'fsync', help: 'always | interval:<ms> | unsafe-none (see README "Durability")', parse: fsyncPolicy },
@@ -130,6 +131,12 @@ const OPTIONS: readonly OptionSpec[] = [
   { key: 'retentionMs', env: 'RETENTION_MS', flag: 'retention-ms', help: 'drop sealed segments older than this, ms (0 = never)', parse: int(0, Number.MAX_SAFE_INTEGER) },
   { key: 'metricsPort', env: 'METRICS_PORT', flag: 'metrics-port', help: 'also serve /metrics on this port (0 = only on PORT)', parse: int(0, 65535) },
   { key: 'retentionBytes', env: 'RETENTION_BYTES', flag: 'retention-bytes', help: 'drop oldest sealed segments above this many log bytes per shard (0 = no limit)', parse: int(0, Number.MAX_SAFE_INTEGER) },
+]
+
+// Options of earlier releases that no longer exist: naming them is an error that says what replaced
+// them, rather than a setting silently ignored.
+const REMOVED: readonly { readonly env: string; readonly flag: string; readonly why: string }[] = [
+  { env: 'HTTP_THREADS', flag: 'http-threads', why: 'every worker thread now serves HTTP and hosts shards: use THREADS (--threads)' },
 ]
 
 export interface ParsedArgs {
@@ -147,6 +154,9 @@ export function parseConfig(
   overrides: Partial<Config> = {},
 ): ParsedArgs {
   const out: Record<string, unknown> = { ...DEFAULTS }
+  for (const r of REMOVED) {
+    if (env[r.env] !== undefined && env[r.env] !== '') throw new ConfigError(`${r.env} is no longer an option: ${r.why}`)
+  }
   for (const opt of OPTIONS) {
     const raw = env[opt.env]
     if (raw !== undefined && raw !== '') out[opt.key] = opt.parse(raw, opt.env)
@@ -162,6 +172,8 @@ export function parseConfig(
     const eq = arg.indexOf('=')
     const flag = eq === -1 ? arg.slice(2) : arg.slice(2, eq)
     const opt = OPTIONS.find((o) => o.flag === flag)
+    const removed = REMOVED.find((r) => r.flag === flag)
+    if (removed !== undefined) throw new ConfigError(`--${flag} is no longer an option: ${removed.why}`)
     if (opt === undefined) throw new ConfigError(`unknown option --${flag} (see --help)`)
     let value: string
     if (eq !== -1) value = arg.slice(eq + 1)
@@ -174,11 +186,21 @@ export function parseConfig(
     out[opt.key] = opt.parse(value, `--${flag}`)
   }
   Object.assign(out, overrides)
+  if (out.threads === 0) out.threads = autoThreads(out.shards as number)
   const config = out as unknown as Config
   if (config.pullLimitDefault > config.pullLimitMax) {
     throw new ConfigError(`PULL_LIMIT_DEFAULT (${config.pullLimitDefault}) must not exceed PULL_LIMIT_MAX (${config.pullLimitMax})`)
   }
   return { config: Object.freeze(config), help }
+}
+
+/**
+ * THREADS=0: one worker per core but one, at least one and at most one per shard. The core left
+ * over runs the log's fdatasyncs, V8's collector threads and the kernel's network work; on the
+ * 2-core reference machine one worker hosting both shards served more than two (README "Threads").
+ */
+export function autoThreads(shards: number, cores = availableParallelism()): number {
+  return Math.min(shards, Math.max(1, cores - 1))
 }
 
 export function helpText(): string {
@@ -191,7 +213,7 @@ export function helpText(): string {
     'options (flag / env var, default):',
   ]
   for (const opt of OPTIONS) {
-    const def = opt.key === 'fsync' ? formatFsync(DEFAULTS.fsync) : String(DEFAULTS[opt.key])
+    const def = opt.key === 'fsync' ? formatFsync(DEFAULTS.fsync) : opt.key === 'threads' ? 'auto' : String(DEFAULTS[opt.key])
     lines.push(`  --${opt.flag.padEnd(22)} ${opt.env.padEnd(22)} ${def.padEnd(10)} ${opt.help}`)
   }
   lines.push('  --help                   print this and exit')

@@ -43,6 +43,7 @@ export const Errors = Object.freeze({
   WAL_NO_SPACE: spec(19, 'IM_ERR_WAL_NO_SPACE', 503, 'no space left on the log device; the message was not stored'),
   WAL_WRITE: spec(20, 'IM_ERR_WAL_WRITE', 503, 'the log could not be written; the message was not stored'),
   WAL_CORRUPT: spec(21, 'IM_ERR_WAL_CORRUPT', 500, 'the write-ahead log is corrupt; the shard cannot start'),
+  WAL_SYNC: spec(22, 'IM_ERR_WAL_SYNC', 503, 'the log device failed to sync; the message may or may not have been stored, and the server is stopping'),
 })
 
 export type ErrorName = keyof typeof Errors

@@ -1,18 +1,20 @@
 import t from 'tap'
-import { ConfigError, DEFAULTS, helpText, parseConfig } from '../src/config.js'
+import { availableParallelism } from 'node:os'
+import { ConfigError, DEFAULTS, autoThreads, helpText, parseConfig } from '../src/config.js'
 
 t.test('defaults when nothing is given', async (t) => {
   const { config, help } = parseConfig([], {})
-  t.same(config, DEFAULTS)
+  t.same(config, { ...DEFAULTS, threads: autoThreads(DEFAULTS.shards) })
+  t.equal(config.threads, Math.min(DEFAULTS.shards, Math.max(1, availableParallelism() - 1)))
   t.equal(help, false)
   t.ok(Object.isFrozen(config))
 })
 
 t.test('env vars, then flags, later wins', async (t) => {
-  const { config } = parseConfig(['--port', '9000', '--shards=4'], { PORT: '7000', HTTP_THREADS: '3', LOG_LEVEL: 'WARN' })
+  const { config } = parseConfig(['--port', '9000', '--shards=4'], { PORT: '7000', THREADS: '3', LOG_LEVEL: 'WARN' })
   t.equal(config.port, 9000)
   t.equal(config.shards, 4)
-  t.equal(config.httpThreads, 3)
+  t.equal(config.threads, 3)
   t.equal(config.logLevel, 'warn')
 })
 
@@ -26,8 +28,26 @@ t.test('bad values name the option', async (t) => {
   t.throws(() => parseConfig([], { PULL_LIMIT_DEFAULT: '50', PULL_LIMIT_MAX: '20' }), /must not exceed/)
 })
 
+t.test('THREADS: auto is one per core but one, at least one, at most one per shard; explicit wins', async (t) => {
+  t.equal(autoThreads(2, 1), 1)
+  t.equal(autoThreads(2, 2), 1)
+  t.equal(autoThreads(2, 3), 2)
+  t.equal(autoThreads(2, 16), 2)
+  t.equal(autoThreads(8, 4), 3)
+  t.equal(parseConfig([], { SHARDS: '8', THREADS: '0' }).config.threads, autoThreads(8))
+  t.equal(parseConfig(['--threads', '5'], { SHARDS: '2' }).config.threads, 5, 'more workers than shards: some only serve HTTP')
+  t.equal(parseConfig([], {}, { threads: 2 }).config.threads, 2)
+})
+
+t.test('a removed option says what replaced it', async (t) => {
+  const why = 'every worker thread now serves HTTP and hosts shards: use THREADS (--threads)'
+  t.throws(() => parseConfig([], { HTTP_THREADS: '2' }), new ConfigError(`HTTP_THREADS is no longer an option: ${why}`))
+  t.throws(() => parseConfig(['--http-threads', '2'], {}), new ConfigError(`--http-threads is no longer an option: ${why}`))
+})
+
 t.test('--help is reported and documents every env var', async (t) => {
   t.equal(parseConfig(['--help'], {}).help, true)
   const text = helpText()
-  for (const env of ['PORT', 'HOST', 'DATA_DIR', 'SHARDS', 'HTTP_THREADS', 'BODY_BYTES_MAX', 'LOG_LEVEL']) t.match(text, env)
+  for (const env of ['PORT', 'HOST', 'DATA_DIR', 'SHARDS', 'THREADS', 'BODY_BYTES_MAX', 'LOG_LEVEL']) t.match(text, env)
+  t.match(text, /--threads\s+THREADS\s+auto /)
 })

@@ -3,7 +3,7 @@
 // Why by hand: a send_time or a cursor is a new 16-digit number in nearly every reply. Turning it
 // into a string (`${n}`) misses V8's number-to-string cache, and the cache, an old-generation
 // object, then holds the new string, so every young-generation collection copies such strings out.
-// Over pulls of many chats that cost an HTTP thread ~0.8 µs of CPU per request, which pulls of
+// Over pulls of many chats that cost the thread serving HTTP ~0.8 µs of CPU per request, which pulls of
 // one hot chat (the same cursor every time, a cache hit) did not pay (docs/performance.md,
 // "Many chats").
 

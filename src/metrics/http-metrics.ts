@@ -1,4 +1,5 @@
-// Metrics of an HTTP thread: requests, latency, messages, and the RPC channel to each shard.
+// Metrics of a worker's front end: requests, latency, messages, and the calls to each shard (the
+// RPC channel's round trips for shards that other workers host).
 // Those updated on every request are series metrics (series.ts): label sets resolved once.
 
 import { Gauge, type Registry } from 'prom-client'

@@ -1,6 +1,6 @@
 // Counters and histograms for the request path, without prom-client's per-call label hashing.
 //
-// prom-client hashes the label object on every inc() and observe(). An HTTP thread made three or
+// prom-client hashes the label object on every inc() and observe(). A front end made three or
 // four such calls per request, which cost ~10% of its pull throughput (measured with the calls
 // removed: docs/performance.md). Here a label set is resolved once to a series object, and a
 // call is an addition. For the registry they are ordinary metrics: `get()` returns the JSON

@@ -1,4 +1,4 @@
-// Metrics of a shard thread: what it holds, its log, and its recovery.
+// Metrics of the shards a thread hosts: what each holds, its log, and its recovery.
 
 import { readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
@@ -21,51 +21,42 @@ export interface ShardStats {
   readonly bytes: number
 }
 
-export function createShardMetrics(registry: Registry, shard: number, stats: () => ShardStats, walDir: string): ShardMetrics {
-  const label = { shard: String(shard) }
+/** The shard metrics of one thread's registry: `add()` one set of series per shard it hosts. */
+export interface ShardMetricsSet {
+  add(shard: number, stats: () => ShardStats, walDir: string): ShardMetrics
+}
+
+interface HostedSeries {
+  readonly label: { readonly shard: string }
+  readonly stats: () => ShardStats
+  readonly segments: () => { count: number; bytes: number }
+}
+
+export function createShardMetrics(registry: Registry): ShardMetricsSet {
   const labelNames = ['shard'] as const
-  const gauge = (name: string, help: string, read: () => number): void => {
+  const hosted: HostedSeries[] = []
+  const gauge = (name: string, help: string, read: (h: HostedSeries) => number): void => {
     new Gauge({
       name: `${PREFIX}${name}`,
       help,
       labelNames,
       registers: [registry],
       collect() {
-        this.set(label, read())
+        for (const h of hosted) this.set(h.label, read(h))
       },
     })
   }
-  // Walk the store and the directory once per scrape, not once per gauge.
-  const s = cachedFor(1000, stats)
-  gauge('store_chats', 'Chats held, by shard', () => s().chats)
-  gauge('store_messages', 'Messages held, by shard', () => s().messages)
-  gauge('store_message_bytes', 'Bytes of message JSON held, by shard', () => s().jsonBytes)
-  gauge('store_allocated_bytes', 'Bytes allocated for messages and chats\' indexes, by shard', () => s().bytes)
-  const segments = cachedFor(1000, (): { count: number; bytes: number } => {
-    let count = 0
-    let bytes = 0
-    for (const f of readdirSync(walDir)) {
-      if (!f.endsWith('.wal')) continue
-      count++
-      try {
-        bytes += statSync(join(walDir, f)).size
-      } catch {
-        // deleted by retention meanwhile
-      }
-    }
-    return { count, bytes }
-  })
-  gauge('wal_segments', 'Log segment files, by shard', () => segments().count)
-  gauge('wal_segment_bytes', 'Bytes in log segment files, by shard', () => segments().bytes)
+  gauge('store_chats', 'Chats held, by shard', (h) => h.stats().chats)
+  gauge('store_messages', 'Messages held, by shard', (h) => h.stats().messages)
+  gauge('store_message_bytes', 'Bytes of message JSON held, by shard', (h) => h.stats().jsonBytes)
+  gauge('store_allocated_bytes', 'Bytes allocated for messages and chats\' indexes, by shard', (h) => h.stats().bytes)
+  gauge('wal_segments', 'Log segment files, by shard', (h) => h.segments().count)
+  gauge('wal_segment_bytes', 'Bytes in log segment files, by shard', (h) => h.segments().bytes)
 
   const appends = new Counter({ name: `${PREFIX}wal_appends_total`, help: 'Records written to the log', labelNames, registers: [registry] })
   const written = new Counter({ name: `${PREFIX}wal_bytes_total`, help: 'Bytes written to the log', labelNames, registers: [registry] })
-  // Series exist from the start, so that rate() and histogram_quantile() have data at once.
-  const histogram = (name: string, help: string, buckets: number[]): Histogram => {
-    const h = new Histogram({ name: `${PREFIX}${name}`, help, labelNames, buckets, registers: [registry] })
-    h.zero(label)
-    return h
-  }
+  const histogram = (name: string, help: string, buckets: number[]): Histogram =>
+    new Histogram({ name: `${PREFIX}${name}`, help, labelNames, buckets, registers: [registry] })
   const fsync = histogram('wal_fsync_duration_seconds', 'Latency of the log\'s fdatasync calls', FSYNC_BUCKETS_S)
   const batch = histogram('wal_batch_records', 'Records per group-commit round', BATCH_BUCKETS)
   const wait = histogram(
@@ -73,25 +64,50 @@ export function createShardMetrics(registry: Registry, shard: number, stats: () 
     'How long the oldest record of each group-commit round waited for the round to begin (the previous round\'s write and fdatasync)',
     FSYNC_BUCKETS_S,
   )
-  appends.inc(label, 0)
-  written.inc(label, 0)
   const recoveryRecords = new Gauge({ name: `${PREFIX}recovery_records`, help: 'Records replayed at the shard\'s last start', labelNames, registers: [registry] })
   const recoverySeconds = new Gauge({ name: `${PREFIX}recovery_duration_seconds`, help: 'Time the shard\'s last recovery took', labelNames, registers: [registry] })
+
   return {
-    walRound: (records, bytes, fsyncMs, waitMs) => {
-      if (records > 0) {
-        appends.inc(label, records)
-        written.inc(label, bytes)
-        batch.observe(label, records)
-        wait.observe(label, waitMs / 1000)
+    add(shard, stats, walDir) {
+      const label = { shard: String(shard) }
+      // Walk the store and the directory once per scrape, not once per gauge.
+      hosted.push({ label, stats: cachedFor(1000, stats), segments: cachedFor(1000, () => segmentFiles(walDir)) })
+      // Series exist from the start, so that rate() and histogram_quantile() have data at once.
+      for (const h of [fsync, batch, wait]) h.zero(label)
+      appends.inc(label, 0)
+      written.inc(label, 0)
+      return {
+        walRound: (records, bytes, fsyncMs, waitMs) => {
+          if (records > 0) {
+            appends.inc(label, records)
+            written.inc(label, bytes)
+            batch.observe(label, records)
+            wait.observe(label, waitMs / 1000)
+          }
+          if (fsyncMs > 0) fsync.observe(label, fsyncMs / 1000)
+        },
+        recovered: (records, seconds) => {
+          recoveryRecords.set(label, records)
+          recoverySeconds.set(label, seconds)
+        },
       }
-      if (fsyncMs > 0) fsync.observe(label, fsyncMs / 1000)
-    },
-    recovered: (records, seconds) => {
-      recoveryRecords.set(label, records)
-      recoverySeconds.set(label, seconds)
     },
   }
+}
+
+function segmentFiles(walDir: string): { count: number; bytes: number } {
+  let count = 0
+  let bytes = 0
+  for (const f of readdirSync(walDir)) {
+    if (!f.endsWith('.wal')) continue
+    count++
+    try {
+      bytes += statSync(join(walDir, f)).size
+    } catch {
+      // deleted by retention meanwhile
+    }
+  }
+  return { count, bytes }
 }
 
 function cachedFor<T>(ms: number, read: () => T): () => T {

@@ -1,4 +1,5 @@
-// The calling side of the RPC channel: one ShardClient per shard in every HTTP thread.
+// The calling side of the RPC channel between threads: in every thread, one ShardClient per shard
+// that another thread hosts.
 //
 // Calls made during one event-loop turn are queued and sent as one frame when the turn ends
 // (setImmediate runs after the poll phase in which uWS delivered every ready request). Replies
@@ -26,13 +27,22 @@ export interface PullPage {
 }
 export type PullCallback = (err: PullchatError | null, page: PullPage | null) => void
 
+/** What the front end calls a shard through, wherever the shard lives (this module, in-process.ts). */
+export interface ShardCaller {
+  readonly shard: number
+  /** Calls made and not yet answered. */
+  readonly inflight: number
+  send(chat: string, text: string, sender: string, cb: SendCallback): void
+  pull(chat: string, cursor: number, limit: number, reverse: boolean, cb: PullCallback): void
+}
+
 interface Pending {
   readonly op: number
   readonly cb: SendCallback | PullCallback
   readonly startedAt: number
 }
 
-export class ShardClient {
+export class ShardClient implements ShardCaller {
   readonly shard: number
   private readonly inflightMax: number
   private port: MessagePort | null = null

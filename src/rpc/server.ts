@@ -1,4 +1,4 @@
-// The serving side of the RPC channel: a shard serves one port per HTTP thread.
+// The serving side of the RPC channel: a shard serves one port per other thread that calls it.
 //
 // Each incoming frame is a batch; every entry is validated, dispatched to the ShardService, and
 // its reply queued. Replies produced by one task (one incoming frame, one group-commit round) go

@@ -60,12 +60,19 @@ export class ChatLog {
   private unstored = 0
   private readonly messagesMax: number
 
-  /** `slab` holds the bytes; a shard's chats share one. */
-  constructor(chat: string, slab: Slab = new Slab(), messagesMax: number = CHAT_MESSAGES_MAX) {
+  /**
+   * `slab` holds the bytes; a shard's chats share one. `expected`: how many messages the chat is
+   * about to receive (recovery knows), so that its index is allocated once at that size.
+   */
+  constructor(chat: string, slab: Slab = new Slab(), messagesMax: number = CHAT_MESSAGES_MAX, expected = 0) {
     assert(Number.isSafeInteger(messagesMax) && messagesMax >= 1 && messagesMax <= CHAT_MESSAGES_MAX)
     this.chat = chat
     this.slab = slab
     this.messagesMax = messagesMax
+    if (expected > INDEX_CAPACITY_INITIAL) {
+      this.capacity = Math.min(expected, messagesMax)
+      this.ring = this.capacity <= INDEX_CAPACITY_SMALL_MAX ? doubles(this.capacity * STRIDE) : new Float64Array(this.capacity * STRIDE)
+    }
   }
 
   /** Whether the chat holds as many messages as it can. */
@@ -133,13 +140,24 @@ export class ChatLog {
   /** Appends a message. `sendTime` must be greater than every stored one. */
   append(sendTime: number, text: string, sender: string): void {
     this.checkNext(sendTime)
-    this.index(sendTime, this.slab.putString(this.messageJson(sendTime, text, sender) + ','))
+    const loc = this.slab.putString(this.messageJson(sendTime, text, sender) + ',')
+    this.index(sendTime, loc, this.slab.lastLength)
   }
 
   /** Appends a message given as its JSON object, the bytes `src[from, to)` (as messageJson made them). */
   appendJson(sendTime: number, src: Buffer, from: number, to: number): void {
     this.checkNext(sendTime)
-    this.index(sendTime, this.slab.putBytes(src, from, to, COMMA))
+    const loc = this.slab.putBytes(src, from, to, COMMA)
+    this.index(sendTime, loc, this.slab.lastLength)
+  }
+
+  /**
+   * Appends a message whose bytes (its JSON and the comma after it) are already in the slab, at
+   * `loc`, `length` bytes long: recovery placed them there (recover.ts).
+   */
+  appendStored(sendTime: number, loc: number, length: number): void {
+    this.checkNext(sendTime)
+    this.index(sendTime, loc, length)
   }
 
   /** Drops the `count` oldest messages (retention). */
@@ -239,9 +257,8 @@ export class ChatLog {
     if (sendTime > this.lastSendTime) this.lastSendTime = sendTime
   }
 
-  private index(sendTime: number, loc: number): void {
+  private index(sendTime: number, loc: number, length: number): void {
     if (this.n === this.capacity) this.growIndex()
-    const length = this.slab.lastLength
     const k = this.at(this.n)
     this.ring[k] = sendTime
     this.ring[k + 1] = loc

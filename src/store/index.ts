@@ -2,10 +2,7 @@
 export { ChatLog, type Page } from './chat-log.js'
 export { ShardStore, type StoreStats } from './shard-store.js'
 export { Shard, nowUs, NO_LOG, type MessageLog } from './shard.js'
-export { recoverStore, type Recovery } from './recover.js'
+export { recoverStore, scanShard, applyScan, type Recovery, type ShardScan } from './recover.js'
 export { encodeMessage, encodeMessageV1, decodeMessage, readStoredMessage, messageJson, messageRecordChecker, type MessageRecord } from './message-record.js'
 export * from './exit-codes.js'
-export type { ShardWorkerData, ShardControl } from './shard-worker.js'
-
-/** The module a shard worker thread runs. */
-export const shardWorkerUrl = new URL('./shard-worker.js', import.meta.url)
+export { openShard, scanShards, ShardFatalError, type HostedShard } from './shard-host.js'

@@ -5,7 +5,7 @@
 // once it is durable. Messages are appended in the order their send_times were assigned.
 
 import { CHAT_MESSAGES_MAX, ChatLog, type Page } from './chat-log.js'
-import { Slab } from './slab.js'
+import { Slab, type SlabState } from './slab.js'
 
 export interface StoreStats {
   readonly chats: number
@@ -25,12 +25,24 @@ export interface StoreOptions {
 
 export class ShardStore {
   private readonly chats = new Map<string, ChatLog>()
-  private readonly slab = new Slab()
+  private slab = new Slab()
   private readonly chatMessagesMax: number
   private messages = 0
 
   constructor(options: StoreOptions = {}) {
     this.chatMessagesMax = options.chatMessagesMax ?? CHAT_MESSAGES_MAX
+  }
+
+  /** Takes over a slab's bytes (recovery's; see recover.ts). Only an empty store can. */
+  adoptSlab(state: SlabState): void {
+    if (this.chats.size !== 0 || this.messages !== 0) throw new Error('only an empty store can adopt a slab')
+    this.slab = Slab.from(state)
+  }
+
+  /** Indexes a message whose bytes are already in the slab (recovery); see ChatLog.appendStored. */
+  appendStored(log: ChatLog, sendTime: number, loc: number, length: number): void {
+    log.appendStored(sendTime, loc, length)
+    this.messages++
   }
 
   /** Stores a message whose send_time came from its chat's `nextSendTime()` (or from the log, on recovery). */
@@ -64,11 +76,11 @@ export class ShardStore {
     return this.chats.get(chat)
   }
 
-  /** The chat's log, created empty if the chat has none yet. */
-  chatLog(chat: string): ChatLog {
+  /** The chat's log, created empty if the chat has none yet (sized for `expected` messages). */
+  chatLog(chat: string, expected = 0): ChatLog {
     let log = this.chats.get(chat)
     if (log === undefined) {
-      log = new ChatLog(chat, this.slab, this.chatMessagesMax)
+      log = new ChatLog(chat, this.slab, this.chatMessagesMax, expected)
       this.chats.set(chat, log)
     }
     return log

@@ -8,7 +8,7 @@
 import { performance } from 'node:perf_hooks'
 import { Errors, PullchatError } from '../errors.js'
 import { CODE_OK, type PullRequest, type PullResponse, type SendRequest, type SendResponse, type ShardService } from '../rpc/index.js'
-import { WalBackpressureError, type AppendCallback } from '../wal/index.js'
+import { WalBackpressureError, WalStoppedError, WalSyncError, type AppendCallback } from '../wal/index.js'
 import { encodeMessageJson, jsonOffset } from './message-record.js'
 import { ShardStore } from './shard-store.js'
 
@@ -25,8 +25,9 @@ export interface MessageLog {
 /** A log that keeps nothing: every append succeeds at once. */
 export const NO_LOG: MessageLog = { append: (_payload, cb) => cb(null) }
 
-function storageError(err: NodeJS.ErrnoException): SendResponse {
-  const e = err.code === 'ENOSPC' || err.code === 'EDQUOT' ? Errors.WAL_NO_SPACE : Errors.WAL_WRITE
+function storageError(shard: number, err: NodeJS.ErrnoException): SendResponse {
+  if (err instanceof WalStoppedError) return { code: Errors.SHARD_UNAVAILABLE.wireId, msg: `shard ${shard} stopped: ${err.message}`, send_time: 0 }
+  const e = err instanceof WalSyncError ? Errors.WAL_SYNC : err.code === 'ENOSPC' || err.code === 'EDQUOT' ? Errors.WAL_NO_SPACE : Errors.WAL_WRITE
   return { code: e.wireId, msg: `${e.message} (${err.code ?? err.message})`, send_time: 0 }
 }
 
@@ -64,7 +65,7 @@ export class Shard implements ShardService {
       this.log.append(record, (err) => {
         log.release()
         if (err !== null) {
-          reply(storageError(err))
+          reply(storageError(this.id, err))
           return
         }
         this.store.appendJson(log, sendTime, record, jsonFrom, record.length)
@@ -74,6 +75,7 @@ export class Shard implements ShardService {
     } catch (err) {
       log.release()
       if (err instanceof WalBackpressureError) throw new PullchatError(Errors.OVERLOADED, err.message)
+      if (err instanceof WalStoppedError) throw new PullchatError(Errors.SHARD_UNAVAILABLE, `shard ${this.id} stopped: ${err.message}`)
       throw err
     }
   }

@@ -17,6 +17,16 @@ const OWN_CHUNK_BYTES = CHUNK_BYTES / 8 // messages at least this large get a ch
 const SLOT_SPAN = 2 ** 32
 const CACHE_LINE_BYTES = 64
 
+/** A slab's whole state, as plain data and ArrayBuffers: what crosses threads (see recover.ts). */
+export interface SlabState {
+  /** Each slot's chunk (its own ArrayBuffer), or null for a free slot. */
+  readonly chunks: (ArrayBuffer | null)[]
+  readonly live: number[]
+  readonly freeSlots: number[]
+  readonly current: number
+  readonly tail: number
+}
+
 export class Slab {
   private readonly chunks: (Buffer | undefined)[] = []
   /** Bytes of live (not dropped) messages per slot. */
@@ -33,6 +43,33 @@ export class Slab {
   lastLength = 0
   /** A running sum of what `touch` read (see there). */
   touched = 0
+
+  /** A slab holding what `state` describes (state from another slab's `export()`). */
+  static from(state: SlabState): Slab {
+    const slab = new Slab()
+    state.chunks.forEach((ab, slot) => {
+      slab.chunks[slot] = ab === null ? undefined : Buffer.from(ab)
+      slab.held += ab === null ? 0 : ab.byteLength
+    })
+    slab.live.push(...state.live)
+    slab.freeSlots.push(...state.freeSlots)
+    slab.current = state.current
+    slab.tail = state.tail
+    if (state.current >= 0) slab.chunk = slab.chunks[state.current] as Buffer
+    slab.target = slab.chunk
+    return slab
+  }
+
+  /** This slab's state; its chunks' ArrayBuffers may then be transferred (and this slab dropped). */
+  export(): SlabState {
+    return {
+      chunks: this.chunks.map((c) => (c === undefined ? null : (c.buffer as ArrayBuffer))),
+      live: [...this.live],
+      freeSlots: [...this.freeSlots],
+      current: this.current,
+      tail: this.tail,
+    }
+  }
 
   /** Bytes of chunks held (allocated, including unused tails). */
   get bytes(): number {

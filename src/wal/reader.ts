@@ -112,11 +112,13 @@ export function scanSegment(buf: Buffer, isLast: boolean, onRecord: (payload: Bu
 export class WalCorruptError extends Error {
   readonly file: string
   readonly offset: number
+  readonly reason: string
   constructor(file: string, offset: number, reason: string) {
     super(`write-ahead log is corrupt: ${file} at offset ${offset}: ${reason}; run "npm run repair" to cut the log there (the rest is kept as *.broken)`)
     this.name = 'WalCorruptError'
     this.file = file
     this.offset = offset
+    this.reason = reason
   }
 }
 

@@ -15,7 +15,10 @@
 //   resume when space frees. If the cut itself fails, the log is in an unknown state: fatal.
 // - A failed fdatasync is never retried (the kernel may have dropped the dirty pages and cleared
 //   the error: "fsyncgate"); it is fatal, and recovery from the log at restart decides what
-//   survived. Fatal errors go to `onFatal`; the process must exit.
+//   survived. Fatal errors go to `onFatal`; the process must exit. Every append still waiting is
+//   answered at once, none as durable: the round whose sync failed with a WalSyncError (its
+//   records may or may not be on disk), records not yet written with a WalStoppedError (they are
+//   not). Later appends throw WalStoppedError.
 
 import { closeSync, fdatasync, fdatasyncSync, fsyncSync, ftruncateSync, openSync, unlinkSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
@@ -82,6 +85,24 @@ export class WalBackpressureError extends Error {
   }
 }
 
+/** An append that cannot be taken, or was never written, because the log failed or is closing. */
+export class WalStoppedError extends Error {
+  constructor(why: string) {
+    super(`the log is stopped: ${why}`)
+    this.name = 'WalStoppedError'
+  }
+}
+
+/** The answer to appends whose round's fdatasync failed: they may or may not be on disk. */
+export class WalSyncError extends Error {
+  readonly code: string | undefined
+  constructor(cause: NodeJS.ErrnoException) {
+    super(`fdatasync failed: ${cause.message}`, { cause })
+    this.name = 'WalSyncError'
+    this.code = cause.code
+  }
+}
+
 export class WalWriter {
   private readonly opts: WriterOptions
   private readonly io: WalIo
@@ -138,8 +159,8 @@ export class WalWriter {
 
   /** Buffers a record; `cb` runs when it is durable under the policy, or with the error. */
   append(payload: Uint8Array, cb: AppendCallback): void {
-    if (this.failed !== null) throw this.failed
-    if (this.closing !== null) throw new Error('log is closing')
+    if (this.failed !== null) throw new WalStoppedError(this.failed.message)
+    if (this.closing !== null) throw new WalStoppedError('closing')
     if (this.bufferedBytes > this.opts.pendingBytesMax) throw new WalBackpressureError(this.bufferedBytes)
     const record = encodeRecord(payload)
     if (this.buffered.length === 0) this.oldestAt = performance.now()
@@ -238,9 +259,9 @@ export class WalWriter {
       const t0 = performance.now()
       this.io.fdatasync(this.fd, (syncErr) => {
         if (syncErr !== null) {
-          // The round's callbacks are never called: nothing it carried is acknowledged.
+          // Nothing the round carried is acknowledged; whether it reached the disk is unknown.
           this.inFlight = false
-          this.fatal(syncErr)
+          this.fatal(syncErr, cbs)
           if (this.closing !== null) this.round()
           return
         }
@@ -315,10 +336,20 @@ export class WalWriter {
     this.size = SEGMENT_HEADER_BYTES
   }
 
-  private fatal(err: Error): void {
+  /** `syncFailed`: the callbacks of the round whose fdatasync failed with `err`. */
+  private fatal(err: Error, syncFailed: AppendCallback[] = []): void {
     if (this.failed !== null) return
     this.failed = err
     if (this.timer !== null) clearInterval(this.timer)
     this.opts.onFatal(err)
+    const unknown = new WalSyncError(err as NodeJS.ErrnoException)
+    for (const cb of syncFailed) cb(unknown)
+    // Records not yet written never will be: answer them now rather than never.
+    const waiting = this.callbacks
+    this.buffered = []
+    this.callbacks = []
+    this.bufferedBytes = 0
+    const stopped = new WalStoppedError(err.message)
+    for (const cb of waiting) cb(stopped)
   }
 }

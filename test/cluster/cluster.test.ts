@@ -1,5 +1,5 @@
-// The cluster entry as users run it: several shards and HTTP threads, routing, shard restarts,
-// and SIGTERM with requests in flight.
+// The cluster entry as users run it: several shards and worker threads, routing, a worker dying
+// and coming back with its shards, and SIGTERM with requests in flight.
 
 import { spawn } from 'node:child_process'
 import http from 'node:http'
@@ -10,11 +10,12 @@ import { shardOf } from '../../src/rpc/shard-hash.js'
 import { spawnServer } from '../helpers/process.js'
 import { getJson, postJson, request, startServer } from '../helpers/server.js'
 
-t.test('connections spread over HTTP threads still reach one shard per chat', async (t) => {
-  const { port, output } = await spawnServer(t, ['--shards', '3', '--http-threads', '2'])
+t.test('connections spread over worker threads still reach one shard per chat', async (t) => {
+  const { port, output } = await spawnServer(t, ['--shards', '3', '--threads', '2'])
   t.match(output(), '"shards":3')
   const chats = ['alpha', 'beta', 'gamma', 'delta', 'eps']
-  // A fresh connection per request, so SO_REUSEPORT spreads them across both HTTP threads.
+  // A fresh connection per request, so SO_REUSEPORT spreads them across both workers, and each
+  // worker calls some chats' shards in-process and the others' over RPC.
   const noKeepAlive = new http.Agent({ keepAlive: false })
   const sends = []
   for (let i = 0; i < 200; i++) {
@@ -35,7 +36,7 @@ t.test('connections spread over HTTP threads still reach one shard per chat', as
 })
 
 t.test('SIGTERM: in-flight requests are answered, listening stops, exit 0', async (t) => {
-  const { proc, port, output } = await spawnServer(t, ['--shards', '2', '--http-threads', '2'])
+  const { proc, port, output } = await spawnServer(t, ['--shards', '2', '--threads', '2'])
   // Requests whose bodies are half sent when the signal arrives: they are in flight.
   const body = JSON.stringify({ chat: 'inflight', text: 'sent across shutdown', sender: 'x' })
   const half = body.length >> 1
@@ -85,28 +86,41 @@ t.test('bad configuration exits 2 with a message naming the option', async (t) =
   t.equal(err, 'pullchat: --shards must be an integer, got "many"\n')
 })
 
-t.test('a shard that dies is restarted; its requests get 503 meanwhile, other shards serve', async (t) => {
+t.test('a worker that dies comes back with its shards: 503 for them meanwhile, acknowledged sends kept', async (t) => {
   const shards = 3
-  const { port, cluster } = await startServer(t, { shards, httpThreads: 1 })
-  // Two rooms on different shards.
+  const { port, cluster } = await startServer(t, { shards, threads: 3 }) // worker i hosts shard i
   const rooms = Array.from({ length: 50 }, (_, i) => `room-${i}`)
   const victim = 1
   const onVictim = rooms.find((r) => shardOf(r, shards) === victim) as string
   const elsewhere = rooms.find((r) => shardOf(r, shards) !== victim) as string
   t.equal((await postJson(port, '/api/send', { chat: onVictim, text: 'before', sender: 's' })).status, 200)
 
-  // Kill the shard with requests in flight to it.
-  const inflight = Array.from({ length: 200 }, (_, i) => postJson(port, '/api/send', { chat: onVictim, text: `x${i}`, sender: 's' }))
-  await cluster.shardWorker(victim)?.terminate()
+  // Crash the worker with requests in flight to its shard, on fresh connections spread over every
+  // worker. A request on a connection to the dying worker loses its connection; one on another
+  // worker's connection is answered: 200 if its round was durable first, else 503.
+  const fresh = new http.Agent({ keepAlive: false })
+  const body = (i: number): string => JSON.stringify({ chat: onVictim, text: `x${i}`, sender: 's' })
+  const inflight = Array.from({ length: 200 }, (_, i) =>
+    request(port, '/api/send', { method: 'POST', headers: { 'content-type': 'application/json' }, body: body(i), agent: fresh }).then(
+      (r) => ({ status: r.status, json: r.json, text: `x${i}` }),
+      (err: NodeJS.ErrnoException) => ({ status: 0, json: { connection: err.code ?? err.message }, text: `x${i}` }),
+    ),
+  )
+  const worker = cluster.shardWorker(victim)
+  const exited = new Promise((r) => worker?.once('exit', r))
+  worker?.postMessage({ type: 'crash', message: 'test: a bug in worker 1' })
   const replies = await Promise.all(inflight)
+  await exited
   for (const r of replies) {
-    if (r.status !== 200) {
-      t.same(r.json, { statusCode: 503, code: 'IM_ERR_SHARD_UNAVAILABLE', error: 'Service Unavailable', message: `shard ${victim} is not available` })
-    }
+    if (r.status === 503) t.same(r.json, { statusCode: 503, code: 'IM_ERR_SHARD_UNAVAILABLE', error: 'Service Unavailable', message: `shard ${victim} is not available` })
+    else if (r.status === 0) t.match(r.json.connection, /^(ECONNRESET|EPIPE|socket hang up)$/, `${r.text}: its connection was to the dying worker`)
+    else t.equal(r.status, 200, `${r.text}: acknowledged`)
   }
+  const byStatus: Record<string, number> = {}
+  for (const r of replies) byStatus[r.status] = (byStatus[r.status] ?? 0) + 1
   t.ok(
-    replies.every((r) => r.status === 200 || r.status === 503),
-    'every in-flight request answered, 200 or 503',
+    replies.every((r) => r.status === 200 || r.status === 503 || r.status === 0),
+    `every in-flight request answered 200 or 503, or lost its connection (0): ${JSON.stringify(byStatus)}`,
   )
 
   const other = await postJson(port, '/api/send', { chat: elsewhere, text: 'fine', sender: 's' })
@@ -114,7 +128,12 @@ t.test('a shard that dies is restarted; its requests get 503 meanwhile, other sh
 
   await cluster.shardRestarted(victim, 1)
   const after = await postJson(port, '/api/send', { chat: onVictim, text: 'after', sender: 's' })
-  t.equal(after.status, 200, 'restarted shard serves again')
-  const page = await getJson(port, '/api/pull', { chat: onVictim, reverse: true, limit: 1 })
-  t.equal(page.json.messages[0].text, 'after')
+  t.equal(after.status, 200, 'the restarted worker\'s shard serves again')
+  const page = await getJson(port, '/api/pull', { chat: onVictim, limit: 1000 })
+  const texts: string[] = page.json.messages.map((m: { text: string }) => m.text)
+  t.equal(texts[0], 'before')
+  t.equal(texts.at(-1), 'after')
+  const acked = replies.filter((r) => r.status === 200).map((r) => r.text)
+  t.same(acked.filter((x) => !texts.includes(x)), [], `all ${acked.length} acknowledged sends survived the crash`)
+  t.equal(new Set(texts).size, texts.length, 'none twice')
 })

@@ -7,7 +7,7 @@ import { errorOf, getJson, postJson, request, startServer } from '../helpers/ser
 const BAD = 'Bad Request'
 
 t.test('contract', async (t) => {
-  const { port } = await startServer(t, { shards: 3, httpThreads: 1 })
+  const { port } = await startServer(t, { shards: 3, threads: 1 })
   let n = 0
   const uniq = (prefix: string): string => `${prefix}${++n}-${process.pid}`
 

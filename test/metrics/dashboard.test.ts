@@ -92,7 +92,7 @@ t.test('the areas the operator needs are all there', async (t) => {
     ['RPC in flight by shard', /sum by \(shard\) \(pullchat_rpc_inflight_requests\)/],
     ['RPC p99 by shard', /histogram_quantile\(0\.99, sum by \(le, shard\) \(rate\(pullchat_rpc_roundtrip_seconds_bucket/],
     ['shard restarts', /pullchat_shard_restarts_total/],
-    ['HTTP thread restarts', /pullchat_http_thread_restarts_total/],
+    ['worker restarts', /pullchat_worker_restarts_total/],
     ['event-loop lag p99 by thread', /by \(thread\) \(pullchat_nodejs_eventloop_lag_p99_seconds\)/],
     ['heap by thread', /by \(thread\) \(pullchat_nodejs_heap_size_used_bytes\)/],
     ['RSS', /pullchat_process_resident_memory_bytes/],
@@ -107,7 +107,7 @@ t.test('the areas the operator needs are all there', async (t) => {
 })
 
 t.test('every metric the dashboard reads is exported by a running server', async (t) => {
-  const { port } = await startServer(t, { shards: 2, httpThreads: 2 })
+  const { port } = await startServer(t, { shards: 2, threads: 2 })
   const agent = new http.Agent({ keepAlive: false })
   // Request series appear with their first request (their labels are not known before).
   t.equal((await request(port, '/ping', { agent })).status, 200)

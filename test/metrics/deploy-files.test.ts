@@ -176,7 +176,7 @@ t.test("the HEALTHCHECK command reports a live server healthy, and a dead or fai
         resolve(code)
       })
     })
-  const { port } = await startServer(t, { shards: 1, httpThreads: 1 })
+  const { port } = await startServer(t, { shards: 1, threads: 1 })
   t.equal(await run(port), 0, 'healthy: GET /ping answered 200')
 
   const free = await new Promise<number>((resolve) => {

@@ -10,10 +10,10 @@ import { request, type Res, startServer } from '../helpers/server.js'
 import { type Exposition, parseExposition, samplesOf, sumOf } from './exposition.js'
 
 const SHARDS = 2
-const HTTP_THREADS = 2
-const THREADS = ['main', ...Array.from({ length: HTTP_THREADS }, (_, i) => `http-${i}`), ...Array.from({ length: SHARDS }, (_, i) => `shard-${i}`)]
+const WORKERS = 2 // worker w hosts shard w
+const THREADS = ['main', ...Array.from({ length: WORKERS }, (_, i) => `worker-${i}`)]
 
-// A fresh connection per request, so that SO_REUSEPORT spreads requests over both HTTP threads.
+// A fresh connection per request, so that SO_REUSEPORT spreads requests over both workers.
 const fresh = new http.Agent({ keepAlive: false })
 
 async function scrape(port: number, path = '/metrics'): Promise<{ res: Res; m: Exposition }> {
@@ -29,7 +29,7 @@ const hasPromtool = spawnSync('promtool', ['--version']).status === 0
 const PROM_CLIENT_LINT = new Set(['pullchat_nodejs_active_handles_total', 'pullchat_nodejs_active_requests_total', 'pullchat_nodejs_active_resources_total'])
 
 t.test('the exposition is valid Prometheus text, merged from every thread', async (t) => {
-  const { port } = await startServer(t, { shards: SHARDS, httpThreads: HTTP_THREADS })
+  const { port } = await startServer(t, { shards: SHARDS, threads: WORKERS })
   const { res, m } = await scrape(port)
   t.match(res.headers['content-type'], /^text\/plain; version=0\.0\.4/, 'Prometheus text content type')
 
@@ -64,19 +64,20 @@ t.test('the exposition is valid Prometheus text, merged from every thread', asyn
     pullchat_recovery_records: 'gauge',
     pullchat_recovery_duration_seconds: 'gauge',
     pullchat_shard_restarts_total: 'counter',
-    pullchat_http_thread_restarts_total: 'counter',
+    pullchat_worker_restarts_total: 'counter',
     pullchat_nodejs_eventloop_lag_p99_seconds: 'gauge',
     pullchat_nodejs_heap_size_used_bytes: 'gauge',
     pullchat_process_resident_memory_bytes: 'gauge',
   }
   for (const [name, type] of Object.entries(types)) t.equal(m.families.get(name)?.type, type, `${name} is a ${type}`)
-  // Per-shard series come from their own shard thread only (a gauge summed across threads would lie).
+  // Per-shard series come from the worker that hosts the shard only (a gauge summed across threads
+  // would lie).
   for (let s = 0; s < SHARDS; s++) {
     for (const name of ['pullchat_store_messages', 'pullchat_wal_segments', 'pullchat_recovery_records']) {
       t.same(
         samplesOf(m, name, { shard: String(s) }).map((x) => x.labels.thread),
-        [`shard-${s}`],
-        `${name}{shard="${s}"} comes from shard-${s} alone`,
+        [`worker-${s}`],
+        `${name}{shard="${s}"} comes from worker-${s} alone`,
       )
     }
   }
@@ -92,8 +93,8 @@ t.test('the exposition is valid Prometheus text, merged from every thread', asyn
   })
 })
 
-t.test('counters move by exactly what was done, across 2 HTTP threads and 2 shards', async (t) => {
-  const { port } = await startServer(t, { shards: SHARDS, httpThreads: HTTP_THREADS })
+t.test('counters move by exactly what was done, across 2 workers and 2 shards', async (t) => {
+  const { port } = await startServer(t, { shards: SHARDS, threads: WORKERS })
   // Distinctive ids, so that finding one in /metrics cannot be a coincidence.
   const tag = 'zq7k3m'
   const users = [`alice${tag}`, `bob${tag}`, `carol${tag}`]
@@ -184,8 +185,8 @@ t.test('counters move by exactly what was done, across 2 HTTP threads and 2 shar
   const delta = (name: string, match: Record<string, string> = {}): number => sumOf(m, name, match) - sumOf(before, name, match)
   t.equal(delta('pullchat_messages_sent_total'), N, `messages_sent_total +${N}`)
   t.equal(delta('pullchat_messages_pulled_total'), K, `messages_pulled_total +${K}`)
-  for (let h = 0; h < HTTP_THREADS; h++) {
-    t.ok(delta('pullchat_messages_sent_total', { thread: `http-${h}` }) > 0, `http-${h} acknowledged some of the sends`)
+  for (let w = 0; w < WORKERS; w++) {
+    t.ok(delta('pullchat_messages_sent_total', { thread: `worker-${w}` }) > 0, `worker-${w} acknowledged some of the sends`)
   }
   t.equal(delta('pullchat_wal_appends_total'), N, `wal_appends_total summed over shards +${N}`)
   t.equal(sumOf(m, 'pullchat_store_messages'), N, `store_messages summed over shards = ${N}`)
@@ -201,8 +202,13 @@ t.test('counters move by exactly what was done, across 2 HTTP threads and 2 shar
     t.equal(sumOf(m, 'pullchat_wal_segments', { shard: String(s) }), 1, `shard ${s}: one segment`)
     t.ok(sumOf(m, 'pullchat_wal_segment_bytes', { shard: String(s) }) > 0, `shard ${s}: the segment has bytes`)
   }
-  // Every validated send and pull made one RPC; rejected requests made none.
-  t.equal(delta('pullchat_rpc_roundtrip_seconds_count'), N + M, `rpc round trips +${N + M}`)
+  // A validated send or pull to a shard of the other worker made one RPC; one to the worker's own
+  // shard made none (a direct call), and neither did rejected requests.
+  const rpcs = delta('pullchat_rpc_roundtrip_seconds_count')
+  t.ok(rpcs > 0 && rpcs < N + M, `rpc round trips: some of the ${N + M} calls (${rpcs})`)
+  for (let w = 0; w < WORKERS; w++) {
+    t.equal(delta('pullchat_rpc_roundtrip_seconds_count', { thread: `worker-${w}`, shard: String(w) }), 0, `worker-${w} calls its own shard ${w} without RPC`)
+  }
   t.equal(sumOf(m, 'pullchat_rpc_inflight_requests'), 0, 'nothing in flight at rest')
 
   // requests_total: exactly the (route, method, status) triples made, nothing else.
@@ -242,13 +248,13 @@ t.test('METRICS_PORT serves the same exposition on its own port, and nothing els
     })
     s.on('error', reject)
   })
-  const { port } = await startServer(t, { shards: SHARDS, httpThreads: 1, metricsPort })
+  const { port } = await startServer(t, { shards: SHARDS, threads: 1, metricsPort })
   const sent = await request(port, '/api/send', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ chat: 'mp', text: 'x', sender: 'a' }) })
   t.equal(sent.status, 200)
   const { res, m } = await scrape(metricsPort)
   t.match(res.headers['content-type'], /^text\/plain; version=0\.0\.4/)
   t.equal(sumOf(m, 'pullchat_messages_sent_total'), 1, 'the send shows on the metrics port')
-  t.same([...new Set(m.samples.map((s) => s.labels.thread))].sort(), ['http-0', 'main', 'shard-0', 'shard-1'], 'every thread is merged in')
+  t.same([...new Set(m.samples.map((s) => s.labels.thread))].sort(), ['main', 'worker-0'], 'every thread is merged in')
   t.equal(sumOf(m, 'pullchat_http_requests_total', { route: '/metrics' }), 0, 'scrapes on the metrics port are not service requests')
   const other = await request(metricsPort, '/api/send')
   t.equal(other.status, 404, 'only /metrics is served on the metrics port')

@@ -64,7 +64,7 @@ t.test('every dashboard query returns data from a real Prometheus scraping a loa
   const dataDir = join(dir, 'data')
 
   // First life: messages that the second life's recovery replays (so the Recovery row has data).
-  const first = await startServer(t, { shards: SHARDS, httpThreads: 2, dataDir })
+  const first = await startServer(t, { shards: SHARDS, threads: 2, dataDir })
   const recoveryChats = ['recovery-a', 'recovery-b', 'recovery-c', 'recovery-d']
   t.same(new Set(recoveryChats.map((c) => shardOf(c, SHARDS))).size, SHARDS, 'the first life writes to every shard')
   let recovered = 0
@@ -76,7 +76,7 @@ t.test('every dashboard query returns data from a real Prometheus scraping a loa
     }
   }
   await first.cluster.stop()
-  const { port } = await startServer(t, { shards: SHARDS, httpThreads: 2, dataDir })
+  const { port } = await startServer(t, { shards: SHARDS, threads: 2, dataDir })
 
   // The shipped config, with only the target swapped for this server.
   const shipped = readFileSync(SHIPPED, 'utf8')
@@ -196,10 +196,10 @@ t.test('every dashboard query returns data from a real Prometheus scraping a loa
   const chatsHeld = values(await query(promPort, byTitle('Chats by shard'), now))
   t.equal(chatsHeld.reduce((a, b) => a + b, 0), recoveryChats.length + chats.length, 'chats held')
   const lag = await query(promPort, byTitle('Event-loop lag p99 by thread'), now)
-  t.same((lag.result as Sample[]).map((s) => s.metric.thread).sort(), ['http-0', 'http-1', 'main', 'shard-0', 'shard-1'], 'event-loop lag for every thread')
+  t.same((lag.result as Sample[]).map((s) => s.metric.thread).sort(), ['main', 'worker-0', 'worker-1'], 'event-loop lag for every thread')
   const rss = values(await query(promPort, byTitle('Process RSS'), now))
   t.equal(rss.length, 1, 'one RSS series for the one process (not one per thread)')
-  t.same(values(await query(promPort, byTitle('Restarts by shard and HTTP threads (1h)', 'A'), now)), [0, 0], 'no shard restarted, one series per shard')
-  t.same(values(await query(promPort, byTitle('Restarts by shard and HTTP threads (1h)', 'B'), now)), [0], 'no HTTP thread restarted')
+  t.same(values(await query(promPort, byTitle('Restarts by shard and worker (1h)', 'A'), now)), [0, 0], 'no shard restarted, one series per shard')
+  t.same(values(await query(promPort, byTitle('Restarts by shard and worker (1h)', 'B'), now)), [0, 0], 'no worker restarted, one series per worker')
   t.same(values(await query(promPort, byTitle('Thread restarts (1h)'), now)), [0], 'overview: no restarts')
 })

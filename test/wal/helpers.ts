@@ -1,6 +1,6 @@
 // Shared by the WAL tests: message records to log, a writer with test defaults, an independent
 // parse of a clean log's layout (where each record sits), reading a log back, and the writer
-// state a shard worker derives from a recovery.
+// state a shard's host derives from a recovery.
 
 import assert from 'node:assert/strict'
 import { readFileSync, unlinkSync } from 'node:fs'
@@ -143,7 +143,7 @@ export function readBack(dir: string, shard = 0): ReadBack {
 }
 
 /**
- * The writer state a shard worker starts from after recovery (src/store/shard-worker.ts): a last
+ * The writer state a shard's host starts from after recovery (src/store/shard-host.ts): a last
  * segment whose header was never written is deleted and a new one started; otherwise appending
  * resumes in the last segment at its valid size.
  */

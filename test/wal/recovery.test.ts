@@ -215,7 +215,7 @@ async function runCase(t: Test, c: Case): Promise<void> {
     }
   }
 
-  // Resume as a shard worker does, append more, and read everything back from scratch.
+  // Resume as a shard's host does, append more, and read everything back from scratch.
   const more = messages(N, M)
   const writer = openWriter(dir, resumeState(recovered), opts)
   t.equal(writer.lastLsn, survivors, 'the writer resumes at the last good LSN')
@@ -638,7 +638,7 @@ t.test('property: any single damage is clean, a torn prefix, or a refusal, exact
         const kept = written.slice(0, payloads.length)
         recoverExpecting(dir, kept)
 
-        // Resume as a shard worker does and read everything back.
+        // Resume as a shard's host does and read everything back.
         const added = messages(written.length, more)
         const writer = openWriter(dir, resumeState(log), opts)
         await appendAll(writer, added)

@@ -17,6 +17,8 @@ import {
   RECORD_HEADER_BYTES,
   SEGMENT_HEADER_BYTES,
   WalBackpressureError,
+  WalStoppedError,
+  WalSyncError,
   decodeHeader,
   realIo,
   segmentName,
@@ -374,7 +376,7 @@ t.test('a write failing on a new segment: the round fails, later appends go to t
   t.same(back.lsns, [1, 2, 3, 4, 5])
 })
 
-t.test('a failed fdatasync is fatal: onFatal once, no callback acked, later appends throw', async (t) => {
+t.test('a failed fdatasync is fatal: onFatal once, every waiting append answered and none acked, later appends throw', async (t) => {
   const dir = t.testdir()
   const io = new TestIo()
   const fatals: Error[] = []
@@ -385,19 +387,25 @@ t.test('a failed fdatasync is fatal: onFatal once, no callback acked, later appe
   const eio = errno('EIO', 'fdatasync')
   io.failSync = eio
   io.holdSyncs = true
-  const results: (NodeJS.ErrnoException | null)[] = []
-  appendTracked(writer, io, b, 'B', results)
+  const results: { label: string; err: Error | null }[] = []
+  const track = (m: Msg, label: string): void => writer.append(encodeMessage(m.chat, m.sender, m.text, m.sendTime), (err) => results.push({ label, err }))
+  track(b, 'B')
   await until('the round to reach fdatasync', () => io.heldSyncs === 1)
-  appendTracked(writer, io, c, 'C', results) // waits for the next round
+  track(c, 'C') // waits for the next round
   io.release()
   await until('onFatal', () => fatals.length > 0)
   await sleep(50)
   t.equal(fatals.length, 1, 'onFatal called exactly once')
   t.equal(fatals[0], eio, 'with the fdatasync error')
-  t.same(results, [], 'no callback was called: nothing acknowledged')
+  t.same(results.map((r) => r.label), ['B', 'C'], 'both answered, in log order')
+  const byLabel = new Map(results.map((r) => [r.label, r.err]))
+  t.type(byLabel.get('B'), WalSyncError, 'B, in the failed round: WalSyncError (may or may not be on disk)')
+  t.equal((byLabel.get('B') as WalSyncError).code, 'EIO')
+  t.equal((byLabel.get('B') as WalSyncError).cause, eio)
+  t.type(byLabel.get('C'), WalStoppedError, 'C, never written: WalStoppedError')
   t.equal(io.syncs, 2, 'the failed fdatasync is not retried')
   t.equal(io.writes.length, 2, 'and nothing more is written')
-  t.throws(() => writer.append(encodeMessage(d.chat, d.sender, d.text, d.sendTime), () => t.fail('called')), eio, 'append throws the error')
+  t.throws(() => writer.append(encodeMessage(d.chat, d.sender, d.text, d.sendTime), () => t.fail('called')), WalStoppedError, 'append throws WalStoppedError')
   t.equal(await within(writer.close(), 2000), undefined, 'close() still settles')
   t.equal(fatals.length, 1, 'still once')
   // What survived is for recovery at restart to say: A was synced; B was written, not synced.
@@ -415,7 +423,7 @@ t.test('a failed timer fdatasync (fsync interval) is fatal once', async (t) => {
   await sleep(60)
   t.equal(fatals.length, 1, 'once, though the timer had more rounds to go')
   t.equal(io.syncs, 1, 'never retried')
-  t.throws(() => writer.append(Buffer.from('x'), () => {}), { code: 'EIO' })
+  t.throws(() => writer.append(Buffer.from('x'), () => {}), { name: 'WalStoppedError', message: /EIO/ })
   t.equal(await within(writer.close(), 2000), undefined, 'close() still settles')
 })
 

@@ -1,0 +1,142 @@
+// @ts-check
+// Two or more servers side by side, under the same loads, alternated round after round: for
+// choosing settings (thread counts) and for before/after comparisons of two builds, on a machine
+// whose throughput drifts by more than the differences in question within a minute.
+//
+// Every server starts at once, on its own copy of one preloaded store (the hot chat's 1k messages
+// plus COMPARE_MESSAGES in COMPARE_CHATS chats), and stays up; each round runs every load against
+// every server, the servers' order rotated from round to round (the second run of a pair tends to
+// be the faster one here: docs/performance.md). Reported: each server's median req/s and p99 per
+// load, and the median over rounds of its ratio to the first server.
+//
+//   npm run build && node bench/compare.mjs
+//
+// COMPARE: the servers, separated by ';', each a space-separated list of settings: environment
+//   variables for the server (THREADS=2, SHARDS=1, FSYNC=...), and root=<dir> to run another
+//   checkout's build (`git worktree add /tmp/old <commit> && cd /tmp/old && npm ci && npm run build`).
+//   Default 'THREADS=1;THREADS=2'.
+// COMPARE_LOADS (send-1,send-10k,pull-hot,pull-many,mixed), COMPARE_ROUNDS (3), COMPARE_SECONDS (5),
+// COMPARE_MESSAGES (200000), COMPARE_CHATS (20000), BENCH_CONNECTIONS (64), BENCH_OUT
+// (bench/results/compare). wrk is required: apt-get install wrk.
+
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { cpus, tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { BENCH_TEXT, HOT_CHAT, cpuSeconds, requireWrk, root, runWrk, spreadChats, startProcess, stopProcess, writeBenchStore, wrkPull, wrkScript } from './lib.mjs'
+
+const env = process.env
+const specs = (env.COMPARE ?? 'THREADS=1;THREADS=2').split(';').map((s) => s.trim()).filter((s) => s !== '')
+const loadNames = (env.COMPARE_LOADS ?? 'send-1,send-10k,pull-hot,pull-many,mixed').split(',')
+const rounds = Number(env.COMPARE_ROUNDS ?? 3)
+const seconds = Number(env.COMPARE_SECONDS ?? 5)
+const messages = Number(env.COMPARE_MESSAGES ?? 200_000)
+const chats = Number(env.COMPARE_CHATS ?? 20_000)
+const connections = Number(env.BENCH_CONNECTIONS ?? 64)
+const out = resolve(root, env.BENCH_OUT ?? join('bench', 'results', 'compare'))
+
+requireWrk('bench/compare.mjs')
+if (specs.length < 1 || !(rounds >= 1 && seconds >= 1)) throw new Error('COMPARE needs a server; COMPARE_ROUNDS and COMPARE_SECONDS >= 1')
+
+/** @param {string} spec */
+function parseSpec(spec) {
+  /** @type {Record<string, string>} */
+  const settings = {}
+  let dir = root
+  for (const kv of spec.split(/\s+/)) {
+    const eq = kv.indexOf('=')
+    if (eq < 1) throw new Error(`COMPARE: ${JSON.stringify(kv)} is not KEY=VALUE`)
+    const k = kv.slice(0, eq)
+    const v = kv.slice(eq + 1)
+    if (k === 'root') dir = resolve(v)
+    else settings[k] = v
+  }
+  return { name: spec, dir, settings, shards: Number(settings.SHARDS ?? 2) }
+}
+const servers = specs.map(parseSpec)
+
+const json = '{["content-type"]="application/json"}'
+const sendReq = (/** @type {string} */ chat, /** @type {string} */ sender) => `wrk.format("POST", "/api/send", ${json}, '${JSON.stringify({ chat, text: BENCH_TEXT, sender })}')`
+/** @type {Record<string, { what: string, requests: () => string[] }>} */
+const LOADS = {
+  'send-1': { what: 'durable send, one chat', requests: () => [sendReq('alice:bob', 'alice')] },
+  'send-10k': { what: 'durable send across 10k chats', requests: () => Array.from({ length: 10_000 }, (_, i) => sendReq(`s${i}:t${i}`, `s${i}`)) },
+  'pull-hot': { what: 'pull limit 10, hot chat', requests: () => [wrkPull(`chat=${HOT_CHAT}&limit=10`)] },
+  'pull-many': { what: `pull limit 10 over ${chats} chats`, requests: () => spreadChats(chats).map((c) => wrkPull(`chat=${c}&limit=10`)) },
+  mixed: { what: '90% pull / 10% send, hot chat', requests: () => Array.from({ length: 10 }, (_, i) => (i === 0 ? sendReq(HOT_CHAT, 'mixer') : wrkPull(`chat=${HOT_CHAT}&limit=10`))) },
+}
+for (const l of loadNames) if (LOADS[l] === undefined) throw new Error(`COMPARE_LOADS: unknown load ${l} (${Object.keys(LOADS).join(', ')})`)
+
+const median = (/** @type {number[]} */ xs) => {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 === 1 ? (s[m] ?? NaN) : ((s[m - 1] ?? NaN) + (s[m] ?? NaN)) / 2
+}
+
+const dir = mkdtempSync(join(env.BENCH_DIR ?? tmpdir(), 'pullchat-compare-'))
+/** @type {import('node:child_process').ChildProcess[]} */
+const procs = []
+try {
+  // One store per shard count, copied for each server that uses it.
+  /** @type {Map<number, string>} */
+  const stores = new Map()
+  for (const s of servers) {
+    if (stores.has(s.shards)) continue
+    const d = join(dir, `store-${s.shards}`)
+    mkdirSync(d)
+    console.log(`preloading ${messages} messages in ${chats} chats (+ the hot chat) for ${s.shards} shard(s)`)
+    await writeBenchStore(d, s.shards, { messages, chats })
+    stores.set(s.shards, d)
+  }
+  const running = []
+  for (const [i, s] of servers.entries()) {
+    const dataDir = join(dir, `server-${i}`)
+    cpSync(/** @type {string} */ (stores.get(s.shards)), dataDir, { recursive: true })
+    const p = await startProcess([join(s.dir, 'dist', 'cluster.js')], { PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info', ...s.settings })
+    procs.push(p.proc)
+    running.push({ ...s, port: p.port, pid: p.proc.pid })
+  }
+  /** @type {Record<string, string>} */
+  const scripts = {}
+  for (const l of loadNames) {
+    scripts[l] = join(dir, `${l}.lua`)
+    writeFileSync(scripts[l], wrkScript(LOADS[l]?.requests() ?? [], true))
+  }
+  /** @type {{ round: number, load: string, server: string, reqPerSec: number, p99: number, serverCores: number }[]} */
+  const runs = []
+  for (let r = 0; r < rounds; r++) {
+    for (const l of loadNames) {
+      for (let k = 0; k < running.length; k++) {
+        const s = running[(r + k) % running.length]
+        if (s === undefined) continue
+        const c0 = cpuSeconds(s.pid)
+        const w = runWrk(s.port, scripts[l] ?? '', { connections, seconds })
+        const serverCores = +((cpuSeconds(s.pid) - c0) / seconds).toFixed(2)
+        if (w.summary === null || !Number.isFinite(w.reqPerSec)) throw new Error(`wrk failed:\n${w.output}`)
+        if (w.summary.errors !== 0 || w.summary.non2xx !== 0) throw new Error(`${s.name}, ${l}: ${w.summary.errors} errors, ${w.summary.non2xx} non-2xx`)
+        const run = { round: r + 1, load: l, server: s.name, reqPerSec: Math.round(w.reqPerSec), p99: w.summary.p99, serverCores }
+        runs.push(run)
+        console.log(`round ${run.round} ${l.padEnd(9)} ${s.name.padEnd(24)} ${String(run.reqPerSec).padStart(7)} req/s  p99 ${run.p99.toFixed(2)} ms  server ${serverCores} cores`)
+      }
+    }
+  }
+  const first = servers[0]?.name ?? ''
+  const summary = loadNames.map((l) => ({
+    load: l,
+    what: LOADS[l]?.what,
+    servers: servers.map((s) => {
+      const mine = runs.filter((x) => x.load === l && x.server === s.name)
+      const ratios = mine.map((x) => x.reqPerSec / (runs.find((y) => y.load === l && y.server === first && y.round === x.round)?.reqPerSec ?? NaN))
+      return { server: s.name, reqPerSecMedian: Math.round(median(mine.map((x) => x.reqPerSec))), p99Median: +median(mine.map((x) => x.p99)).toFixed(2), ratioToFirst: +median(ratios).toFixed(3) }
+    }),
+  }))
+  console.log(`\n${connections} connections, ${rounds} rounds of ${seconds} s, ${cpus().length} cores (${cpus()[0]?.model.trim()}); medians, ratio to "${first}" (median of per-round ratios)`)
+  for (const row of summary) {
+    for (const s of row.servers) console.log(`  ${row.load.padEnd(9)} ${s.server.padEnd(24)} ${String(s.reqPerSecMedian).padStart(7)} req/s  p99 ${s.p99Median} ms  x${s.ratioToFirst}`)
+  }
+  const report = { date: new Date().toISOString(), machine: { cores: cpus().length, model: cpus()[0]?.model.trim() }, settings: { specs, loads: loadNames, rounds, seconds, messages, chats, connections }, runs, summary }
+  writeFileSync(`${out}.json`, JSON.stringify(report, null, 2) + '\n')
+  console.log(`written: ${out}.json`)
+} finally {
+  for (const p of procs) await stopProcess(p)
+  rmSync(dir, { recursive: true, force: true })
+}

@@ -1,0 +1,194 @@
+// One shard brought up in whatever thread hosts it: its store recovered from its log, the log's
+// writer, retention, and its metrics. `scanShards` runs the first phase of recovery for every
+// shard a worker hosts, in parallel on helper threads; `openShard` applies a scan and returns once
+// the shard can serve; `close()` syncs and closes its log.
+//
+// Failures: a corrupt log at start-up and a failed fdatasync later are environmental stops. They
+// are logged here and reported through `onFatal` with the process exit code; the caller must end
+// the process (a worker thread's process.exit() would only end the thread).
+
+import { mkdirSync, unlinkSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
+import { Piscina } from 'piscina'
+import { formatFsync, type Config } from '../config.js'
+import type { Logger } from '../log.js'
+import { errorFields } from '../log.js'
+import type { ShardMetricsSet } from '../metrics/index.js'
+import { WalCorruptError, WalWriter, shardDir } from '../wal/index.js'
+import { EXIT_FSYNC_FAILED, EXIT_WAL_CORRUPT } from './exit-codes.js'
+import { applyScan } from './recover.js'
+import type { ScanResult, ScanTask } from './recover-task.js'
+import { SegmentIndex } from './retention.js'
+import { Shard, nowUs } from './shard.js'
+import { ShardStore } from './shard-store.js'
+
+const SLOW_FSYNC_MS = 100 // log an fdatasync slower than this (at most once per 10 s)
+
+export interface HostedShard {
+  readonly id: number
+  /** The ShardService that callers in this thread call directly and RPC endpoints serve. */
+  readonly shard: Shard
+  readonly records: number
+  readonly recoveryMs: number
+  /** Stops retention, then syncs and closes the log. Resolves when everything acknowledged is durable. */
+  close(): Promise<void>
+}
+
+/** Thrown by openShard after `onFatal` was told (corrupt log): the thread must not serve. */
+export class ShardFatalError extends Error {
+  readonly exitCode: number
+  constructor(message: string, exitCode: number) {
+    super(message)
+    this.name = 'ShardFatalError'
+    this.exitCode = exitCode
+  }
+}
+
+/**
+ * Recovery's first phase for each of `shards`, on up to one helper thread per shard (at most one
+ * per core), in parallel; resolves in the order given, each as soon as its scan is done.
+ */
+export function scanShards(dataDir: string, shards: readonly number[]): Promise<ScanResult>[] {
+  if (shards.length === 0) return []
+  for (const s of shards) mkdirSync(shardDir(dataDir, s), { recursive: true })
+  const threads = Math.min(shards.length, availableParallelism())
+  const pool = new Piscina<ScanTask, ScanResult>({
+    filename: new URL('./recover-task.js', import.meta.url).href,
+    minThreads: threads,
+    maxThreads: threads,
+    idleTimeout: Infinity,
+  })
+  const scans = shards.map((shard) => pool.run({ dir: shardDir(dataDir, shard), shard }))
+  void Promise.allSettled(scans).then(() => pool.destroy())
+  return scans
+}
+
+export function openShard(
+  shardId: number,
+  config: Config,
+  log: Logger,
+  metricsSet: ShardMetricsSet,
+  onFatal: (exitCode: number, message: string) => void,
+  scanned: ScanResult,
+): HostedShard {
+  const dir = shardDir(config.dataDir, shardId)
+  mkdirSync(dir, { recursive: true })
+  const store = new ShardStore()
+  const metrics = metricsSet.add(shardId, () => store.stats(), dir)
+  let slowLoggedAt = 0
+  const segmentIndex = new SegmentIndex()
+  const limits = { retentionMs: config.retentionMs, retentionBytes: config.retentionBytes }
+  // Without retention, nothing needs to know which segment holds which chat's messages.
+  const retaining = limits.retentionMs > 0 || limits.retentionBytes > 0
+  let recovery: ReturnType<typeof applyScan>
+  try {
+    if (scanned.corrupt !== undefined) throw new WalCorruptError(scanned.corrupt.file, scanned.corrupt.offset, scanned.corrupt.reason)
+    recovery = applyScan(
+      store,
+      scanned.scan,
+      retaining
+        ? {
+            onRecord: (chat, sendTime, segment) => segmentIndex.note(segment, chat, sendTime),
+            onDropOldest: (chat) => segmentIndex.forgetOldest(chat),
+          }
+        : {},
+    )
+  } catch (err) {
+    if (err instanceof WalCorruptError) {
+      log.error('refusing to start: corrupt log', { code: 'IM_ERR_WAL_CORRUPT', file: err.file, offset: err.offset, detail: err.message })
+      onFatal(EXIT_WAL_CORRUPT, err.message)
+      throw new ShardFatalError(err.message, EXIT_WAL_CORRUPT)
+    }
+    throw err
+  }
+  if (recovery.log.torn !== null) {
+    const t = recovery.log.torn
+    log.warn('cut a torn tail off the log', { file: t.file, offset: t.offset, reason: t.reason, bytesDropped: t.bytes })
+  }
+  if (recovery.overLimit > 0) {
+    log.warn('chats in the log hold more messages than a chat can; their oldest are not served', { messages: recovery.overLimit, code: 'IM_ERR_CHAT_FULL' })
+  }
+  let last = recovery.log.segments.at(-1)
+  if (last !== undefined && recovery.log.torn?.file === last.path && recovery.log.torn.offset === 0) {
+    // A crash right after creating a segment: it has no header and no records. Start it anew.
+    unlinkSync(last.path)
+    last = undefined
+  }
+  const writer = new WalWriter(
+    {
+      dir,
+      shard: shardId,
+      segmentBytes: config.segmentBytes,
+      batchBytesMax: config.walBatchBytesMax,
+      pendingBytesMax: config.walPendingBytesMax,
+      fsync: config.fsync,
+      onRound: (records, bytes, fsyncMs, waitMs) => {
+        metrics.walRound(records, bytes, fsyncMs, waitMs)
+        if (fsyncMs > SLOW_FSYNC_MS && Date.now() - slowLoggedAt > 10_000) {
+          slowLoggedAt = Date.now()
+          log.warn('slow fdatasync', { ms: Math.round(fsyncMs), records, bytes })
+        }
+      },
+      onFatal: (err) => {
+        log.error('log sync failed; exiting (recovery at restart decides what survived)', { exitCode: EXIT_FSYNC_FAILED, ...errorFields(err) })
+        onFatal(EXIT_FSYNC_FAILED, `fdatasync failed: ${err.message}`)
+      },
+    },
+    {
+      lastLsn: recovery.log.lastLsn,
+      lastSegment: last === undefined ? null : { path: last.path, bytes: recovery.log.lastSegmentBytes },
+    },
+  )
+  let lastSegmentSeen = writer.currentSegment
+  const shard = new Shard(shardId, writer, store, {
+    onStored: retaining
+      ? (chat, sendTime) => {
+          const seg = writer.currentSegment
+          segmentIndex.note(seg, chat, sendTime)
+          if (seg !== lastSegmentSeen) {
+            // A segment was sealed: the byte limit may now be exceeded.
+            lastSegmentSeen = seg
+            setImmediate(enforce)
+          }
+        }
+      : undefined,
+  })
+
+  function enforce(): void {
+    try {
+      const dropped = segmentIndex.enforce(limits, nowUs(), writer, store)
+      if (dropped.segments > 0) log.info('retention dropped segments', dropped)
+    } catch (err) {
+      log.error('retention failed', errorFields(err))
+    }
+  }
+  let timer: NodeJS.Timeout | null = null
+  if (retaining) {
+    enforce()
+    const everyMs = Math.max(1000, Math.min(60_000, limits.retentionMs > 0 ? Math.floor(limits.retentionMs / 10) : 10_000))
+    timer = setInterval(enforce, everyMs).unref()
+  }
+  metrics.recovered(recovery.records, recovery.ms / 1000)
+  const stats = store.stats()
+  log.info('recovered', {
+    records: recovery.records,
+    ms: Math.round(recovery.ms * 10) / 10,
+    scanMs: Math.round(recovery.scanMs * 10) / 10,
+    recordsPerSecond: recovery.ms > 0 ? Math.round(recovery.records / (recovery.ms / 1000)) : null,
+    segments: recovery.log.segments.length,
+    chats: stats.chats,
+    fsync: formatFsync(config.fsync),
+  })
+  return {
+    id: shardId,
+    shard,
+    records: recovery.records,
+    recoveryMs: recovery.ms,
+    close: async () => {
+      if (timer !== null) clearInterval(timer)
+      await writer.close()
+      const s = store.stats()
+      log.info('shard stopped', { chats: s.chats, messages: s.messages, lastLsn: writer.lastLsn })
+    },
+  }
+}

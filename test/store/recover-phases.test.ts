@@ -1,0 +1,151 @@
+// Recovery in two phases (src/store/recover.ts): the scan, which may run on another thread, and
+// its application to the store that will serve. Whatever thread scans, the store that comes out
+// must be the one that direct appends build; a corrupt log must be reported the same way.
+
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import t from 'tap'
+import { ChatLog } from '../../src/store/chat-log.js'
+import { applyScan, recoverStore, scanShard } from '../../src/store/recover.js'
+import { ShardStore } from '../../src/store/shard-store.js'
+import { Slab } from '../../src/store/slab.js'
+import { WalCorruptError, listSegments, shardDir } from '../../src/wal/index.js'
+import { messages, writeLog, type Msg } from '../wal/helpers.js'
+
+/** The store that appending `msgs` directly builds. */
+function direct(msgs: readonly Msg[], options = {}): ShardStore {
+  const store = new ShardStore(options)
+  for (const m of msgs) store.append(m.chat, m.sendTime, m.text, m.sender)
+  return store
+}
+
+/** Every page a client could ask of every chat, as text. */
+function pages(store: ShardStore, chats: Iterable<string>): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const chat of chats) {
+    for (const reverse of [false, true]) {
+      for (const limit of [1, 7, 1000]) out[`${chat} ${reverse} ${limit}`] = store.pull(chat, 0, limit, reverse).json.toString()
+    }
+  }
+  return out
+}
+
+t.test('a slab exported and rebuilt holds the same bytes and goes on filling its current chunk', async (t) => {
+  const slab = new Slab()
+  const locs = Array.from({ length: 2000 }, (_, i) => slab.putString(`{"n":${i}},`))
+  const copy = Slab.from(slab.export())
+  t.equal(copy.bytes, slab.bytes)
+  for (const [i, loc] of locs.entries()) {
+    const want = `{"n":${i}},`
+    const out = Buffer.alloc(want.length)
+    copy.copy(loc, want.length, out, 0)
+    t.equal(out.toString(), want, `message ${i}`)
+    if (i > 20) break
+  }
+  const next = copy.putString('{"n":"next"},')
+  t.equal(Math.floor(next / 2 ** 32), Math.floor((locs.at(-1) as number) / 2 ** 32), 'the next message goes in the same chunk')
+  t.ok(next > (locs.at(-1) as number), 'after the last one')
+})
+
+t.test('scan then apply builds the store that direct appends build, over several segments', async (t) => {
+  const dir = t.testdir()
+  const msgs = messages(0, 3000)
+  await writeLog(dir, msgs, { segmentBytes: 64 * 1024, batchBytesMax: 8 * 1024 })
+  t.ok(listSegments(dir).length > 3, 'several segments')
+  const chats = new Set(msgs.map((m) => m.chat))
+  const want = direct(msgs)
+
+  const scan = scanShard(dir, 0)
+  t.equal(scan.records, msgs.length)
+  t.same(scan.chats, [...chats], 'chats in first-seen order')
+  const seen: { chat: string; sendTime: number; segment: string }[] = []
+  const store = new ShardStore()
+  const r = applyScan(store, scan, { onRecord: (chat, sendTime, segment) => seen.push({ chat, sendTime, segment }) })
+  t.equal(r.records, msgs.length)
+  t.equal(r.overLimit, 0)
+  t.ok(r.ms >= r.scanMs && r.scanMs > 0)
+  t.same(pages(store, chats), pages(want, chats), 'every page')
+  const { bytes: got, ...rest } = store.stats()
+  const { bytes: built, ...wantRest } = want.stats()
+  t.same(rest, wantRest)
+  t.ok(got <= built, 'indexes sized once are no larger than grown ones')
+
+  // The observer sees each record once, in log order, with the segment that holds it.
+  t.same(seen.map((s) => s.sendTime), msgs.map((m) => m.sendTime))
+  const segOf = new Map<number, string>()
+  for (const seg of listSegments(dir)) {
+    for (const st of sendTimesIn(seg.path)) segOf.set(st, seg.path)
+  }
+  t.same(seen.filter((s) => segOf.get(s.sendTime) !== s.segment), [], 'every record attributed to its own segment')
+})
+
+// The send_times in one segment file, read on their own: the record framing, then each version 2
+// payload's send_time field.
+function sendTimesIn(path: string): number[] {
+  const buf = readFileSync(path)
+  const out: number[] = []
+  for (let at = 32; at + 8 <= buf.length; ) {
+    const len = buf.readUInt32LE(at)
+    if (len === 0) break
+    out.push(buf.readDoubleLE(at + 8 + 1))
+    at += 8 + len
+  }
+  return out
+}
+
+t.test('applyScan only into an empty store', async (t) => {
+  const dir = t.testdir()
+  await writeLog(dir, messages(0, 10))
+  const store = direct(messages(100, 1))
+  t.throws(() => applyScan(store, scanShard(dir, 0)), /only an empty store can adopt a slab/)
+})
+
+t.test('a chat sized for what recovery will put in it: small indexes on the heap, large ones off it', async (t) => {
+  for (const expected of [0, 3, 500, 1024, 5000]) {
+    const slab = new Slab()
+    const log = new ChatLog('room', slab, undefined, expected)
+    const n = expected + 10 // and a little past it: the index still grows
+    for (let i = 1; i <= n; i++) log.append(i, `m${i}`, 'u')
+    t.equal(log.count, n, `expected ${expected}: holds ${n}`)
+    t.same(JSON.parse(log.pull(0, 3, true).json.toString()).map((m: { text: string }) => m.text), [`m${n}`, `m${n - 1}`, `m${n - 2}`])
+    t.same(JSON.parse(log.pull(0, 2, false).json.toString()).map((m: { text: string }) => m.text), ['m1', 'm2'])
+  }
+})
+
+t.test('scans on helper threads (piscina) give the same stores; a corrupt log comes back as data', async (t) => {
+  const { scanShards, applyScan: apply, ShardStore: DistStore } = (await import('../../dist/store/index.js')) as typeof import('../../src/store/index.js')
+  const dataDir = t.testdir()
+  const all = messages(0, 2000)
+  const byShard = [all.filter((_, i) => i % 2 === 0), all.filter((_, i) => i % 2 === 1)]
+  for (const [s, msgs] of byShard.entries()) {
+    mkdirSync(shardDir(dataDir, s))
+    await writeLog(shardDir(dataDir, s), msgs, { shard: s, segmentBytes: 64 * 1024, batchBytesMax: 8 * 1024 })
+  }
+  const results = await Promise.all(scanShards(dataDir, [0, 1]))
+  for (const [s, msgs] of byShard.entries()) {
+    const r = results[s]
+    if (r?.scan === undefined) {
+      t.fail(`shard ${s} scanned`)
+      continue
+    }
+    const store = new DistStore()
+    apply(store, r.scan)
+    const chats = new Set(msgs.map((m) => m.chat))
+    t.same(pages(store as unknown as ShardStore, chats), pages(direct(msgs), chats), `shard ${s}: every page`)
+  }
+
+  // Corrupt the middle of shard 1's first segment: its records after the damage are intact.
+  const seg = listSegments(shardDir(dataDir, 1))[0]?.path as string
+  const bytes = readFileSync(seg)
+  bytes[200] = (bytes[200] as number) ^ 0xff
+  writeFileSync(seg, bytes)
+  let inThread: WalCorruptError | null = null
+  try {
+    recoverStore(shardDir(dataDir, 1), 1, new ShardStore())
+  } catch (err) {
+    inThread = err as WalCorruptError
+  }
+  t.type(inThread, WalCorruptError, 'in this thread: WalCorruptError')
+  const [good, bad] = await Promise.all(scanShards(dataDir, [0, 1]))
+  t.ok(good?.scan !== undefined, 'the healthy shard still scans')
+  t.same(bad?.corrupt, { file: inThread?.file, offset: inThread?.offset, reason: inThread?.reason }, 'on a helper thread: the same file, offset and reason, as data')
+})
