@@ -17,7 +17,13 @@
 //   Default 'THREADS=1;THREADS=2'.
 // COMPARE_LOADS (send-1,send-10k,pull-hot,pull-many,mixed), COMPARE_ROUNDS (3), COMPARE_SECONDS (5),
 // COMPARE_MESSAGES (200000), COMPARE_CHATS (20000), BENCH_CONNECTIONS (64), BENCH_OUT
-// (bench/results/compare). wrk is required: apt-get install wrk.
+// (bench/results/compare), COMPARE_DEBUG=1 (print each server's port and pid). wrk is required:
+// apt-get install wrk.
+//
+// Control it before trusting a difference: the same build twice (COMPARE='THREADS=1 A=1;THREADS=1
+// B=1') should come out within a few per cent. Before the reply buffers were reused, it did not:
+// one of two identical servers could spend its run in back-to-back mark-compacts
+// (docs/performance.md, "Garbage").
 
 import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
@@ -94,6 +100,7 @@ try {
     const p = await startProcess([join(s.dir, 'dist', 'cluster.js')], { PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info', ...s.settings })
     procs.push(p.proc)
     running.push({ ...s, port: p.port, pid: p.proc.pid })
+    if (env.COMPARE_DEBUG) console.log(`server ${i}: ${s.name} on port ${p.port}, pid ${p.proc.pid}`)
   }
   /** @type {Record<string, string>} */
   const scripts = {}

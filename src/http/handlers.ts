@@ -21,7 +21,10 @@ export interface ParsedRequest {
 
 export interface Reply {
   readonly status: number
-  /** A JSON document, unless contentType says otherwise. */
+  /**
+   * A JSON document, unless contentType says otherwise. Bytes may be a view that the next reply
+   * built on this thread overwrites (reply-body.ts): write a reply before asking for another.
+   */
   readonly body: string | Uint8Array
   readonly contentType?: string
   readonly headers?: Readonly<Record<string, string>>

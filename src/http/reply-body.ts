@@ -1,4 +1,11 @@
-// Reply bodies written as bytes, with their numbers' digits written by hand.
+// Reply bodies written as bytes, with their numbers' digits written by hand, into one buffer per
+// thread that every reply reuses.
+//
+// The body returned is a view of that buffer: valid until the next reply body is built on this
+// thread. The front end hands it to uWS, which copies it, before it builds another (uws-adapter.ts
+// writes every reply as soon as it has one). Why reuse: a fresh buffer per reply, at ~100k pulls/s,
+// is ~250 MB/s of ArrayBuffer memory outside V8's heap, and V8 answered that in some processes with
+// a mark-compact every ~85 ms for as long as the load lasted (docs/performance.md, "Garbage").
 //
 // Why by hand: a send_time or a cursor is a new 16-digit number in nearly every reply. Turning it
 // into a string (`${n}`) misses V8's number-to-string cache, and the cache, an old-generation
@@ -6,6 +13,14 @@
 // Over pulls of many chats that cost the thread serving HTTP ~0.8 µs of CPU per request, which pulls of
 // one hot chat (the same cursor every time, a cache hit) did not pay (docs/performance.md,
 // "Many chats").
+
+let scratch = Buffer.allocUnsafeSlow(64 * 1024)
+
+/** The reply buffer, with room for at least `bytes`. */
+function room(bytes: number): Buffer {
+  if (scratch.length < bytes) scratch = Buffer.allocUnsafeSlow(Math.max(bytes, scratch.length * 2))
+  return scratch
+}
 
 const PULL_HEAD = Buffer.from('{"messages":')
 const PULL_MORE = Buffer.from(',"has_more":true,"next_cursor":')
@@ -18,10 +33,13 @@ const DIGIT_0 = 0x30
 const UINT_DIGITS_MAX = 16
 const E8 = 100_000_000
 
-/** `{"messages":<messages>,"has_more":..,"next_cursor":..}`; `messages` is a JSON array's bytes. */
+/**
+ * `{"messages":<messages>,"has_more":..,"next_cursor":..}`; `messages` is a JSON array's bytes.
+ * A view valid until the next reply body is built.
+ */
 export function pullBody(messages: Uint8Array, hasMore: boolean, nextCursor: number): Buffer {
   const mid = hasMore ? PULL_MORE : PULL_LAST
-  const out = Buffer.allocUnsafe(PULL_HEAD.length + messages.length + mid.length + UINT_DIGITS_MAX + 1)
+  const out = room(PULL_HEAD.length + messages.length + mid.length + UINT_DIGITS_MAX + 1)
   let at = PULL_HEAD.copy(out, 0)
   out.set(messages, at)
   at += messages.length
@@ -31,11 +49,11 @@ export function pullBody(messages: Uint8Array, hasMore: boolean, nextCursor: num
   return out.subarray(0, at)
 }
 
-/** `{"chat":"<chat>","send_time":..}`. */
+/** `{"chat":"<chat>","send_time":..}`. A view valid until the next reply body is built. */
 export function sendBody(chat: string, sendTime: number): Buffer {
   const chatJson = JSON.stringify(chat)
   // A JSON string of UTF-16 units takes at most 3 bytes per unit in UTF-8.
-  const out = Buffer.allocUnsafe(SEND_HEAD.length + chatJson.length * 3 + SEND_TIME.length + UINT_DIGITS_MAX + 1)
+  const out = room(SEND_HEAD.length + chatJson.length * 3 + SEND_TIME.length + UINT_DIGITS_MAX + 1)
   let at = SEND_HEAD.copy(out, 0)
   at += out.write(chatJson, at)
   at += SEND_TIME.copy(out, at)

@@ -1,7 +1,8 @@
 // Everything uWebSockets.js-specific lives here: routing a request to its handler, reading the
 // body, and writing the reply. The rules uWS imposes, kept in this one place:
-// - `onAborted` is attached before anything asynchronous, and after an abort `res` is never
-//   touched again (doing so terminates the process);
+// - `onAborted` is attached before anything asynchronous (for a request without a body, only if
+//   the handler did not answer before returning), and after an abort `res` is never touched
+//   again (doing so terminates the process);
 // - writes after the handler returned are wrapped in `res.cork()`;
 // - `onData` chunks are neutered when the callback returns, so they are copied;
 // - the body limit is enforced from Content-Length before reading, and again while reading
@@ -116,11 +117,15 @@ export function createAdapter(
       // uWS still consumes and discards a body we do not read.
       const state: InFlight = { aborted: false, answered: false, route: path, method, startedAt }
       inflight++
-      res.onAborted(() => {
-        if (!state.answered) inflight--
-        state.aborted = true
-      })
       dispatch(res, state, route, { method, path, query, contentType, body: null })
+      // A request answered before the handler returned (a shard in this thread) needs no abort
+      // handler; one that will be answered later gets it now, before anything asynchronous runs.
+      if (!state.answered) {
+        res.onAborted(() => {
+          if (!state.answered) inflight--
+          state.aborted = true
+        })
+      }
       return
     }
 

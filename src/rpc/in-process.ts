@@ -50,7 +50,9 @@ export class InProcessClient implements ShardCaller {
   pull(chat: string, cursor: number, limit: number, reverse: boolean, cb: PullCallback): void {
     let res
     try {
-      res = this.service.pull({ chat, cursor, limit, reverse })
+      // The page is passed on, and copied into the reply, before this returns: a view will do.
+      const req = { chat, cursor, limit, reverse }
+      res = this.service.pullView !== undefined ? this.service.pullView(req) : this.service.pull(req)
     } catch (err) {
       if (!(err instanceof PullchatError)) throw err
       cb(err, null)

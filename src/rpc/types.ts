@@ -48,6 +48,12 @@ export interface PullResponse {
 export interface ShardService {
   send(req: SendRequest, reply: (res: SendResponse) => void): void
   pull(req: PullRequest): PullResponse
+  /**
+   * As `pull`, but `messages` may be a view of a buffer the service's next `pullView` overwrites:
+   * for a caller in the same thread that is done with the page before it calls again (the
+   * in-process transport), so that a pull allocates nothing for its bytes. Optional.
+   */
+  pullView?(req: PullRequest): PullResponse
 }
 
 export const CODE_OK = 0

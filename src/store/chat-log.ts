@@ -37,6 +37,14 @@ export interface Page {
 
 const EMPTY_ARRAY = Buffer.from('[]')
 
+/**
+ * A buffer that pages are written into instead of a fresh one each: a page is then a view of it,
+ * valid until the next page written into the same scratch (see Shard.pullView).
+ */
+export interface PageScratch {
+  buf: Buffer
+}
+
 /** A JS array of `n` zeros whose elements V8 keeps as unboxed doubles. */
 function doubles(n: number): number[] {
   const a = [0.5]
@@ -190,18 +198,18 @@ export class ChatLog {
    * One page. Forward: messages with send_time >= cursor, oldest first. Reverse: send_time <=
    * cursor (cursor 0 = from the newest), newest first. `limit` must be >= 1.
    */
-  pull(cursor: number, limit: number, reverse: boolean): Page {
+  pull(cursor: number, limit: number, reverse: boolean, scratch?: PageScratch): Page {
     assert(limit >= 1)
     if (!reverse) {
       const first = this.lowerBound(cursor)
       if (first >= this.n) return { json: EMPTY_ARRAY, count: 0, hasMore: false, nextCursor: cursor }
       const end = Math.min(first + limit, this.n)
-      return { json: this.page(first, end, 1), count: end - first, hasMore: end < this.n, nextCursor: this.timeAt(end - 1) + 1 }
+      return { json: this.page(first, end, 1, scratch), count: end - first, hasMore: end < this.n, nextCursor: this.timeAt(end - 1) + 1 }
     }
     const last = cursor === 0 ? this.n - 1 : this.lowerBound(cursor + 1) - 1
     if (last < 0) return { json: EMPTY_ARRAY, count: 0, hasMore: false, nextCursor: cursor }
     const first = Math.max(0, last - limit + 1)
-    return { json: this.page(last, first - 1, -1), count: last - first + 1, hasMore: first > 0, nextCursor: this.timeAt(first) - 1 }
+    return { json: this.page(last, first - 1, -1, scratch), count: last - first + 1, hasMore: first > 0, nextCursor: this.timeAt(first) - 1 }
   }
 
   /**
@@ -209,7 +217,7 @@ export class ChatLog {
    * a comma; the last one's becomes the closing bracket. Messages next to each other in the slab
    * (a chat written in a burst, or the only busy chat) are copied as one range.
    */
-  private page(from: number, to: number, step: 1 | -1): Buffer {
+  private page(from: number, to: number, step: 1 | -1, scratch: PageScratch | undefined): Buffer {
     let bytes = 1
     let runEnd = -1
     for (let i = from; i !== to; i += step) {
@@ -222,7 +230,12 @@ export class ChatLog {
       runEnd = loc + length
       bytes += length
     }
-    const out = Buffer.allocUnsafe(bytes)
+    let out: Buffer
+    if (scratch === undefined) out = Buffer.allocUnsafe(bytes)
+    else {
+      if (scratch.buf.length < bytes) scratch.buf = Buffer.allocUnsafeSlow(Math.max(bytes, scratch.buf.length * 2))
+      out = scratch.buf
+    }
     out[0] = OPEN_BRACKET
     let at = 1
     let runLoc = 0
@@ -241,7 +254,7 @@ export class ChatLog {
     }
     this.slab.copy(runLoc, runLength, out, at)
     out[bytes - 1] = CLOSE_BRACKET
-    return out
+    return out.length === bytes ? out : out.subarray(0, bytes)
   }
 
   /** Where in the ring message i's three numbers start. */

@@ -4,7 +4,7 @@
 // message's send_time (strictly increasing per chat), and `appendJson()` makes it visible to pulls
 // once it is durable. Messages are appended in the order their send_times were assigned.
 
-import { CHAT_MESSAGES_MAX, ChatLog, type Page } from './chat-log.js'
+import { CHAT_MESSAGES_MAX, ChatLog, type Page, type PageScratch } from './chat-log.js'
 import { Slab, type SlabState } from './slab.js'
 
 export interface StoreStats {
@@ -66,10 +66,11 @@ export class ShardStore {
     this.messages -= n
   }
 
-  pull(chat: string, cursor: number, limit: number, reverse: boolean): Page {
+  /** A page of the chat; with `scratch`, a view of it (see PageScratch). */
+  pull(chat: string, cursor: number, limit: number, reverse: boolean, scratch?: PageScratch): Page {
     const log = this.chats.get(chat)
     if (log === undefined) return { json: EMPTY_PAGE_JSON, count: 0, hasMore: false, nextCursor: cursor }
-    return log.pull(cursor, limit, reverse)
+    return log.pull(cursor, limit, reverse, scratch)
   }
 
   get(chat: string): ChatLog | undefined {

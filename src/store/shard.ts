@@ -11,6 +11,7 @@ import { CODE_OK, type PullRequest, type PullResponse, type SendRequest, type Se
 import { WalBackpressureError, WalStoppedError, WalSyncError, type AppendCallback } from '../wal/index.js'
 import { encodeMessageJson, jsonOffset } from './message-record.js'
 import { ShardStore } from './shard-store.js'
+import type { PageScratch } from './chat-log.js'
 
 /** Wall-clock time in microseconds, from a monotonic source anchored at thread start. */
 export function nowUs(): number {
@@ -37,6 +38,7 @@ export class Shard implements ShardService {
   private readonly log: MessageLog
   private readonly clock: () => number
   private readonly onStored: ((chat: string, sendTime: number) => void) | undefined
+  private readonly scratch: PageScratch = { buf: Buffer.allocUnsafeSlow(64 * 1024) }
 
   constructor(
     id: number,
@@ -81,8 +83,17 @@ export class Shard implements ShardService {
   }
 
   pull(req: PullRequest): PullResponse {
+    return this.page(req, undefined)
+  }
+
+  /** As pull, but the page is a view that this shard's next pullView overwrites. */
+  pullView(req: PullRequest): PullResponse {
+    return this.page(req, this.scratch)
+  }
+
+  private page(req: PullRequest, scratch: PageScratch | undefined): PullResponse {
     if (req.limit < 1) throw new PullchatError(Errors.INVALID_FIELD, 'limit must be at least 1')
-    const page = this.store.pull(req.chat, req.cursor, req.limit, req.reverse)
+    const page = this.store.pull(req.chat, req.cursor, req.limit, req.reverse, scratch)
     return { code: CODE_OK, msg: '', messages: page.json, has_more: page.hasMore, next_cursor: page.nextCursor, count: page.count }
   }
 }

@@ -609,3 +609,28 @@ t.test('ShardStore keeps chats separate and counts them (model per chat)', (t) =
     }),
   ),
 )
+
+t.test('pullView: the same pages as pull, written into one buffer that the next pullView reuses', async (t) => {
+  const { Shard } = await import('../../src/store/shard.js')
+  const shard = new Shard(0)
+  const texts = Array.from({ length: 300 }, (_, i) => `m${i} ${'x'.repeat(i % 97)}`)
+  for (const [i, text] of texts.entries()) shard.store.append(i % 3 === 0 ? 'a:b' : 'room', 1_000_000 + i, text, 'a')
+  const reqs = [
+    { chat: 'a:b', cursor: 0, limit: 10, reverse: false },
+    { chat: 'room', cursor: 0, limit: 1000, reverse: true },
+    { chat: 'room', cursor: 1_000_100, limit: 7, reverse: false },
+    { chat: 'nobody', cursor: 5, limit: 3, reverse: false },
+  ]
+  for (const req of reqs) {
+    const owned = shard.pull(req)
+    const view = shard.pullView(req)
+    t.same({ ...view, messages: Buffer.from(view.messages).toString() }, { ...owned, messages: Buffer.from(owned.messages).toString() }, JSON.stringify(req))
+  }
+  const first = shard.pullView(reqs[0] as (typeof reqs)[number])
+  const before = Buffer.from(first.messages).toString()
+  shard.pullView(reqs[1] as (typeof reqs)[number])
+  t.not(Buffer.from(first.messages).toString(), before, 'a view is overwritten by the next pullView')
+  const owned = shard.pull(reqs[0] as (typeof reqs)[number])
+  shard.pullView(reqs[1] as (typeof reqs)[number])
+  t.equal(Buffer.from(owned.messages).toString(), before, 'pull returns bytes of its own')
+})
