@@ -2,7 +2,8 @@
 
 import { readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
+import { Gauge, type Registry } from 'prom-client'
+import { SeriesCounter, SeriesHistogram } from './series.js'
 import { BATCH_BUCKETS, FSYNC_BUCKETS_S, PREFIX } from './thread-registry.js'
 
 export interface ShardMetrics {
@@ -53,10 +54,11 @@ export function createShardMetrics(registry: Registry): ShardMetricsSet {
   gauge('wal_segments', 'Log segment files, by shard', (h) => h.segments().count)
   gauge('wal_segment_bytes', 'Bytes in log segment files, by shard', (h) => h.segments().bytes)
 
-  const appends = new Counter({ name: `${PREFIX}wal_appends_total`, help: 'Records written to the log', labelNames, registers: [registry] })
-  const written = new Counter({ name: `${PREFIX}wal_bytes_total`, help: 'Bytes written to the log', labelNames, registers: [registry] })
-  const histogram = (name: string, help: string, buckets: number[]): Histogram =>
-    new Histogram({ name: `${PREFIX}${name}`, help, labelNames, buckets, registers: [registry] })
+  // Updated after every log round: series metrics (series.ts), each shard's resolved once.
+  const appends = new SeriesCounter({ name: `${PREFIX}wal_appends_total`, help: 'Records written to the log', registers: [registry] })
+  const written = new SeriesCounter({ name: `${PREFIX}wal_bytes_total`, help: 'Bytes written to the log', registers: [registry] })
+  const histogram = (name: string, help: string, buckets: number[]): SeriesHistogram =>
+    new SeriesHistogram({ name: `${PREFIX}${name}`, help, buckets, registers: [registry] })
   const fsync = histogram('wal_fsync_duration_seconds', 'Latency of the log\'s fdatasync calls', FSYNC_BUCKETS_S)
   const batch = histogram('wal_batch_records', 'Records per group-commit round', BATCH_BUCKETS)
   const wait = histogram(
@@ -72,19 +74,21 @@ export function createShardMetrics(registry: Registry): ShardMetricsSet {
       const label = { shard: String(shard) }
       // Walk the store and the directory once per scrape, not once per gauge.
       hosted.push({ label, stats: cachedFor(1000, stats), segments: cachedFor(1000, () => segmentFiles(walDir)) })
-      // Series exist from the start, so that rate() and histogram_quantile() have data at once.
-      for (const h of [fsync, batch, wait]) h.zero(label)
-      appends.inc(label, 0)
-      written.inc(label, 0)
+      // Series exist from the start (at zero), so that rate() and histogram_quantile() have data at once.
+      const shardAppends = appends.labels(label)
+      const shardBytes = written.labels(label)
+      const shardFsync = fsync.labels(label)
+      const shardBatch = batch.labels(label)
+      const shardWait = wait.labels(label)
       return {
         walRound: (records, bytes, fsyncMs, waitMs) => {
           if (records > 0) {
-            appends.inc(label, records)
-            written.inc(label, bytes)
-            batch.observe(label, records)
-            wait.observe(label, waitMs / 1000)
+            shardAppends.inc(records)
+            shardBytes.inc(bytes)
+            shardBatch.observe(records)
+            shardWait.observe(waitMs / 1000)
           }
-          if (fsyncMs > 0) fsync.observe(label, fsyncMs / 1000)
+          if (fsyncMs > 0) shardFsync.observe(fsyncMs / 1000)
         },
         recovered: (records, seconds) => {
           recoveryRecords.set(label, records)

@@ -38,7 +38,7 @@ export interface StoredMessage {
   readonly message: MessageRecord | null
 }
 
-/** The JSON object a pull returns for a message (ChatLog.messageJson builds the same, faster). */
+/** The JSON object a pull returns for a message. */
 export function messageJson(chat: string, sender: string, text: string, sendTime: number): string {
   return `{"chat":${JSON.stringify(chat)},"text":${JSON.stringify(text)},"sender":${JSON.stringify(sender)},"send_time":${sendTime}}`
 }
