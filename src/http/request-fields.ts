@@ -36,7 +36,7 @@ function fromSearchParams(params: URLSearchParams, into: Fields): void {
  * A pull's query is nearly always such text, and this takes half the time (~0.15 µs less a query).
  */
 function fromPlainQuery(query: string, into: Fields): void {
-  let at = 0
+  let at = query.startsWith('?') ? 1 : 0 // as URLSearchParams: one leading '?' is not part of it
   while (at <= query.length) {
     let end = query.indexOf('&', at)
     if (end === -1) end = query.length

@@ -21,7 +21,7 @@ function read(text: string): Fields {
 
 // Texts made mostly of the characters that matter: separators, escapes and a few keys.
 const piece = fc.oneof(
-  fc.constantFrom('&', '=', '&&', '==', 'chat', 'cursor', 'limit', 'reverse', 'a:b', '1', 'true', '', '%20', '%', '+', 'é', '😀', '%F0%9F%98%80', '%zz'),
+  fc.constantFrom('&', '=', '&&', '?', '??', '==', 'chat', 'cursor', 'limit', 'reverse', 'a:b', '1', 'true', '', '%20', '%', '+', 'é', '😀', '%F0%9F%98%80', '%zz'),
   fc.string({ unit: 'grapheme', maxLength: 4 }),
 )
 const text = fc.array(piece, { maxLength: 12 }).map((parts) => parts.join(''))
@@ -35,7 +35,7 @@ t.test('readQuery equals URLSearchParams, with or without anything to decode', a
 })
 
 t.test('edges of the fast path', async (t) => {
-  for (const s of ['', '&', '&&&', '=', '==', 'a', 'a=', '=b', 'a=1=2', 'a=1&a=2', 'a&b=&c=3', 'chat=alice:bob&limit=10&reverse=true', '&chat=x&']) {
+  for (const s of ['', '?', '??a=1', '?a=1&b', '&', '&&&', '=', '==', 'a', 'a=', '=b', 'a=1=2', 'a=1&a=2', 'a&b=&c=3', 'chat=alice:bob&limit=10&reverse=true', '&chat=x&']) {
     t.same(read(s), reference(s), JSON.stringify(s))
   }
 })
