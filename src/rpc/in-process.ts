@@ -4,7 +4,8 @@
 //
 // Why it exists: a crossing between threads costs two wake-ups and two frames; on the 2-core
 // reference machine the context switches alone took a third of an HTTP thread's CPU
-// (docs/performance.md, "Threads"). Requests for a shard in the caller's own thread skip them.
+// (docs/performance.md, "Workers that host their shards"). Requests for a shard in the caller's own
+// thread skip them.
 //
 // Invariants (as ShardClient's): every call's callback runs exactly once; operating errors
 // (PullchatError) are answered, anything else is a broken invariant and propagates.
