@@ -68,12 +68,21 @@ const FATAL_DRAIN_MS = 1000 // after a fatal log failure, how long requests in f
 /** The module every worker thread runs. */
 const workerUrl = new URL('./worker.js', import.meta.url)
 
-function once<T>(worker: Worker, type: string): Promise<T> {
+/**
+ * The worker's next message of `type`; rejects when it reports a fatal stop, when it sends
+ * `failure.type` (rejecting with `failure.message`), or when it exits first.
+ */
+function once<T>(worker: Worker, type: string, failure?: { readonly type: string; readonly message: string }): Promise<T> {
   return new Promise((resolve, reject) => {
     const onMessage = (msg: { type: string; exitCode?: number; message?: string }): void => {
       if (msg?.type === 'fatal') {
         cleanup()
         reject(new StartupError(msg.message ?? 'fatal error', msg.exitCode ?? EXIT_FAILURE))
+        return
+      }
+      if (failure !== undefined && msg?.type === failure.type) {
+        cleanup()
+        reject(new Error(failure.message))
         return
       }
       if (msg?.type !== type) return
@@ -252,22 +261,9 @@ export async function startCluster(config: Config, log: Logger = createLogger('m
   const listen = async (t: number): Promise<void> => {
     const worker = (slots[t] as Slot).worker
     if (worker === null) throw new Error(`worker ${t} exited before listening`)
-    const listening = new Promise<number>((resolveListen, reject) => {
-      const onMessage = (msg: { type: string; port?: number }): void => {
-        if (msg.type === 'listening') done(() => resolveListen(msg.port as number))
-        else if (msg.type === 'listen-failed') done(() => reject(new Error(`cannot listen on ${config.host}:${boundPort}`)))
-      }
-      const onExit = (code: number): void => done(() => reject(new Error(`worker ${t} exited with code ${code} before listening`)))
-      const done = (settle: () => void): void => {
-        worker.off('message', onMessage)
-        worker.off('exit', onExit)
-        settle()
-      }
-      worker.on('message', onMessage)
-      worker.on('exit', onExit)
-    })
+    const listening = once<{ port: number }>(worker, 'listening', { type: 'listen-failed', message: `cannot listen on ${config.host}:${boundPort}` })
     worker.postMessage({ type: 'listen', port: boundPort })
-    boundPort = await listening
+    boundPort = (await listening).port
   }
 
   const terminateAll = async (): Promise<void> => {

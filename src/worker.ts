@@ -22,7 +22,7 @@ import { createFrontEnd, type Backend } from './http/index.js'
 import { createLogger, errorFields } from './log.js'
 import { answerCollect, createHttpMetrics, createShardMetrics, createThreadRegistry } from './metrics/index.js'
 import { InProcessClient, ShardClient, ShardEndpoint, shardOf, type ShardCaller } from './rpc/index.js'
-import { ShardFatalError, openShard, scanShards, type HostedShard } from './store/index.js'
+import { openShard, scanShards, type HostedShard } from './store/index.js'
 
 export interface WorkerData {
   readonly index: number
@@ -56,27 +56,24 @@ const registry = createThreadRegistry(name)
 const shardMetrics = createShardMetrics(registry)
 const hosted = new Map<number, HostedShard>()
 const onFatal = (exitCode: number, message: string): void => control.postMessage({ type: 'fatal', exitCode, message })
-try {
-  // Every hosted shard's log is scanned at once on helper threads; each is applied here as its
-  // scan arrives (src/store/recover.ts).
-  const scans = scanShards(config.dataDir, data.shards)
-  for (const [i, s] of data.shards.entries()) {
-    const scanned = await (scans[i] as Promise<Awaited<(typeof scans)[number]>>)
-    hosted.set(s, openShard(s, config, createLogger(`shard-${s}`, config.logLevel), shardMetrics, onFatal, scanned))
-  }
-} catch (err) {
-  // The cluster was told (fatal); end this thread without serving anything.
-  if (err instanceof ShardFatalError) throw Object.assign(new Error(err.message), { fatal: true })
-  throw err
+// Every hosted shard's log is scanned at once on helper threads; each is applied here as its scan
+// arrives (src/store/recover.ts). A corrupt log throws ShardFatalError: the thread ends unserved.
+const recoveryStart = performance.now()
+for (const [i, scan] of scanShards(config.dataDir, data.shards).entries()) {
+  const s = data.shards[i] as number
+  hosted.set(s, openShard(s, config, createLogger(`shard-${s}`, config.logLevel), shardMetrics, onFatal, await scan))
 }
+const recoveryMs = performance.now() - recoveryStart
 
-const callers: ShardCaller[] = []
-const clients: (ShardClient | null)[] = []
-for (let s = 0; s < config.shards; s++) {
+// One caller per shard: the shard itself when this worker hosts it, a client of the RPC channel
+// otherwise (wired by the cluster with 'shard-port').
+const callers: ShardCaller[] = Array.from({ length: config.shards }, (_, s) => {
   const h = hosted.get(s)
-  const client = h === undefined ? new ShardClient(s, config.rpcInflightMax, (seconds) => metrics.rpcRoundTrip(s, seconds)) : null
-  clients.push(client)
-  callers.push(client ?? new InProcessClient(s, (h as HostedShard).shard))
+  return h !== undefined ? new InProcessClient(s, h.shard) : new ShardClient(s, config.rpcInflightMax, (seconds) => metrics.rpcRoundTrip(s, seconds))
+})
+const clientOf = (shard: number): ShardClient | null => {
+  const c = callers[shard]
+  return c instanceof ShardClient ? c : null
 }
 const metrics = createHttpMetrics(registry, config.shards, () => callers.map((c) => c.inflight))
 const callerFor = (chat: string): ShardCaller => callers[shardOf(chat, config.shards)] as ShardCaller
@@ -112,7 +109,7 @@ async function stopShards(): Promise<void> {
   await Promise.all([...hosted.values()].map((h) => h.close()))
   // Replies of the last round go out before the ports close.
   for (const e of endpoints) e.close()
-  for (const c of clients) c?.detach()
+  for (const c of callers) if (c instanceof ShardClient) c.detach()
 }
 
 control.on('message', (msg: WorkerControl) => {
@@ -125,10 +122,10 @@ control.on('message', (msg: WorkerControl) => {
       break
     }
     case 'shard-port':
-      clients[msg.shard]?.attach(msg.port)
+      clientOf(msg.shard)?.attach(msg.port)
       break
     case 'shard-down':
-      clients[msg.shard]?.detach()
+      clientOf(msg.shard)?.detach()
       break
     case 'serve': {
       const h = hosted.get(msg.shard)
@@ -168,9 +165,5 @@ control.on('message', (msg: WorkerControl) => {
 })
 
 let records = 0
-let ms = 0
-for (const h of hosted.values()) {
-  records += h.records
-  ms += h.recoveryMs
-}
-control.postMessage({ type: 'ready', records, ms })
+for (const h of hosted.values()) records += h.records
+control.postMessage({ type: 'ready', records, ms: recoveryMs })

@@ -45,6 +45,11 @@ export interface PageScratch {
   buf: Buffer
 }
 
+/** A ring for `capacity` messages: on V8's heap while small, a typed array off it beyond that. */
+function newRing(capacity: number): number[] | Float64Array {
+  return capacity <= INDEX_CAPACITY_SMALL_MAX ? doubles(capacity * STRIDE) : new Float64Array(capacity * STRIDE)
+}
+
 /** A JS array of `n` zeros whose elements V8 keeps as unboxed doubles. */
 function doubles(n: number): number[] {
   const a = [0.5]
@@ -79,7 +84,7 @@ export class ChatLog {
     this.messagesMax = messagesMax
     if (expected > INDEX_CAPACITY_INITIAL) {
       this.capacity = Math.min(expected, messagesMax)
-      this.ring = this.capacity <= INDEX_CAPACITY_SMALL_MAX ? doubles(this.capacity * STRIDE) : new Float64Array(this.capacity * STRIDE)
+      this.ring = newRing(this.capacity)
     }
   }
 
@@ -287,7 +292,7 @@ export class ChatLog {
     const capacity = Math.min(small ? Math.ceil(this.capacity * 1.5) : this.capacity * 2, this.messagesMax)
     assert(capacity > this.capacity, 'grown past the chat limit')
     const old = this.ring
-    const ring = capacity <= INDEX_CAPACITY_SMALL_MAX ? doubles(capacity * STRIDE) : new Float64Array(capacity * STRIDE)
+    const ring = newRing(capacity)
     // Oldest first from slot 0: the part from head to the end of the ring, then the wrapped part.
     const tail = (this.capacity - this.head) * STRIDE
     if (ring instanceof Float64Array && old instanceof Float64Array) {

@@ -53,8 +53,10 @@ export interface ShardScan {
   /** Per record: where its bytes (JSON and comma) are in `slab`, and how many. */
   readonly location: Float64Array
   readonly length: Int32Array
-  /** Per record: its segment's index in `log.segments`. */
+  /** Per record: its segment's index in `segments`. */
   readonly segment: Int32Array
+  /** The paths of the segments that hold records, in log order. */
+  readonly segments: readonly string[]
   readonly slab: SlabState
   readonly ms: number
 }
@@ -67,7 +69,7 @@ export function scanShard(dir: string, shard: number): ShardScan {
   const chats: string[] = []
   const last: number[] = [] // per chat: the newest send_time so far
   const cols = new Columns()
-  const segmentIndex = new Map<string, number>()
+  const segments: string[] = [] // a segment's records come together, in log order
   const log = readLog(dir, shard, (payload, lsn, file, offset) => {
     const m = readStoredMessage(payload)
     if (m === null) throw new WalCorruptError(file, offset, `record ${lsn} has a valid checksum but is not a message`)
@@ -83,19 +85,11 @@ export function scanShard(dir: string, shard: number): ShardScan {
       throw new WalCorruptError(file, offset, `record ${lsn}: send_time ${m.sendTime} does not follow ${prev} in chat ${JSON.stringify(m.chat)}`)
     }
     last[c] = m.sendTime
-    const loc =
-      m.json !== null
-        ? slab.putBytes(m.json, m.jsonFrom, m.json.length, COMMA)
-        : slab.putString(messageJson(m.chat, (m.message as NonNullable<typeof m.message>).sender, (m.message as NonNullable<typeof m.message>).text, m.sendTime) + ',')
-    let seg = segmentIndex.get(file)
-    if (seg === undefined) segmentIndex.set(file, (seg = segmentIndex.size))
-    cols.push(c, m.sendTime, loc, slab.lastLength, seg)
+    const v1 = m.message
+    const loc = v1 === null ? slab.putBytes(m.json as Buffer, m.jsonFrom, (m.json as Buffer).length, COMMA) : slab.putString(messageJson(m.chat, v1.sender, v1.text, m.sendTime) + ',')
+    if (segments.at(-1) !== file) segments.push(file)
+    cols.push(c, m.sendTime, loc, slab.lastLength, segments.length - 1)
   })
-  // Segment indexes count only segments with records; map them to log.segments' order.
-  const segmentOf = new Int32Array(segmentIndex.size)
-  for (const [file, i] of segmentIndex) segmentOf[i] = log.segments.findIndex((s) => s.path === file)
-  const segment = cols.segment.subarray(0, cols.n)
-  for (let i = 0; i < segment.length; i++) segment[i] = segmentOf[segment[i] as number] as number
   return {
     log,
     chats,
@@ -104,7 +98,8 @@ export function scanShard(dir: string, shard: number): ShardScan {
     sendTime: cols.sendTime.subarray(0, cols.n),
     location: cols.location.subarray(0, cols.n),
     length: cols.length.subarray(0, cols.n),
-    segment,
+    segment: cols.segment.subarray(0, cols.n),
+    segments,
     slab: slab.export(),
     ms: performance.now() - t0,
   }
@@ -118,8 +113,7 @@ export function applyScan(store: ShardStore, scan: ShardScan, observer: Recovery
   const counts = new Int32Array(scan.chats.length)
   for (let i = 0; i < scan.records; i++) counts[scan.chat[i] as number]++
   const logs = scan.chats.map((id, c) => store.chatLog(id, counts[c]))
-  const paths = scan.log.segments.map((s) => s.path)
-  const { chat, sendTime, location, length, segment } = scan
+  const { chat, sendTime, location, length, segment, segments } = scan
   let overLimit = 0
   for (let i = 0; i < scan.records; i++) {
     const c = chat[i] as number
@@ -131,7 +125,7 @@ export function applyScan(store: ShardStore, scan: ShardScan, observer: Recovery
       overLimit++
     }
     store.appendStored(log, sendTime[i] as number, location[i] as number, length[i] as number)
-    observer.onRecord?.(log.chat, sendTime[i] as number, paths[segment[i] as number] as string)
+    observer.onRecord?.(log.chat, sendTime[i] as number, segments[segment[i] as number] as string)
   }
   return { log: scan.log, records: scan.records, ms: scan.ms + (performance.now() - t0), scanMs: scan.ms, overLimit }
 }

@@ -29,18 +29,19 @@ export interface HostedShard {
   /** The ShardService that callers in this thread call directly and RPC endpoints serve. */
   readonly shard: Shard
   readonly records: number
-  readonly recoveryMs: number
   /** Stops retention, then syncs and closes the log. Resolves when everything acknowledged is durable. */
   close(): Promise<void>
 }
 
-/** Thrown by openShard after `onFatal` was told (corrupt log): the thread must not serve. */
+/**
+ * Thrown by openShard after `onFatal` was told (corrupt log): the thread must not serve. Its own
+ * `fatal` field crosses to the main thread with the worker's error, which then says nothing more.
+ */
 export class ShardFatalError extends Error {
-  readonly exitCode: number
-  constructor(message: string, exitCode: number) {
+  readonly fatal = true
+  constructor(message: string) {
     super(message)
     this.name = 'ShardFatalError'
-    this.exitCode = exitCode
   }
 }
 
@@ -97,7 +98,7 @@ export function openShard(
     if (err instanceof WalCorruptError) {
       log.error('refusing to start: corrupt log', { code: 'IM_ERR_WAL_CORRUPT', file: err.file, offset: err.offset, detail: err.message })
       onFatal(EXIT_WAL_CORRUPT, err.message)
-      throw new ShardFatalError(err.message, EXIT_WAL_CORRUPT)
+      throw new ShardFatalError(err.message)
     }
     throw err
   }
@@ -183,7 +184,6 @@ export function openShard(
     id: shardId,
     shard,
     records: recovery.records,
-    recoveryMs: recovery.ms,
     close: async () => {
       if (timer !== null) clearInterval(timer)
       await writer.close()

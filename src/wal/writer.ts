@@ -342,8 +342,10 @@ export class WalWriter {
     this.failed = err
     if (this.timer !== null) clearInterval(this.timer)
     this.opts.onFatal(err)
-    const unknown = new WalSyncError(err as NodeJS.ErrnoException)
-    for (const cb of syncFailed) cb(unknown)
+    if (syncFailed.length > 0) {
+      const unknown = new WalSyncError(err as NodeJS.ErrnoException)
+      for (const cb of syncFailed) cb(unknown)
+    }
     // Records not yet written never will be: answer them now rather than never.
     const waiting = this.callbacks
     this.buffered = []
