@@ -7,14 +7,14 @@
 // are logged here and reported through `onFatal` with the process exit code; the caller must end
 // the process (a worker thread's process.exit() would only end the thread).
 
-import { mkdirSync, unlinkSync } from 'node:fs'
+import { mkdirSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { Piscina } from 'piscina'
 import { formatFsync, type Config } from '../config.js'
 import type { Logger } from '../log.js'
 import { errorFields } from '../log.js'
 import type { ShardMetricsSet } from '../metrics/index.js'
-import { WalCorruptError, WalWriter, shardDir } from '../wal/index.js'
+import { WalCorruptError, WalWriter, resumeState, shardDir } from '../wal/index.js'
 import { EXIT_FSYNC_FAILED, EXIT_WAL_CORRUPT } from './exit-codes.js'
 import { applyScan } from './recover.js'
 import type { ScanResult, ScanTask } from './recover-task.js'
@@ -109,12 +109,6 @@ export function openShard(
   if (recovery.overLimit > 0) {
     log.warn('chats in the log hold more messages than a chat can; their oldest are not served', { messages: recovery.overLimit, code: 'IM_ERR_CHAT_FULL' })
   }
-  let last = recovery.log.segments.at(-1)
-  if (last !== undefined && recovery.log.torn?.file === last.path && recovery.log.torn.offset === 0) {
-    // A crash right after creating a segment: it has no header and no records. Start it anew.
-    unlinkSync(last.path)
-    last = undefined
-  }
   const writer = new WalWriter(
     {
       dir,
@@ -135,10 +129,9 @@ export function openShard(
         onFatal(EXIT_FSYNC_FAILED, `fdatasync failed: ${err.message}`)
       },
     },
-    {
-      lastLsn: recovery.log.lastLsn,
-      lastSegment: last === undefined ? null : { path: last.path, bytes: recovery.log.lastSegmentBytes },
-    },
+    // A crash right after creating a segment leaves it with no header and no records: resumeState
+    // deletes it and the writer starts it anew.
+    resumeState(recovery.log),
   )
   let lastSegmentSeen = writer.currentSegment
   const shard = new Shard(shardId, writer, store, {

@@ -1,9 +1,11 @@
 // Reading a log back: verifying segments record by record, and deciding what a defect means.
 //
 // Recovery rules (docs/wal.md, "Recovery"):
-// - Only the last segment may end in a torn tail: an incomplete record, a zeroed tail, or a bad
-//   checksum on the final record, which is what a crash in the middle of a write leaves. The tail
-//   is cut at the last good record and the cut is reported.
+// - The last segment may end in zeros: space the writer preallocated (or a crash's unwritten
+//   round). That is clean; appending resumes at the first zero.
+// - Only the last segment may end in a torn tail: an incomplete record or a bad checksum on the
+//   final record, which is what a crash in the middle of a write leaves. The tail is cut at the
+//   last good record and the cut is reported.
 // - Any other defect is corruption: a bad record followed by a valid one, any defect in a sealed
 //   segment, a bad header, a gap in LSNs. Recovery refuses, naming the file and offset; `repair`
 //   can cut the log there (the cut-off part is kept as *.broken).
@@ -46,8 +48,12 @@ export interface SegmentScan {
   readonly records: number
   /** Offset just past the last good record. */
   readonly goodEnd: number
+  /** Zero bytes after goodEnd up to the end of a clean last segment: preallocated space. */
+  readonly zeroTail: number
   readonly outcome: ScanOutcome
 }
+
+const ZEROS = Buffer.alloc(64 * 1024)
 
 /** Where a well-formed record starting at `at` ends, or -1 if none starts there. */
 function validRecordEnd(buf: Buffer, at: number): number {
@@ -63,13 +69,23 @@ function validRecordEnd(buf: Buffer, at: number): number {
 // in the middle of a log has its later records intact.
 function validRecordAfter(buf: Buffer, at: number): number {
   for (let i = at + 1; i + RECORD_HEADER_BYTES < buf.length; i++) {
+    // A length of 1..RECORD_PAYLOAD_BYTES_MAX has a non-zero byte among its first three, so no
+    // record starts in the first 4094 bytes of an all-zero 4 KiB block: skip a preallocated tail.
+    if ((i & 4095) === 0 && i + 4096 <= buf.length && ZEROS.compare(buf, i, i + 4096, 0, 4096) === 0) {
+      i += 4093
+      continue
+    }
     if (validRecordEnd(buf, i) !== -1) return i
   }
   return -1
 }
 
+/** Whether every byte from `from` on is zero (a preallocated tail can be megabytes: compared in blocks). */
 function isZero(buf: Buffer, from: number): boolean {
-  for (let i = from; i < buf.length; i++) if (buf[i] !== 0) return false
+  for (let i = from; i < buf.length; i += ZEROS.length) {
+    const end = Math.min(buf.length, i + ZEROS.length)
+    if (ZEROS.compare(buf, i, end, 0, end - i) !== 0) return false
+  }
   return true
 }
 
@@ -82,21 +98,20 @@ export function scanSegment(buf: Buffer, isLast: boolean, onRecord: (payload: Bu
   let records = 0
   const defect = (reason: string, tornOk: boolean): SegmentScan => {
     const later = validRecordAfter(buf, at)
-    if (isLast && tornOk && later === -1) return { records, goodEnd: at, outcome: { kind: 'torn', offset: at, reason } }
+    if (isLast && tornOk && later === -1) return { records, goodEnd: at, zeroTail: 0, outcome: { kind: 'torn', offset: at, reason } }
     const why = later === -1 ? `${reason} in a sealed segment` : `${reason}, followed by a valid record at offset ${later}`
-    return { records, goodEnd: at, outcome: { kind: 'corrupt', offset: at, reason: why } }
+    return { records, goodEnd: at, zeroTail: 0, outcome: { kind: 'corrupt', offset: at, reason: why } }
   }
+  // Zeros where the next record would start, to the end: the writer's preallocated space, or a
+  // round that never reached the disk. Either way nothing was acknowledged there. A sealed segment
+  // is cut to its records when the writer rolls, so zeros there are damage.
+  const zeroTail = (): SegmentScan | null =>
+    isZero(buf, at) ? (isLast ? { records, goodEnd: at, zeroTail: buf.length - at, outcome: { kind: 'clean' } } : defect('zeroed tail', false)) : null
   while (at < buf.length) {
     const rest = buf.length - at
-    if (rest < RECORD_HEADER_BYTES) {
-      if (isZero(buf, at)) return defect('zeroed tail', true)
-      return defect(`incomplete record header (${rest} bytes)`, true)
-    }
+    if (rest < RECORD_HEADER_BYTES) return zeroTail() ?? defect(`incomplete record header (${rest} bytes)`, true)
     const len = buf.readUInt32LE(at)
-    if (len === 0) {
-      if (isZero(buf, at)) return defect('zeroed tail', true)
-      return defect('zero-length record', true)
-    }
+    if (len === 0) return zeroTail() ?? defect('zero-length record', true)
     if (len > RECORD_PAYLOAD_BYTES_MAX) return defect(`record length ${len} exceeds the maximum`, true)
     if (len > rest - RECORD_HEADER_BYTES) return defect(`record length ${len} exceeds the ${rest - RECORD_HEADER_BYTES} bytes that remain`, true)
     const end = at + RECORD_HEADER_BYTES + len
@@ -106,7 +121,7 @@ export function scanSegment(buf: Buffer, isLast: boolean, onRecord: (payload: Bu
     records++
     at = end
   }
-  return { records, goodEnd: at, outcome: { kind: 'clean' } }
+  return { records, goodEnd: at, zeroTail: 0, outcome: { kind: 'clean' } }
 }
 
 export class WalCorruptError extends Error {
@@ -129,6 +144,8 @@ export interface RecoveredLog {
   readonly lastLsn: number
   /** Valid bytes in the last segment (where appending resumes), or 0 with no segment. */
   readonly lastSegmentBytes: number
+  /** The last segment's length when it ends in preallocated zeros after lastSegmentBytes, else lastSegmentBytes. */
+  readonly lastSegmentCapacity: number
   /** Set when the last segment had a torn tail to cut at lastSegmentBytes. */
   readonly torn: { readonly file: string; readonly offset: number; readonly reason: string; readonly bytes: number } | null
 }
@@ -166,6 +183,7 @@ export function readLog(dir: string, shard: number, onRecord: (payload: Buffer, 
   let lsn = 0
   let records = 0
   let lastSegmentBytes = 0
+  let lastSegmentCapacity = 0
   let torn: RecoveredLog['torn'] = null
   const scratch = { buf: Buffer.alloc(0) }
   for (let i = 0; i < segments.length; i++) {
@@ -179,6 +197,7 @@ export function readLog(dir: string, shard: number, onRecord: (payload: Buffer, 
       if (isLast && buf.length <= SEGMENT_HEADER_BYTES && isZeroOrEmpty(buf)) {
         torn = { file: seg.path, offset: 0, reason: 'segment header never written', bytes: buf.length }
         lastSegmentBytes = 0
+        lastSegmentCapacity = 0
         break
       }
       throw new WalCorruptError(seg.path, 0, header)
@@ -197,8 +216,9 @@ export function readLog(dir: string, shard: number, onRecord: (payload: Buffer, 
     if (scan.outcome.kind === 'corrupt') throw new WalCorruptError(seg.path, scan.outcome.offset, scan.outcome.reason)
     if (scan.outcome.kind === 'torn') torn = { file: seg.path, offset: scan.outcome.offset, reason: scan.outcome.reason, bytes: buf.length - scan.goodEnd }
     lastSegmentBytes = scan.goodEnd
+    lastSegmentCapacity = scan.goodEnd + scan.zeroTail
   }
-  return { segments, records, lastLsn: lsn, lastSegmentBytes, torn }
+  return { segments, records, lastLsn: lsn, lastSegmentBytes, lastSegmentCapacity, torn }
 }
 
 function isZeroOrEmpty(buf: Buffer): boolean {

@@ -2,12 +2,25 @@
 //
 // Appends are buffered. When no write is in flight, the buffered records go out as one write
 // followed by one fdatasync (policy `always`); records appended meanwhile wait for the next round,
-// which starts as soon as the previous one completes: leader/follower, no timer, no artificial
-// delay. Each round carries at most `batchBytesMax` bytes. An append's callback runs once the
-// round that carries it is durable under the policy:
+// which starts as soon as the previous one's fdatasync completes, before that round's callbacks
+// run (so the disk works while they do): leader/follower, no timer, no artificial delay. Each
+// round carries at most `batchBytesMax` bytes. An append's callback runs once the round that
+// carries it is durable under the policy:
 //   always       after the fdatasync that covers it (the default)
 //   interval:N   after the write; a timer fdatasyncs every N ms (like Redis appendfsync everysec)
 //   unsafe-none  after the write; never synced except at close
+//
+// Preallocation: rounds overwrite zeros the writer wrote ahead of them, not the end of the file.
+// An fdatasync after an append must also commit the file's new size through ext4's journal; one
+// after an overwrite of written blocks flushes the data alone, in about half the time here
+// (docs/performance.md). So when a round's end comes near the zeros' end, the writer writes more
+// zeros after it in the same round (64 KiB, doubling per extension up to 256 KiB, never past
+// segmentBytes), and the round's fdatasync covers both. Larger extensions raised sends' p99
+// here (docs/performance.md): their round's sync writes them all back. A segment is cut to its records when it
+// is sealed; the last segment's zero tail is clean to recovery (reader.ts), and appending resumes
+// at its start. Zeros rather than fallocate: Node has no fallocate, and an fallocated (unwritten)
+// extent needs a journal commit at its first write anyway. (PostgreSQL's wal_init_zero, etcd's
+// preallocated segments.)
 //
 // Failures:
 // - A failed write (ENOSPC, EIO...) fails that round's callbacks and cuts the segment back to its
@@ -23,6 +36,7 @@
 import { closeSync, fdatasync, fdatasyncSync, fsyncSync, ftruncateSync, openSync, unlinkSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import { SEGMENT_HEADER_BYTES, encodeHeader, encodeRecord, segmentName } from './format.js'
+import type { RecoveredLog } from './reader.js'
 import { syncDir } from './sync.js'
 
 export type FsyncPolicy = { readonly kind: 'always' } | { readonly kind: 'interval'; readonly ms: number } | { readonly kind: 'unsafe-none' }
@@ -49,6 +63,11 @@ export const realIo: WalIo = {
   fdatasync: (fd, cb) => fdatasync(fd, cb),
 }
 
+/** The largest zero extension written ahead of the rounds (see the top of this file). */
+export const PREALLOCATE_BYTES_MAX = 256 * 1024
+const PREALLOCATE_BYTES_MIN = 64 * 1024
+let zeros: Buffer | null = null
+
 export interface WriterOptions {
   readonly dir: string
   readonly shard: number
@@ -57,6 +76,8 @@ export interface WriterOptions {
   /** Bytes buffered (not yet written) beyond which appends are refused. */
   readonly pendingBytesMax: number
   readonly fsync: FsyncPolicy
+  /** Zeros written ahead of the rounds at most per extension; 0 turns preallocation off. Default PREALLOCATE_BYTES_MAX. */
+  readonly preallocateBytesMax?: number
   readonly io?: WalIo
   /** Called once with an error the log cannot continue after. */
   readonly onFatal: (err: Error) => void
@@ -71,8 +92,28 @@ export interface WriterOptions {
 export interface WriterState {
   /** LSN of the last record already in the log (0 for an empty log). */
   readonly lastLsn: number
-  /** The segment to append to, if any, and its valid size. */
-  readonly lastSegment: { readonly path: string; readonly bytes: number } | null
+  /**
+   * The segment to append to, if any, and its valid size; `capacity` is its length when zeros
+   * follow its records (recovery's lastSegmentCapacity), which appending then overwrites.
+   */
+  readonly lastSegment: { readonly path: string; readonly bytes: number; readonly capacity?: number } | null
+}
+
+/**
+ * The state to resume appending from after recovery: a last segment whose header was never
+ * written (a crash right after creating it) is deleted and a new one started; otherwise appending
+ * resumes in the last segment after its records, over its preallocated zeros if it has some.
+ */
+export function resumeState(log: RecoveredLog): WriterState {
+  let last = log.segments.at(-1)
+  if (last !== undefined && log.torn?.file === last.path && log.torn.offset === 0) {
+    unlinkSync(last.path)
+    last = undefined
+  }
+  return {
+    lastLsn: log.lastLsn,
+    lastSegment: last === undefined ? null : { path: last.path, bytes: log.lastSegmentBytes, capacity: log.lastSegmentCapacity },
+  }
 }
 
 export type AppendCallback = (err: NodeJS.ErrnoException | null) => void
@@ -110,6 +151,13 @@ export class WalWriter {
   private segmentPath: string
   /** Bytes of the current segment that are written (and durable, under `always`). */
   private size: number
+  /** The current segment's length: records, then preallocated zeros up to here. */
+  private capacity: number
+  /** The next zero extension's length; doubles within a segment. */
+  private extendBytes = PREALLOCATE_BYTES_MIN
+  /** An extension failed (ENOSPC...): none more in this segment. Rounds still append. */
+  private extendFailed = false
+  private readonly preallocateMax: number
   /** LSN of the last record written to the log (records are numbered by position). */
   private lsn: number
   private buffered: Buffer[] = []
@@ -128,19 +176,24 @@ export class WalWriter {
   constructor(opts: WriterOptions, state: WriterState) {
     this.opts = opts
     this.io = opts.io ?? realIo
+    this.preallocateMax = opts.preallocateBytesMax ?? PREALLOCATE_BYTES_MAX
     this.lsn = state.lastLsn
     if (state.lastSegment === null) {
       const created = this.createSegment(state.lastLsn + 1)
       this.fd = created.fd
       this.segmentPath = created.path
       this.size = SEGMENT_HEADER_BYTES
+      this.capacity = SEGMENT_HEADER_BYTES
     } else {
       this.segmentPath = state.lastSegment.path
       this.fd = openSync(this.segmentPath, 'r+')
       this.size = state.lastSegment.bytes
-      // Cut a torn tail recovery found, durably, before appending after it.
-      ftruncateSync(this.fd, this.size)
-      fsyncSync(this.fd)
+      this.capacity = Math.max(this.size, state.lastSegment.capacity ?? 0)
+      if (this.capacity === this.size) {
+        // Cut a torn tail recovery found, durably, before appending after it.
+        ftruncateSync(this.fd, this.size)
+        fsyncSync(this.fd)
+      }
     }
     if (opts.fsync.kind === 'interval') {
       this.timer = setInterval(() => this.periodicSync(), opts.fsync.ms)
@@ -249,7 +302,9 @@ export class WalWriter {
         return
       }
       this.size = position + buf.length
+      this.capacity = Math.max(this.capacity, this.size)
       this.lsn += records.length
+      this.preallocate()
       if (this.opts.fsync.kind !== 'always') {
         this.dirtySinceSync = true
         this.opts.onRound?.(records.length, buf.length, 0, waitMs)
@@ -266,8 +321,33 @@ export class WalWriter {
           return
         }
         this.opts.onRound?.(records.length, buf.length, performance.now() - t0, waitMs)
-        this.finishRound(cbs, null)
+        // The next round's write and fdatasync go out first, then this round's callbacks run
+        // while the disk works. Their own appends wait for the round after.
+        this.inFlight = false
+        if (this.buffered.length > 0) this.round()
+        for (const cb of cbs) cb(null)
+        if (!this.inFlight && this.closing !== null) this.round()
       })
+    })
+  }
+
+  // Called after a round's records are written: if the zeros ahead run short, write more behind
+  // them before the round's fdatasync, which then makes them durable too.
+  private preallocate(): void {
+    if (this.preallocateMax === 0 || this.extendFailed || this.size + this.extendBytes / 2 <= this.capacity) return
+    const from = this.capacity
+    const to = Math.min(this.opts.segmentBytes, from + this.extendBytes)
+    if (to <= from) return
+    if (zeros === null) zeros = Buffer.alloc(PREALLOCATE_BYTES_MAX)
+    this.io.write(this.fd, zeros.subarray(0, to - from), from, (err, written) => {
+      // Zeros after the records are a clean tail however many of them were written: on failure
+      // just stop preallocating in this segment and let rounds append.
+      if (err !== null || written !== to - from) {
+        this.extendFailed = true
+        return
+      }
+      this.capacity = to
+      this.extendBytes = Math.min(this.preallocateMax, this.extendBytes * 2)
     })
   }
 
@@ -280,6 +360,7 @@ export class WalWriter {
   // A failed write may have put part of the round on disk: cut it off so the log never holds a
   // record nobody was told about ahead of records that follow.
   private undoWrite(position: number): void {
+    this.capacity = position
     try {
       ftruncateSync(this.fd, position)
       fdatasyncSync(this.fd)
@@ -319,9 +400,12 @@ export class WalWriter {
   }
 
   private roll(firstLsn: number): void {
-    // Seal the current segment: it is already durable under `always`; sync for the others. A
-    // failed sync is never retried, here either: fatal.
-    if (this.opts.fsync.kind !== 'always') {
+    // Seal the current segment: cut its preallocated zeros (recovery allows them in the last
+    // segment only), then sync: its records are already durable under `always`, but not the cut.
+    // A failed sync is never retried, here either: fatal.
+    const cut = this.capacity > this.size
+    if (cut) ftruncateSync(this.fd, this.size)
+    if (cut || this.opts.fsync.kind !== 'always') {
       try {
         fdatasyncSync(this.fd)
       } catch (err) {
@@ -329,11 +413,15 @@ export class WalWriter {
         throw err
       }
     }
+    this.capacity = this.size
     const next = this.createSegment(firstLsn)
     closeSync(this.fd)
     this.fd = next.fd
     this.segmentPath = next.path
     this.size = SEGMENT_HEADER_BYTES
+    this.capacity = SEGMENT_HEADER_BYTES
+    this.extendBytes = PREALLOCATE_BYTES_MIN
+    this.extendFailed = false
   }
 
   /** `syncFailed`: the callbacks of the round whose fdatasync failed with `err`. */

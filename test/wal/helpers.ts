@@ -1,9 +1,10 @@
 // Shared by the WAL tests: message records to log, a writer with test defaults, an independent
-// parse of a clean log's layout (where each record sits), reading a log back, and the writer
-// state a shard's host derives from a recovery.
+// parse of a clean log's layout (where each record sits), reading a log back, and (re-exported)
+// the writer state a shard's host derives from a recovery.
 
 import assert from 'node:assert/strict'
-import { readFileSync, unlinkSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
+export { resumeState } from '../../src/wal/index.js'
 import { decodeMessage, encodeMessage } from '../../src/store/message-record.js'
 import type { ShardStore } from '../../src/store/shard-store.js'
 import {
@@ -44,7 +45,10 @@ export const EMPTY_STATE: WriterState = { lastLsn: 0, lastSegment: null }
 
 export type TestWriterOptions = Partial<Omit<WriterOptions, 'dir'>>
 
-/** A writer with test defaults: shard 0, 1 MiB segments, fsync always, fatal errors thrown. */
+/**
+ * A writer with test defaults: shard 0, 1 MiB segments, fsync always, fatal errors thrown, and no
+ * preallocation, so that a segment file is exactly its records (writer.test.ts tests preallocation).
+ */
 export function openWriter(dir: string, state: WriterState = EMPTY_STATE, opts: TestWriterOptions = {}): WalWriter {
   return new WalWriter(
     {
@@ -53,6 +57,7 @@ export function openWriter(dir: string, state: WriterState = EMPTY_STATE, opts: 
       batchBytesMax: 1024 * 1024,
       pendingBytesMax: 16 * 1024 * 1024,
       fsync: { kind: 'always' },
+      preallocateBytesMax: 0,
       // Thrown from an I/O callback: an uncaught exception, which fails the test.
       onFatal: (err) => {
         throw err
@@ -140,20 +145,6 @@ export function readBack(dir: string, shard = 0): ReadBack {
     lsns.push(lsn)
   })
   return { log, msgs, payloads, lsns }
-}
-
-/**
- * The writer state a shard's host starts from after recovery (src/store/shard-host.ts): a last
- * segment whose header was never written is deleted and a new one started; otherwise appending
- * resumes in the last segment at its valid size.
- */
-export function resumeState(log: RecoveredLog): WriterState {
-  let last = log.segments.at(-1)
-  if (last !== undefined && log.torn?.file === last.path && log.torn.offset === 0) {
-    unlinkSync(last.path)
-    last = undefined
-  }
-  return { lastLsn: log.lastLsn, lastSegment: last === undefined ? null : { path: last.path, bytes: log.lastSegmentBytes } }
 }
 
 const wire = (m: Msg) => ({ chat: m.chat, text: m.text, sender: m.sender, send_time: m.sendTime })

@@ -295,9 +295,10 @@ const cases: Case[] = [
     expect: { kind: 'torn', survivors: (c) => all(c) - 1, at: lastAt, reason: /^checksum mismatch$/ },
   },
   {
+    // Zeros from a record boundary to the end read as preallocated space: a clean, shorter log.
     name: 'the tail zeroed from a record boundary: the last 3 records',
     mutate: (c) => zeroRange(c.last.path, c.rec(-3).offset, 1 << 20),
-    expect: { kind: 'torn', survivors: (c) => all(c) - 3, at: (c) => recAt(c.rec(-3)), reason: /^zeroed tail$/ },
+    expect: { kind: 'clean', survivors: (c) => all(c) - 3 },
   },
   {
     name: 'the tail zeroed from the middle of the second-to-last record',
@@ -305,14 +306,14 @@ const cases: Case[] = [
     expect: { kind: 'torn', survivors: (c) => all(c) - 2, at: (c) => recAt(c.rec(-2)), reason: /^checksum mismatch$/ },
   },
   {
-    name: 'zeros appended after the last record (a preallocated tail): nothing lost',
+    name: 'zeros appended after the last record (a preallocated tail): clean, nothing lost',
     mutate: (c) => appendFileSync(c.last.path, Buffer.alloc(4096)),
-    expect: { kind: 'torn', survivors: all, at: (c) => ({ file: c.last.path, offset: c.last.end }), reason: /^zeroed tail$/ },
+    expect: { kind: 'clean', survivors: all },
   },
   {
-    name: 'fewer zeros appended than a record header: nothing lost',
+    name: 'fewer zeros appended than a record header: clean, nothing lost',
     mutate: (c) => appendFileSync(c.last.path, Buffer.alloc(5)),
-    expect: { kind: 'torn', survivors: all, at: (c) => ({ file: c.last.path, offset: c.last.end }), reason: /^zeroed tail$/ },
+    expect: { kind: 'clean', survivors: all },
   },
   {
     name: 'garbage appended after the last record: nothing lost',
@@ -509,8 +510,9 @@ type Outcome =
 /**
  * What recovery must do with the damaged log, worked out from which bytes changed (the recovery
  * rules in src/wal/reader.ts, restated): the first segment with a damaged header, or with a
- * record changed or cut, decides. A cut record with nothing valid after it in the last segment
- * is a torn tail; anything else damaged is corruption. A segment cut exactly at a record
+ * record changed or cut, decides. Zeros from a record's start to the end of the last segment are
+ * preallocated space: clean. A cut record with nothing valid after it in the last segment is a
+ * torn tail; anything else damaged is corruption. A segment cut exactly at a record
  * boundary reads as a shorter clean log, which in a sealed segment shows as an LSN gap.
  */
 function predict(segs: readonly SegLoc[], before: ReadonlyMap<string, Buffer>, after: ReadonlyMap<string, Buffer>): Outcome {
@@ -537,6 +539,9 @@ function predict(segs: readonly SegLoc[], before: ReadonlyMap<string, Buffer>, a
       if (isLast) return { kind: 'clean', survivors }
       continue
     }
+    // Zeros from a record's start to the end of the last segment: preallocated space (or a round
+    // that never reached the disk), clean.
+    if (isLast && b.subarray(r.offset).every((x) => x === 0)) return { kind: 'clean', survivors }
     const laterIntact = seg.records.slice(k + 1).some(intact)
     if (isLast && !laterIntact) return { kind: 'torn', survivors, file: seg.path, offset: r.offset }
     return { kind: 'refuse', file: seg.path, offset: r.offset }

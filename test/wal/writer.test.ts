@@ -1,9 +1,9 @@
 // WalWriter: group commit (leader/follower rounds bounded by batchBytesMax), segment rolling,
-// fsync policies, and faults injected through the `io` shim: ENOSPC and other failed writes
+// preallocated zeros ahead of the rounds, fsync policies, and faults injected through the `io` shim: ENOSPC and other failed writes
 // (the round fails, the file is cut back, writes resume), a failed fdatasync (fatal, never
 // retried), backpressure; and what a shard answers when its log cannot take a message.
 
-import { readFileSync, readdirSync, statSync, writeSync } from 'node:fs'
+import { closeSync, openSync, readFileSync, readdirSync, statSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { Errors } from '../../src/errors.js'
@@ -19,12 +19,17 @@ import {
   WalBackpressureError,
   WalStoppedError,
   WalSyncError,
+  PREALLOCATE_BYTES_MAX,
+  crc32,
   decodeHeader,
+  listSegments,
   realIo,
+  resumeState,
+  scanSegment,
   segmentName,
   type WalIo,
 } from '../../src/wal/index.js'
-import { EMPTY_STATE, appendAll, messages, openWriter, payloadOf, readBack, type Msg } from './helpers.js'
+import { EMPTY_STATE, appendAll, messages, openWriter, payloadOf, readBack, writeLog, type Msg } from './helpers.js'
 
 // ---------------------------------------------------------------------------------------------
 // The shim: counts calls, holds fdatasyncs, injects failures
@@ -46,10 +51,17 @@ class TestIo implements WalIo {
   failWrite: { readonly code: string; readonly partialBytes: number } | null = null
   /** While set, fdatasyncs (when they run) fail with this error. */
   failSync: NodeJS.ErrnoException | null = null
+  /** While set, writes of nothing but zeros (preallocation) write half their bytes, then fail with this code. */
+  failZeroWrites: string | null = null
 
   write(fd: number, buf: Buffer, position: number, cb: (err: NodeJS.ErrnoException | null, written: number) => void): void {
     this.writes.push(buf.length)
     this.events.push(`write ${buf.length}`)
+    if (this.failZeroWrites !== null && buf.every((b) => b === 0)) {
+      writeSync(fd, buf, 0, buf.length >> 1, position)
+      cb(errno(this.failZeroWrites, 'write'), 0)
+      return
+    }
     const fail = this.failWrite
     if (fail === null) {
       realIo.write(fd, buf, position, cb)
@@ -130,7 +142,7 @@ t.test('appends made in one synchronous burst go out in one write and one fdatas
   t.same(readBack(dir).msgs, msgs, 'all read back in order')
 })
 
-t.test('appends made while a sync is in flight go in the next round; callbacks wait for the fdatasync that covers them', async (t) => {
+t.test('appends made while a sync is in flight go in the next round, written before the finished round is acked; callbacks wait for the fdatasync that covers them', async (t) => {
   const dir = t.testdir()
   const io = new TestIo()
   const rounds: [number, number][] = []
@@ -155,7 +167,11 @@ t.test('appends made while a sync is in flight go in the next round; callbacks w
 
   io.release()
   await until('the second round to reach fdatasync', () => io.heldSyncs === 1)
-  t.same(io.events, [`write ${recordBytes([a])}`, 'synced', 'cb A', `write ${recordBytes([b, c])}`], 'A acked after its sync; B and C then go out in one write')
+  t.same(
+    io.events,
+    [`write ${recordBytes([a])}`, 'synced', `write ${recordBytes([b, c])}`, 'cb A'],
+    "after A's sync, B and C go out in one write, and then A is acked (its callback runs while their round syncs)",
+  )
 
   io.holdSyncs = false
   io.release()
@@ -236,6 +252,114 @@ t.test('a round is never split across segments: one larger than segmentBytes fil
   t.equal(statSync(join(dir, segmentName(1))).size, SEGMENT_HEADER_BYTES + 5 * size, 'the whole first round in the first segment')
   t.equal(statSync(join(dir, segmentName(7))).size, SEGMENT_HEADER_BYTES + 4 * size, 'the whole last round in a segment of its own')
   t.same(readBack(dir).msgs, msgs)
+})
+
+// ---------------------------------------------------------------------------------------------
+// Preallocation
+
+const PREALLOCATE = { preallocateBytesMax: PREALLOCATE_BYTES_MAX }
+
+t.test('preallocation: zeros written after a round, synced with it; recovery reads them as clean, and appending resumes over them', async (t) => {
+  const dir = t.testdir()
+  const io = new TestIo()
+  const writer = openWriter(dir, EMPTY_STATE, { io, ...PREALLOCATE })
+  const first = messages(0, 20)
+  await appendAll(writer, first)
+  const end = SEGMENT_HEADER_BYTES + recordBytes(first)
+  t.same(io.writes, [recordBytes(first), 64 * 1024], 'the round, then 64 KiB of zeros after it')
+  t.equal(io.syncs, 1, 'one fdatasync for both')
+  const path = writer.currentSegment
+  t.equal(statSync(path).size, end + 64 * 1024, 'the file holds the records and the zeros')
+  t.ok(readFileSync(path).subarray(end).every((b) => b === 0), 'zeros after the records')
+  // Half the next extension (64 KiB doubled) is more than the zeros left: the second round extends by 128 KiB.
+  const second = messages(20, 1)
+  await appendAll(writer, second)
+  t.same(io.writes.slice(2), [recordBytes(second), 128 * 1024], 'the next extension doubles')
+  await appendAll(writer, messages(21, 1))
+  t.equal(io.writes.length, 5, 'no extension while half the next one is still ahead')
+  await writer.close()
+
+  const written = messages(0, 22)
+  const back = readBack(dir)
+  t.same(back.msgs, written, 'every record read back')
+  t.equal(back.log.torn, null, 'the zeros are no torn tail')
+  t.equal(back.log.lastSegmentBytes, SEGMENT_HEADER_BYTES + recordBytes(written), 'appending resumes after the records')
+  t.equal(back.log.lastSegmentCapacity, statSync(path).size, 'over the zeros, up to the end of the file')
+
+  const size = statSync(path).size
+  const io2 = new TestIo()
+  const again = openWriter(dir, resumeState(back.log), { io: io2, ...PREALLOCATE })
+  const more = messages(22, 3)
+  await appendAll(again, more)
+  await again.close()
+  t.same(io2.writes, [recordBytes(more)], 'one write, into the zeros: none added')
+  t.equal(statSync(path).size, size, 'the file did not grow')
+  const all = readBack(dir)
+  t.same(all.msgs, [...written, ...more], 'the new records follow the old ones')
+  t.equal(all.log.torn, null)
+})
+
+t.test('preallocation: never past segmentBytes; a sealed segment is cut to its records', async (t) => {
+  const dir = t.testdir()
+  const segmentBytes = 256 * 1024
+  const writer = openWriter(dir, EMPTY_STATE, { segmentBytes, batchBytesMax: 8 * 1024, ...PREALLOCATE })
+  const msgs = messages(0, 3000, () => 150)
+  for (let i = 0; i < msgs.length; i += 100) await appendAll(writer, msgs.slice(i, i + 100))
+  t.ok(statSync(writer.currentSegment).size <= segmentBytes, 'the segment being written is no longer than segmentBytes')
+  await writer.close()
+  const segs = listSegments(dir)
+  t.ok(segs.length >= 3, `${segs.length} segments`)
+  for (const seg of segs.slice(0, -1)) {
+    const buf = readFileSync(seg.path)
+    const scan = scanSegment(buf, false, () => {})
+    t.same([scan.outcome.kind, scan.goodEnd], ['clean', buf.length], `${seg.name}: sealed, cut to its records`)
+    t.ok(buf.length <= segmentBytes, `${seg.name}: no longer than segmentBytes`)
+  }
+  const back = readBack(dir)
+  t.same(back.msgs, msgs, 'every record read back in order')
+  t.equal(back.log.torn, null)
+})
+
+t.test('preallocation: a zero write that fails (ENOSPC) stops it in that segment; rounds go on, nothing is lost', async (t) => {
+  const dir = t.testdir()
+  const io = new TestIo()
+  io.failZeroWrites = 'ENOSPC'
+  const writer = openWriter(dir, EMPTY_STATE, { io, ...PREALLOCATE })
+  const msgs = messages(0, 30)
+  for (let i = 0; i < msgs.length; i += 10) await appendAll(writer, msgs.slice(i, i + 10))
+  t.same(io.writes, [recordBytes(msgs.slice(0, 10)), 64 * 1024, recordBytes(msgs.slice(10, 20)), recordBytes(msgs.slice(20))], 'one failed extension, then plain appends')
+  t.equal(io.syncs, 3, 'every round synced')
+  await writer.close()
+  const back = readBack(dir)
+  t.same(back.msgs, msgs, 'every record read back')
+  t.equal(back.log.torn, null, 'the half-written zeros are a clean tail')
+})
+
+t.test('preallocation: a round torn over the zeros by a crash is cut; appending resumes there', async (t) => {
+  const dir = t.testdir()
+  const msgs = messages(0, 10)
+  await writeLog(dir, msgs, PREALLOCATE)
+  const path = join(dir, segmentName(1))
+  const end = SEGMENT_HEADER_BYTES + recordBytes(msgs)
+  const size = statSync(path).size
+  t.ok(size > end + 64 * 1024 - 1, 'zeros after the records')
+  // The first half of one more record reached the disk, the rest of the round did not.
+  const record = Buffer.concat([Buffer.alloc(8), payloadOf(messages(10, 1)[0] as Msg)])
+  record.writeUInt32LE(record.length - 8, 0)
+  record.writeUInt32LE(crc32(record.subarray(8)), 4)
+  const fd = openSync(path, 'r+')
+  writeSync(fd, record, 0, record.length >> 1, end)
+  closeSync(fd)
+  const back = readBack(dir)
+  t.same(back.msgs, msgs, 'the acknowledged records')
+  t.same(back.log.torn && { offset: back.log.torn.offset, reason: back.log.torn.reason, bytes: back.log.torn.bytes }, { offset: end, reason: 'checksum mismatch', bytes: size - end }, 'a torn tail at the half record')
+  const writer = openWriter(dir, resumeState(back.log), PREALLOCATE)
+  const more = messages(10, 5)
+  await appendAll(writer, more)
+  await writer.close()
+  const all = readBack(dir)
+  t.same(all.msgs, [...msgs, ...more], 'the new records where the torn one was')
+  t.equal(all.log.torn, null, 'clean after resuming')
 })
 
 // ---------------------------------------------------------------------------------------------
