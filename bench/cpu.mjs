@@ -8,7 +8,7 @@
 // time on a CPU, and the involuntary context switches say how often a thread was preempted.
 //
 //   npm run build && node bench/cpu.mjs      (CPU_SCENARIO=pull-hot|pull-many|pull-missing-room|
-//                                            pull-missing-many|send, CPU_SECONDS=5,
+//                                            pull-missing-many|send|send-many, CPU_SECONDS=5,
 //                                            CPU_LAYOUT=interleaved|grouped, SHARDS and other server
 //                                            settings from the environment; wrk is required:
 //                                            apt-get install wrk)
@@ -49,6 +49,8 @@ const requests = {
   'pull-missing-room': [wrkPull('chat=nobody&limit=10')],
   'pull-missing-many': Array.from({ length: 10_000 }, (_, i) => wrkPull(`chat=v${i}:w${i}&limit=10`)),
   send: [post('alice:bob')],
+  // As the bench's send-10k-chats: new chats spread over the shards.
+  'send-many': Array.from({ length: 10_000 }, (_, i) => post(`s${i}:t${i}`)),
 }[scenario]
 if (requests === undefined) throw new Error(`unknown CPU_SCENARIO ${scenario}`)
 
