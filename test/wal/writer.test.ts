@@ -3,7 +3,7 @@
 // (the round fails, the file is cut back, writes resume), a failed fdatasync (fatal, never
 // retried), backpressure; and what a shard answers when its log cannot take a message.
 
-import { closeSync, openSync, readFileSync, readdirSync, statSync, writeSync } from 'node:fs'
+import { appendFileSync, closeSync, openSync, readFileSync, readdirSync, statSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { Errors } from '../../src/errors.js'
@@ -29,7 +29,7 @@ import {
   segmentName,
   type WalIo,
 } from '../../src/wal/index.js'
-import { EMPTY_STATE, appendAll, messages, openWriter, payloadOf, readBack, writeLog, type Msg } from './helpers.js'
+import { EMPTY_STATE, appendAll, layout, messages, openWriter, payloadOf, readBack, writeLog, type Msg, type RecordLoc, type SegLoc } from './helpers.js'
 
 // ---------------------------------------------------------------------------------------------
 // The shim: counts calls, holds fdatasyncs, injects failures
@@ -360,6 +360,20 @@ t.test('preallocation: a round torn over the zeros by a crash is cut; appending 
   const all = readBack(dir)
   t.same(all.msgs, [...msgs, ...more], 'the new records where the torn one was')
   t.equal(all.log.torn, null, 'clean after resuming')
+})
+
+t.test('preallocation: a page of the last round that never reached the disk, with valid records after it, is refused as before; the search for them crosses zero pages', async (t) => {
+  const dir = t.testdir()
+  await writeLog(dir, messages(0, 80, () => 120))
+  const [seg] = layout(dir) as [SegLoc]
+  t.ok(seg.size > 3 * 4096, `fixture: ${seg.size} bytes`)
+  appendFileSync(seg.path, Buffer.alloc(64 * 1024)) // the preallocated zeros after the records
+  const fd = openSync(seg.path, 'r+')
+  writeSync(fd, Buffer.alloc(4096), 0, 4096, 4096) // one whole page of the round lost
+  closeSync(fd)
+  const damaged = seg.records.find((r) => r.end > 4096) as RecordLoc
+  const nextValid = seg.records.find((r) => r.offset >= 8192) as RecordLoc
+  t.throws(() => readBack(dir), { name: 'WalCorruptError', offset: damaged.offset, reason: `checksum mismatch, followed by a valid record at offset ${nextValid.offset}` })
 })
 
 // ---------------------------------------------------------------------------------------------
