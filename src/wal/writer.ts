@@ -15,10 +15,10 @@
 // after an overwrite of written blocks flushes the data alone, in about half the time here
 // (docs/performance.md). So when a round's end comes near the zeros' end, the writer writes more
 // zeros after it in the same round (64 KiB, doubling per extension up to 256 KiB, never past
-// segmentBytes), and the round's fdatasync covers both. Larger extensions raised sends' p99
-// here (docs/performance.md): their round's sync writes them all back. A segment is cut to its records when it
-// is sealed; the last segment's zero tail is clean to recovery (reader.ts), and appending resumes
-// at its start. Zeros rather than fallocate: Node has no fallocate, and an fallocated (unwritten)
+// segmentBytes), and the round's fdatasync covers both. Larger extensions raised sends' p99 here
+// (docs/performance.md): their round's sync writes them all back. A segment is cut to its
+// records when it is sealed; the last segment's zero tail is clean to recovery (reader.ts), and
+// appending resumes at its start. Zeros rather than fallocate: Node has no fallocate, and an fallocated (unwritten)
 // extent needs a journal commit at its first write anyway. (PostgreSQL's wal_init_zero, etcd's
 // preallocated segments.)
 //
@@ -338,7 +338,7 @@ export class WalWriter {
     const from = this.capacity
     const to = Math.min(this.opts.segmentBytes, from + this.extendBytes)
     if (to <= from) return
-    if (zeros === null) zeros = Buffer.alloc(PREALLOCATE_BYTES_MAX)
+    if (zeros === null || zeros.length < to - from) zeros = Buffer.alloc(Math.max(to - from, PREALLOCATE_BYTES_MAX))
     this.io.write(this.fd, zeros.subarray(0, to - from), from, (err, written) => {
       // Zeros after the records are a clean tail however many of them were written: on failure
       // just stop preallocating in this segment and let rounds append.

@@ -299,6 +299,18 @@ t.test('preallocation: zeros written after a round, synced with it; recovery rea
   t.equal(all.log.torn, null)
 })
 
+t.test('preallocation: extensions double up to preallocateBytesMax, also above the default', async (t) => {
+  const dir = t.testdir()
+  const io = new TestIo()
+  const writer = openWriter(dir, EMPTY_STATE, { io, segmentBytes: 8 * 1024 * 1024, preallocateBytesMax: 1024 * 1024 })
+  const big = messages(0, 8000, () => 150) // ~1.6 MB
+  for (let i = 0; i < big.length; i += 200) await appendAll(writer, big.slice(i, i + 200))
+  const zeroWrites = io.writes.filter((n) => n >= 64 * 1024)
+  t.same(zeroWrites.slice(0, 5), [64, 128, 256, 512, 1024].map((k) => k * 1024), 'doubling to the maximum')
+  await writer.close()
+  t.same(readBack(dir).msgs, big)
+})
+
 t.test('preallocation: never past segmentBytes; a sealed segment is cut to its records', async (t) => {
   const dir = t.testdir()
   const segmentBytes = 256 * 1024
