@@ -124,6 +124,9 @@ export function openShard(
           log.warn('slow fdatasync', { ms: Math.round(fsyncMs), records, bytes })
         }
       },
+      onPreallocateFailed: (err) => {
+        log.warn('could not write zeros ahead of the log; its rounds append until the next segment', { file: writer.currentSegment, ...errorFields(err) })
+      },
       onFatal: (err) => {
         log.error('log sync failed; exiting (recovery at restart decides what survived)', { exitCode: EXIT_FSYNC_FAILED, ...errorFields(err) })
         onFatal(EXIT_FSYNC_FAILED, `fdatasync failed: ${err.message}`)

@@ -79,6 +79,8 @@ export interface WriterOptions {
   /** Zeros written ahead of the rounds at most per extension; 0 turns preallocation off. Default PREALLOCATE_BYTES_MAX. */
   readonly preallocateBytesMax?: number
   readonly io?: WalIo
+  /** Called when writing zeros ahead failed (once per segment: preallocation stops there). */
+  readonly onPreallocateFailed?: (err: NodeJS.ErrnoException) => void
   /** Called once with an error the log cannot continue after. */
   readonly onFatal: (err: Error) => void
   /**
@@ -344,6 +346,7 @@ export class WalWriter {
       // just stop preallocating in this segment and let rounds append.
       if (err !== null || written !== to - from) {
         this.extendFailed = true
+        this.opts.onPreallocateFailed?.(err ?? Object.assign(new Error(`short write: ${written} of ${to - from} bytes`), { code: 'EIO' }))
         return
       }
       this.capacity = to

@@ -336,11 +336,13 @@ t.test('preallocation: a zero write that fails (ENOSPC) stops it in that segment
   const dir = t.testdir()
   const io = new TestIo()
   io.failZeroWrites = 'ENOSPC'
-  const writer = openWriter(dir, EMPTY_STATE, { io, ...PREALLOCATE })
+  const failures: (string | undefined)[] = []
+  const writer = openWriter(dir, EMPTY_STATE, { io, ...PREALLOCATE, onPreallocateFailed: (err) => failures.push(err.code) })
   const msgs = messages(0, 30)
   for (let i = 0; i < msgs.length; i += 10) await appendAll(writer, msgs.slice(i, i + 10))
   t.same(io.writes, [recordBytes(msgs.slice(0, 10)), 64 * 1024, recordBytes(msgs.slice(10, 20)), recordBytes(msgs.slice(20))], 'one failed extension, then plain appends')
   t.equal(io.syncs, 3, 'every round synced')
+  t.same(failures, ['ENOSPC'], 'the failure reported once')
   await writer.close()
   const back = readBack(dir)
   t.same(back.msgs, msgs, 'every record read back')
