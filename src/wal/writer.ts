@@ -405,8 +405,9 @@ export class WalWriter {
   private roll(firstLsn: number): void {
     // Seal the current segment: cut its preallocated zeros (recovery allows them in the last
     // segment only), then sync: its records are already durable under `always`, but not the cut.
-    // A failed sync is never retried, here either: fatal.
-    const cut = this.capacity > this.size
+    // A failed extension may have left zeros past `capacity` too. A failed sync is never retried,
+    // here either: fatal.
+    const cut = this.capacity > this.size || this.extendFailed
     if (cut) ftruncateSync(this.fd, this.size)
     if (cut || this.opts.fsync.kind !== 'always') {
       try {

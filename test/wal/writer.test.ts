@@ -349,6 +349,21 @@ t.test('preallocation: a zero write that fails (ENOSPC) stops it in that segment
   t.equal(back.log.torn, null, 'the half-written zeros are a clean tail')
 })
 
+t.test('preallocation: zeros half-written by a failed extension are cut when the segment is sealed', async (t) => {
+  const dir = t.testdir()
+  const io = new TestIo()
+  io.failZeroWrites = 'ENOSPC'
+  const writer = openWriter(dir, EMPTY_STATE, { io, segmentBytes: 128 * 1024, ...PREALLOCATE, onPreallocateFailed: () => {} })
+  const first = messages(0, 1)
+  await appendAll(writer, first) // its extension writes 32 of 64 KiB, then fails
+  const rest = messages(1, 800, () => 150) // one round too large for the segment's rest: a roll
+  await appendAll(writer, rest)
+  await writer.close()
+  const back = readBack(dir)
+  t.same(back.msgs, [...first, ...rest], 'every record read back; the sealed segment is no longer than its records')
+  t.equal(listSegments(dir).length, 2, 'two segments')
+})
+
 t.test('preallocation: a round torn over the zeros by a crash is cut; appending resumes there', async (t) => {
   const dir = t.testdir()
   const msgs = messages(0, 10)
