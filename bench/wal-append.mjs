@@ -3,7 +3,9 @@
 // 128-byte payloads, `batch` appends issued together per round, one round at a time. Batch 1 is
 // "one fdatasync per record", the baseline group commit is measured against.
 //
-//   npm run build && node bench/wal-append.mjs            (BENCH_SECONDS=3 BATCHES=1,10,100,1000)
+//   npm run build && node bench/wal-append.mjs            (BENCH_SECONDS=3 BATCHES=1,10,100,1000
+//                                                          PREALLOCATE=0 to append instead of
+//                                                          overwriting preallocated zeros)
 
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -14,6 +16,7 @@ const seconds = Number(process.env.BENCH_SECONDS ?? 3)
 const batches = (process.env.BATCHES ?? '1,10,100,1000').split(',').map(Number)
 const dirBase = process.env.BENCH_DIR ?? tmpdir()
 const payload = Buffer.alloc(128, 0x61)
+const preallocate = process.env.PREALLOCATE !== '0'
 
 /** @param {number} batch */
 async function run(batch) {
@@ -27,6 +30,7 @@ async function run(batch) {
       batchBytesMax: 64 * 1024 * 1024,
       pendingBytesMax: 1024 * 1024 * 1024,
       fsync: { kind: 'always' },
+      ...(preallocate ? {} : { preallocateBytesMax: 0 }),
       onFatal: (err) => {
         throw err
       },
@@ -59,7 +63,7 @@ async function run(batch) {
 const rows = []
 for (const b of batches) rows.push(await run(b))
 const base = rows[0]?.recordsPerSecond ?? 1
-console.log(`durable appends, FSYNC=always, 128-byte records, ${seconds}s each, dir ${dirBase}`)
+console.log(`durable appends, FSYNC=always, 128-byte records, ${seconds}s each, dir ${dirBase}, ${preallocate ? "over preallocated zeros" : "appended (PREALLOCATE=0)"}`)
 console.log('batch  records/s   fsyncs/s  fsync p50 ms  fsync p99 ms  vs batch ' + rows[0]?.batch)
 for (const r of rows) {
   console.log(
