@@ -3,8 +3,11 @@
 // got a 200 must be there exactly once, with the send_time it was acknowledged with, in order.
 // Sends that were in flight at the kill may or may not have survived, but never twice.
 
+import { readFileSync } from 'node:fs'
 import http from 'node:http'
+import { join } from 'node:path'
 import t from 'tap'
+import { segmentName, shardDir } from '../../src/wal/index.js'
 import { exited, spawnServer } from '../helpers/process.js'
 import { request } from '../helpers/server.js'
 
@@ -93,4 +96,31 @@ t.test('SIGKILL under load loses no acknowledged send', async (t) => {
     again.proc.kill('SIGTERM')
     t.equal(await exited(again.proc), 0, 'graceful stop after recovery')
   }
+})
+
+t.test('a stop and a restart: the log ends in preallocated zeros, which read as clean, and appending resumes over them', async (t) => {
+  const dataDir = t.testdir()
+  const send = (port: number, text: string) =>
+    request(port, '/api/send', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ chat: 'alice:bob', text, sender: 'alice' }) })
+  const first = await spawnServer(t, ['--shards', '1'], { dataDir })
+  for (const text of ['one', 'two']) t.equal((await send(first.port, text)).status, 200, `sent ${text}`)
+  first.proc.kill('SIGTERM')
+  t.equal(await exited(first.proc), 0, 'stopped')
+  const segment = join(shardDir(dataDir, 0), segmentName(1))
+  const bytes = readFileSync(segment)
+  const zerosFrom = bytes.length - bytes.reverse().findIndex((b) => b !== 0)
+  t.ok(bytes.length - zerosFrom >= 32 * 1024, `${bytes.length - zerosFrom} zero bytes after the records`)
+
+  const again = await spawnServer(t, ['--shards', '1'], { dataDir })
+  t.match(again.output(), /"msg":"recovered","records":2,/, 'both records recovered')
+  t.notMatch(again.output(), /torn tail/, 'no torn tail reported')
+  t.equal((await send(again.port, 'three')).status, 200, 'sent three')
+  const page = await request(again.port, '/api/pull?chat=alice:bob&limit=10')
+  t.same(page.json.messages.map((m: { text: string }) => m.text), ['one', 'two', 'three'])
+  again.proc.kill('SIGKILL')
+  await exited(again.proc)
+  const third = await spawnServer(t, ['--shards', '1'], { dataDir })
+  t.match(third.output(), /"msg":"recovered","records":3,/, 'after a kill, all three: the third was written over the zeros')
+  third.proc.kill('SIGTERM')
+  t.equal(await exited(third.proc), 0)
 })
