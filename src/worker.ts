@@ -154,7 +154,11 @@ control.on('message', (msg: WorkerControl) => {
       void frontEnd.stop(msg.timeoutMs).then((unanswered) => control.postMessage({ type: 'http-stopped', unanswered }))
       break
     case 'stop':
-      void stopShards().then(() => control.postMessage({ type: 'stopped' }))
+      // The main thread ends this thread on 'stopped': first let the log lines written so far
+      // reach it (a worker's stdout is a stream to the main thread; terminating cuts it).
+      void stopShards()
+        .then(flushStdio)
+        .then(() => control.postMessage({ type: 'stopped' }))
       break
     case 'crash':
       setImmediate(() => {
@@ -163,6 +167,12 @@ control.on('message', (msg: WorkerControl) => {
       break
   }
 })
+
+/** Resolves once the main thread has taken everything written to this thread's stdout and stderr. */
+function flushStdio(): Promise<unknown> {
+  const flushed = (stream: NodeJS.WriteStream) => new Promise<void>((done) => stream.write('', () => done()))
+  return Promise.all([flushed(process.stdout), flushed(process.stderr)])
+}
 
 let records = 0
 for (const h of hosted.values()) records += h.records
