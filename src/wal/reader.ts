@@ -192,9 +192,7 @@ export function readLog(dir: string, shard: number, onRecord: (payload: Buffer, 
     const buf = readDurably(seg.path, scratch)
     const header = decodeHeader(buf)
     if (typeof header === 'string') {
-      // A crash between creating a segment and syncing its header leaves an empty or short file,
-      // or (size durable, data not) a header's length of zeros: no record can be in any of them.
-      if (isLast && buf.length <= SEGMENT_HEADER_BYTES && isZeroOrEmpty(buf)) {
+      if (headerNeverWritten(buf, isLast)) {
         torn = { file: seg.path, offset: 0, reason: 'segment header never written', bytes: buf.length }
         lastSegmentBytes = 0
         lastSegmentCapacity = 0
@@ -221,6 +219,11 @@ export function readLog(dir: string, shard: number, onRecord: (payload: Buffer, 
   return { segments, records, lastLsn: lsn, lastSegmentBytes, lastSegmentCapacity, torn }
 }
 
-function isZeroOrEmpty(buf: Buffer): boolean {
-  return buf.every((b) => b === 0)
+/**
+ * A crash between creating a segment and syncing its header leaves an empty or short file, or
+ * (size durable, data not) a header's length of zeros: no record can be in any of them. Only the
+ * last segment can be such a file; recovery deletes it and starts it anew.
+ */
+export function headerNeverWritten(buf: Buffer, isLast: boolean): boolean {
+  return isLast && buf.length <= SEGMENT_HEADER_BYTES && buf.every((b) => b === 0)
 }

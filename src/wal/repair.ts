@@ -4,7 +4,7 @@
 
 import { closeSync, copyFileSync, existsSync, fsyncSync, ftruncateSync, openSync, readFileSync, renameSync } from 'node:fs'
 import { decodeHeader } from './format.js'
-import { listSegments, scanSegment } from './reader.js'
+import { headerNeverWritten, listSegments, scanSegment } from './reader.js'
 import { syncDir, syncFile } from './sync.js'
 
 export interface RepairAction {
@@ -23,8 +23,9 @@ function brokenName(path: string): string {
 }
 
 /**
- * Repairs one shard's log directory. Returns what it did (nothing for a healthy log). A torn tail
- * is left for normal recovery, which cuts it by itself.
+ * Repairs one shard's log directory. Returns what it did (nothing for a healthy log). A torn tail,
+ * and a last segment whose header was never written, are left for normal recovery, which handles
+ * them by itself.
  */
 export function repairLog(dir: string, shard: number, check: (payload: Buffer) => string | null = () => null): RepairAction[] {
   const segments = listSegments(dir)
@@ -34,6 +35,8 @@ export function repairLog(dir: string, shard: number, check: (payload: Buffer) =
     const seg = segments[i]!
     const isLast = i === segments.length - 1
     const buf = readFileSync(seg.path)
+    // Left for recovery, like a torn tail: it deletes such a segment and starts it anew.
+    if (headerNeverWritten(buf, isLast)) break
     const header = decodeHeader(buf)
     let cutAt = -1
     let reason = ''

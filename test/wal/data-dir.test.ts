@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import { recoverStore } from '../../src/store/recover.js'
 import { ShardStore } from '../../src/store/shard-store.js'
-import { DataDirError, LOCK_FILE, META_FILE, checkShardCount, lockDataDir, processStartTime, repairLog, shardDir } from '../../src/wal/index.js'
+import { DataDirError, LOCK_FILE, META_FILE, checkShardCount, lockDataDir, processStartTime, repairLog, segmentName, shardDir } from '../../src/wal/index.js'
 import { appendAll, assertStore, layout, messages, openWriter, payloadOf, readBack, resumeState, writeLog, type RecordLoc, type SegLoc } from './helpers.js'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
@@ -240,6 +240,22 @@ t.test('repairLog: a healthy log, and a torn tail (left to recovery), are left a
   t.same(repairLog(dir, 0), [], 'torn tail: nothing to do')
   t.same(snapshot(dir), torn, 'no file changed')
   t.equal(recoverStore(dir, 0, new ShardStore()).log.torn?.offset, (seg3.records.at(-1) as RecordLoc).offset, 'recovery cuts it')
+})
+
+t.test('repairLog: a last segment whose header was never written (empty, or a header of zeros) is left to recovery', async (t) => {
+  for (const bytes of [0, 32]) {
+    const dir = t.testdir()
+    const { segs } = await threeSegments(dir)
+    const last = segs[2] as SegLoc
+    const empty = join(dir, segmentName(last.firstLsn + last.records.length))
+    writeFileSync(empty, Buffer.alloc(bytes))
+    const before = snapshot(dir)
+    t.same(repairLog(dir, 0), [], `${bytes} bytes: nothing to do`)
+    t.same(snapshot(dir), before, `${bytes} bytes: no file changed, nothing moved aside`)
+    const { log, records } = recoverStore(dir, 0, new ShardStore())
+    t.equal(records, segs.reduce((n, s) => n + s.records.length, 0), `${bytes} bytes: recovery keeps every record`)
+    t.equal(log.torn?.file, empty, `${bytes} bytes: recovery reports the segment, and its host starts it anew`)
+  }
 })
 
 t.test('repairLog: damage to the last record of a sealed segment (torn-looking, but not at the end) is cut too', async (t) => {
