@@ -109,7 +109,7 @@ async function stopShards(): Promise<void> {
   await Promise.all([...hosted.values()].map((h) => h.close()))
   // Replies of the last round go out before the ports close.
   for (const e of endpoints) e.close()
-  for (const c of callers) if (c instanceof ShardClient) c.detach()
+  for (let s = 0; s < config.shards; s++) clientOf(s)?.detach()
 }
 
 control.on('message', (msg: WorkerControl) => {

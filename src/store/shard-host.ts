@@ -132,8 +132,6 @@ export function openShard(
         onFatal(EXIT_FSYNC_FAILED, `fdatasync failed: ${err.message}`)
       },
     },
-    // A crash right after creating a segment leaves it with no header and no records: resumeState
-    // deletes it and the writer starts it anew.
     resumeState(recovery.log),
   )
   let lastSegmentSeen = writer.currentSegment

@@ -46,10 +46,8 @@ export type ScanOutcome =
 
 export interface SegmentScan {
   readonly records: number
-  /** Offset just past the last good record. */
+  /** Offset just past the last good record; a clean last segment may have zeros after it. */
   readonly goodEnd: number
-  /** Zero bytes after goodEnd up to the end of a clean last segment: preallocated space. */
-  readonly zeroTail: number
   readonly outcome: ScanOutcome
 }
 
@@ -98,15 +96,15 @@ export function scanSegment(buf: Buffer, isLast: boolean, onRecord: (payload: Bu
   let records = 0
   const defect = (reason: string, tornOk: boolean): SegmentScan => {
     const later = validRecordAfter(buf, at)
-    if (isLast && tornOk && later === -1) return { records, goodEnd: at, zeroTail: 0, outcome: { kind: 'torn', offset: at, reason } }
+    if (isLast && tornOk && later === -1) return { records, goodEnd: at, outcome: { kind: 'torn', offset: at, reason } }
     const why = later === -1 ? `${reason} in a sealed segment` : `${reason}, followed by a valid record at offset ${later}`
-    return { records, goodEnd: at, zeroTail: 0, outcome: { kind: 'corrupt', offset: at, reason: why } }
+    return { records, goodEnd: at, outcome: { kind: 'corrupt', offset: at, reason: why } }
   }
   // Zeros where the next record would start, to the end: the writer's preallocated space, or a
   // round that never reached the disk. Either way nothing was acknowledged there. A sealed segment
   // is cut to its records when the writer rolls, so zeros there are damage.
   const zeroTail = (): SegmentScan | null =>
-    isZero(buf, at) ? (isLast ? { records, goodEnd: at, zeroTail: buf.length - at, outcome: { kind: 'clean' } } : defect('zeroed tail', false)) : null
+    isZero(buf, at) ? (isLast ? { records, goodEnd: at, outcome: { kind: 'clean' } } : defect('zeroed tail', false)) : null
   while (at < buf.length) {
     const rest = buf.length - at
     if (rest < RECORD_HEADER_BYTES) return zeroTail() ?? defect(`incomplete record header (${rest} bytes)`, true)
@@ -121,7 +119,7 @@ export function scanSegment(buf: Buffer, isLast: boolean, onRecord: (payload: Bu
     records++
     at = end
   }
-  return { records, goodEnd: at, zeroTail: 0, outcome: { kind: 'clean' } }
+  return { records, goodEnd: at, outcome: { kind: 'clean' } }
 }
 
 export class WalCorruptError extends Error {
@@ -214,7 +212,8 @@ export function readLog(dir: string, shard: number, onRecord: (payload: Buffer, 
     if (scan.outcome.kind === 'corrupt') throw new WalCorruptError(seg.path, scan.outcome.offset, scan.outcome.reason)
     if (scan.outcome.kind === 'torn') torn = { file: seg.path, offset: scan.outcome.offset, reason: scan.outcome.reason, bytes: buf.length - scan.goodEnd }
     lastSegmentBytes = scan.goodEnd
-    lastSegmentCapacity = scan.goodEnd + scan.zeroTail
+    // A clean segment is records, then (the last one) zeros to its end.
+    lastSegmentCapacity = scan.outcome.kind === 'clean' ? buf.length : scan.goodEnd
   }
   return { segments, records, lastLsn: lsn, lastSegmentBytes, lastSegmentCapacity, torn }
 }

@@ -153,7 +153,10 @@ export class WalWriter {
   private segmentPath: string
   /** Bytes of the current segment that are written (and durable, under `always`). */
   private size: number
-  /** The current segment's length: records, then preallocated zeros up to here. */
+  /**
+   * How far the current segment's file reaches, at most: records, then zeros written ahead (after
+   * a failed extension, maybe only some of them). Rounds below it overwrite; sealing cuts it.
+   */
   private capacity: number
   /** The next zero extension's length; doubles within a segment. */
   private extendBytes = PREALLOCATE_BYTES_MIN
@@ -323,12 +326,7 @@ export class WalWriter {
           return
         }
         this.opts.onRound?.(records.length, buf.length, performance.now() - t0, waitMs)
-        // The next round's write and fdatasync go out first, then this round's callbacks run
-        // while the disk works. Their own appends wait for the round after.
-        this.inFlight = false
-        if (this.buffered.length > 0) this.round()
-        for (const cb of cbs) cb(null)
-        if (!this.inFlight && this.closing !== null) this.round()
+        this.finishRound(cbs, null)
       })
     })
   }
@@ -342,22 +340,25 @@ export class WalWriter {
     if (to <= from) return
     if (zeros === null || zeros.length < to - from) zeros = Buffer.alloc(Math.max(to - from, PREALLOCATE_BYTES_MAX))
     this.io.write(this.fd, zeros.subarray(0, to - from), from, (err, written) => {
-      // Zeros after the records are a clean tail however many of them were written: on failure
-      // just stop preallocating in this segment and let rounds append.
+      // However many of the zeros were written, they are a clean tail, and the file reaches `to` at
+      // most. On failure just stop preallocating in this segment and let rounds append.
+      this.capacity = to
       if (err !== null || written !== to - from) {
         this.extendFailed = true
         this.opts.onPreallocateFailed?.(err ?? Object.assign(new Error(`short write: ${written} of ${to - from} bytes`), { code: 'EIO' }))
         return
       }
-      this.capacity = to
       this.extendBytes = Math.min(this.preallocateMax, this.extendBytes * 2)
     })
   }
 
+  // The next round's write (and fdatasync) goes out first, then this round's callbacks run while
+  // the disk works; appends they make wait for the round after.
   private finishRound(cbs: AppendCallback[], err: NodeJS.ErrnoException | null): void {
     this.inFlight = false
+    if (this.buffered.length > 0) this.round()
     for (const cb of cbs) cb(err)
-    if (this.buffered.length > 0 || this.closing !== null) this.round()
+    if (!this.inFlight && (this.buffered.length > 0 || this.closing !== null)) this.round()
   }
 
   // A failed write may have put part of the round on disk: cut it off so the log never holds a
@@ -405,9 +406,8 @@ export class WalWriter {
   private roll(firstLsn: number): void {
     // Seal the current segment: cut its preallocated zeros (recovery allows them in the last
     // segment only), then sync: its records are already durable under `always`, but not the cut.
-    // A failed extension may have left zeros past `capacity` too. A failed sync is never retried,
-    // here either: fatal.
-    const cut = this.capacity > this.size || this.extendFailed
+    // A failed sync is never retried, here either: fatal.
+    const cut = this.capacity > this.size
     if (cut) ftruncateSync(this.fd, this.size)
     if (cut || this.opts.fsync.kind !== 'always') {
       try {
