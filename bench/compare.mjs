@@ -14,6 +14,8 @@
 // COMPARE: the servers, separated by ';', each a space-separated list of settings: environment
 //   variables for the server (THREADS=2, SHARDS=1, FSYNC=...), and root=<dir> to run another
 //   checkout's build (`git worktree add /tmp/old <commit> && cd /tmp/old && npm ci && npm run build`).
+//   The preloaded store has this build's default shard count unless SHARDS says otherwise: give a
+//   build from before SHARDS=auto (a180e27 and earlier, default 2) SHARDS=2.
 //   Default 'THREADS=1;THREADS=2'.
 // COMPARE_LOADS (send-1,send-10k,pull-hot,pull-many,mixed), COMPARE_ROUNDS (3), COMPARE_SECONDS (5),
 // COMPARE_MESSAGES (200000), COMPARE_CHATS (20000), BENCH_CONNECTIONS (64), BENCH_OUT
@@ -28,7 +30,7 @@
 import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { BENCH_TEXT, HOT_CHAT, cpuSeconds, requireWrk, root, runWrk, spreadChats, startProcess, stopProcess, writeBenchStore, wrkPull, wrkScript } from './lib.mjs'
+import { BENCH_TEXT, DEFAULT_SHARDS, HOT_CHAT, cpuSeconds, requireWrk, root, runWrk, spreadChats, startProcess, stopProcess, writeBenchStore, wrkPull, wrkScript } from './lib.mjs'
 
 const env = process.env
 const specs = (env.COMPARE ?? 'THREADS=1;THREADS=2').split(';').map((s) => s.trim()).filter((s) => s !== '')
@@ -56,7 +58,7 @@ function parseSpec(spec) {
     if (k === 'root') dir = resolve(v)
     else settings[k] = v
   }
-  return { name: spec, dir, settings, shards: Number(settings.SHARDS ?? 2) }
+  return { name: spec, dir, settings, shards: Number(settings.SHARDS ?? DEFAULT_SHARDS) }
 }
 const servers = specs.map(parseSpec)
 

@@ -23,7 +23,7 @@ import { spawn } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { BENCH_TEXT, HOT_CHAT, childrenCpuSeconds, requireWrk, runWrk, spreadChats, startProcess, stopProcess, threadTicks, writeBenchStore, wrkPull, wrkScript } from './lib.mjs'
+import { BENCH_TEXT, DEFAULT_SHARDS, HOT_CHAT, childrenCpuSeconds, requireWrk, runWrk, spreadChats, startProcess, stopProcess, threadTicks, writeBenchStore, wrkPull, wrkScript } from './lib.mjs'
 
 const scenario = process.env.CPU_SCENARIO ?? 'pull-hot'
 const seconds = Number(process.env.CPU_SECONDS ?? 5)
@@ -61,7 +61,7 @@ const dataDir = join(dir, 'data')
 mkdirSync(dataDir)
 if (scenario.startsWith('pull')) {
   // The hot chat's 1000 messages, then 10 messages in each of CHATS chats.
-  await writeBenchStore(dataDir, Number(process.env.SHARDS ?? 2), { messages: 10 * CHATS, chats: CHATS, grouped })
+  await writeBenchStore(dataDir, Number(process.env.SHARDS ?? DEFAULT_SHARDS), { messages: 10 * CHATS, chats: CHATS, grouped })
 }
 
 /** @param {string} name @param {string[]} args @param {Record<string, string>} env */

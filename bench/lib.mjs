@@ -9,8 +9,11 @@ import { fileURLToPath } from 'node:url'
 import { shardOf } from '../dist/rpc/index.js'
 import { encodeMessage } from '../dist/store/index.js'
 import { WalWriter, listSegments, shardDir } from '../dist/wal/index.js'
+import { autoShards } from '../dist/config.js'
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+/** The shard count the server gives a new data directory here (SHARDS=0, auto): preloaded stores match it. */
+export const DEFAULT_SHARDS = autoShards()
 
 /**
  * Starts `node <args>` in the repository and resolves once it logs that it listens, with its port

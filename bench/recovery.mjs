@@ -5,8 +5,9 @@
 //    through WalWriter), then times what a shard does at start-up: read and verify every record,
 //    read its framing, rebuild the in-memory store, with that split into phases.
 // 2. "startup": the real server. Writes a data directory of STARTUP_MESSAGES messages (default
-//    10M) for the default 2 shards, starts `node dist/cluster.js` on it and times it from spawn to
-//    listening. Shards recover in parallel, one per thread; the figure is messages / that time.
+//    10M) for the shards a new data directory gets here (STARTUP_SHARDS to choose), starts `node
+//    dist/cluster.js` on it and times it from spawn to listening. Every shard's log is scanned in
+//    runs of segments on helper threads, one per core; the figure is messages / that time.
 //
 //   npm run build && node bench/recovery.mjs     (PARTS=shard,startup MESSAGES=1000000
 //                                                 STARTUP_MESSAGES=10000000 CHATS=10000 TEXT_BYTES=64)
@@ -19,7 +20,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { WalWriter, readLog } from '../dist/wal/index.js'
 import { ShardStore, encodeMessage, encodeMessageV1, readStoredMessage, recoverStore } from '../dist/store/index.js'
-import { startProcess, stopProcess, writeDataDir } from './lib.mjs'
+import { DEFAULT_SHARDS, startProcess, stopProcess, writeDataDir } from './lib.mjs'
 
 const env = process.env
 const parts = (env.PARTS ?? 'shard,startup').split(',')
@@ -116,12 +117,12 @@ async function shardPart() {
 
 async function startupPart() {
   const dataDir = tmp('startup')
-  const shards = 2 // the default
+  const shards = Number(env.STARTUP_SHARDS ?? DEFAULT_SHARDS)
   const tw = performance.now()
   await writeDataDir(dataDir, shards, startupMessages, messageAt)
   const writeS = (performance.now() - tw) / 1000
   const ts = performance.now()
-  const server = await startProcess(['dist/cluster.js'], { PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info' })
+  const server = await startProcess(['dist/cluster.js'], { PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info', SHARDS: String(shards) })
   const startupS = (performance.now() - ts) / 1000
   // Each shard logs what it replayed: {"msg":"recovered","records":..,"ms":..}.
   const shardLines = [...server.output.matchAll(/^.*"msg":"recovered".*$/gm)].map((m) => JSON.parse(m[0]))

@@ -17,7 +17,7 @@ import { tmpdir, cpus, loadavg } from 'node:os'
 import { join, resolve } from 'node:path'
 import autocannon from 'autocannon'
 import { renderChart } from './chart.mjs'
-import { BENCH_TEXT, HOT_CHAT, childrenCpuSeconds, cpuSeconds, root, runWrk, spreadChats, startProcess, stopProcess, wrkScript, writeBenchStore } from './lib.mjs'
+import { BENCH_TEXT, DEFAULT_SHARDS, HOT_CHAT, childrenCpuSeconds, cpuSeconds, root, runWrk, spreadChats, startProcess, stopProcess, wrkScript, writeBenchStore } from './lib.mjs'
 
 const full = process.argv.includes('--full') || process.env.BENCH_MODE === 'full'
 const mode = full ? 'full' : 'quick'
@@ -155,7 +155,7 @@ for (const sc of selected) {
   await stopProcess(ceiling.proc)
 
   const dataDir = mkdtempSync(join(env.BENCH_DIR ?? tmpdir(), 'pullchat-bench-'))
-  const shards = Number(S.shards ?? 2)
+  const shards = Number(S.shards ?? DEFAULT_SHARDS)
   if (sc.name.startsWith('pull') || sc.name.startsWith('mixed') || sc.name.startsWith('many')) await writeBenchStore(dataDir, shards, { messages: S.preloadMessages, chats: S.preloadChats })
   const serverEnv = { PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn', ...(S.shards ? { SHARDS: S.shards } : {}), ...(S.threads ? { THREADS: S.threads } : {}) }
   const server = await startProcess(['dist/cluster.js'], { ...serverEnv, LOG_LEVEL: 'info' })

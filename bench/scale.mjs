@@ -18,7 +18,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { HOT_CHAT, HOT_MESSAGES, requireWrk, root, runWrk, spreadChats, startProcess, stopProcess, writeBenchStore, wrkPull, wrkScript } from './lib.mjs'
+import { DEFAULT_SHARDS, HOT_CHAT, HOT_MESSAGES, requireWrk, root, runWrk, spreadChats, startProcess, stopProcess, writeBenchStore, wrkPull, wrkScript } from './lib.mjs'
 
 const env = process.env
 const rounds = Number(env.SCALE_ROUNDS ?? 7)
@@ -26,8 +26,9 @@ const seconds = Number(env.SCALE_SECONDS ?? 3)
 const messages = Number(env.SCALE_MESSAGES ?? 1_000_000)
 const chats = Number(env.SCALE_CHATS ?? 100_000)
 const connections = Number(env.BENCH_CONNECTIONS ?? 64)
-// The servers' shard count (their default, 2, unless SHARDS says otherwise): the data directories match it.
-const shards = Number(env.SHARDS ?? 2)
+// The servers' shard count (their default for a new data directory, unless SHARDS says otherwise):
+// the data directories match it.
+const shards = Number(env.SHARDS ?? DEFAULT_SHARDS)
 const out = env.BENCH_OUT ?? join(root, 'bench', 'results', 'scale')
 const TOLERANCE = 0.1
 

@@ -19,13 +19,13 @@ import net from 'node:net'
 import { resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { MessageChannel, Worker } from 'node:worker_threads'
-import { ConfigError, formatFsync, helpText, parseConfig, type Config } from './config.js'
+import { ConfigError, formatFsync, helpText, parseConfig, settleCounts, type Config } from './config.js'
 import { createLogger, errorFields, type Logger } from './log.js'
 import { METRICS_CONTENT_TYPE, MetricsCollector, PREFIX, createThreadRegistry } from './metrics/index.js'
 import { Counter } from 'prom-client'
 import http from 'node:http'
 import { EXIT_CONFIG, EXIT_FAILURE } from './store/index.js'
-import { checkShardCount, lockDataDir } from './wal/index.js'
+import { lockDataDir, readShardCount, recordShardCount } from './wal/index.js'
 import type { WorkerData } from './worker.js'
 
 export interface ClusterHandle {
@@ -136,8 +136,16 @@ export async function startCluster(config: Config, log: Logger = createLogger('m
   let lock: ReturnType<typeof lockDataDir>
   try {
     lock = lockDataDir(config.dataDir, (pid) => log.warn('took over a stale lock', { dataDir: resolve(config.dataDir), pid }))
-    checkShardCount(config.dataDir, config.shards)
   } catch (err) {
+    throw new StartupError((err as Error).message, EXIT_FAILURE)
+  }
+  try {
+    // SHARDS and THREADS at 0 (auto) settle here: the data directory decides the shard count.
+    const recorded = readShardCount(config.dataDir)
+    config = settleCounts(config, recorded)
+    if (recorded === null) recordShardCount(config.dataDir, config.shards)
+  } catch (err) {
+    lock.release()
     throw new StartupError((err as Error).message, EXIT_FAILURE)
   }
   if (config.fsync.kind !== 'always') {
@@ -369,8 +377,8 @@ async function main(): Promise<void> {
   log.info('listening', {
     host: config.host,
     port: cluster.port,
-    shards: config.shards,
-    threads: config.threads,
+    shards: cluster.config.shards,
+    threads: cluster.config.threads,
     dataDir: resolve(config.dataDir),
     pid: process.pid,
   })

@@ -52,9 +52,9 @@ export const DEFAULTS: Config = Object.freeze({
   port: 8080,
   host: '0.0.0.0',
   dataDir: './data',
-  // A data directory keeps its shard count for life (pullchat.json); two let a two-worker server
-  // split the load and replay its logs in parallel.
-  shards: 2,
+  // 0 = auto: the data directory's own count; for a new one, one per worker thread THREADS=auto
+  // would start here (autoShards). A data directory keeps its count for life (pullchat.json).
+  shards: 0,
   threads: 0, // 0 = auto: one per core but one (for the log's fdatasyncs, GC and the kernel), at most SHARDS
   bodyBytesMax: 64 * 1024, // 64 KiB per request body
   textBytesMax: 16 * 1024, // 16 KiB of UTF-8 per message text
@@ -114,7 +114,7 @@ const OPTIONS: readonly OptionSpec[] = [
   { key: 'port', env: 'PORT', flag: 'port', help: 'TCP port to serve on (0 picks a free one)', parse: int(0, 65535) },
   { key: 'host', env: 'HOST', flag: 'host', help: 'address to bind', parse: nonEmpty },
   { key: 'dataDir', env: 'DATA_DIR', flag: 'data-dir', help: 'data directory', parse: nonEmpty },
-  { key: 'shards', env: 'SHARDS', flag: 'shards', help: 'shards (fixed for a data directory)', parse: int(1, 256) },
+  { key: 'shards', env: 'SHARDS', flag: 'shards', help: "shards; fixed for a data directory (0 = auto: the directory's count, or for a new one, one per worker)", parse: int(0, 256) },
   { key: 'threads', env: 'THREADS', flag: 'threads', help: 'worker threads, each serving HTTP and hosting shards (0 = auto)', parse: int(0, 256) },
   { key: 'bodyBytesMax', env: 'BODY_BYTES_MAX', flag: 'body-bytes-max', help: 'largest request body in bytes', parse: int(1024, 64 * 1024 * 1024) },
   { key: 'textBytesMax', env: 'TEXT_BYTES_MAX', flag: 'text-bytes-max', help: 'longest message text in UTF-8 bytes', parse: int(1, 16 * 1024 * 1024) },
@@ -186,7 +186,6 @@ export function parseConfig(
     out[opt.key] = opt.parse(value, `--${flag}`)
   }
   Object.assign(out, overrides)
-  if (out.threads === 0) out.threads = autoThreads(out.shards as number)
   const config = out as unknown as Config
   if (config.pullLimitDefault > config.pullLimitMax) {
     throw new ConfigError(`PULL_LIMIT_DEFAULT (${config.pullLimitDefault}) must not exceed PULL_LIMIT_MAX (${config.pullLimitMax})`)
@@ -197,10 +196,34 @@ export function parseConfig(
 /**
  * THREADS=0: one worker per core but one, at least one and at most one per shard. The core left
  * over runs the log's fdatasyncs, V8's collector threads and the kernel's network work; on the
- * 2-core reference machine one worker hosting both shards served more than two (README "Threads").
+ * 2-core reference machine one worker hosting both default shards served more than two (README "Threads").
  */
 export function autoThreads(shards: number, cores = availableParallelism()): number {
-  return Math.min(shards, Math.max(1, cores - 1))
+  return Math.min(shards, autoShards(cores))
+}
+
+/**
+ * SHARDS=0 for a new data directory: one shard per worker that THREADS=0 starts. More shards than
+ * workers only cost: each shard has its own log, so a worker hosting two runs twice the
+ * group-commit rounds, each half as full (docs/performance.md, "One shard per worker").
+ */
+export function autoShards(cores = availableParallelism()): number {
+  return Math.max(1, cores - 1)
+}
+
+/**
+ * The configuration with its shard and thread counts settled: `recordedShards` is the data
+ * directory's count (null for a new directory). A SHARDS that differs from it is an error.
+ */
+export function settleCounts(config: Config, recordedShards: number | null): Config {
+  const shards = recordedShards ?? (config.shards === 0 ? autoShards() : config.shards)
+  if (config.shards !== 0 && config.shards !== shards) {
+    throw new ConfigError(
+      `data directory ${config.dataDir} holds ${shards} shards but the server was started with SHARDS=${config.shards}; ` +
+        `chats are placed by hash mod shard count, so start with --shards ${shards} or without --shards (changing it needs a migration)`,
+    )
+  }
+  return Object.freeze({ ...config, shards, threads: config.threads === 0 ? autoThreads(shards) : config.threads })
 }
 
 export function helpText(): string {
@@ -213,7 +236,7 @@ export function helpText(): string {
     'options (flag / env var, default):',
   ]
   for (const opt of OPTIONS) {
-    const def = opt.key === 'fsync' ? formatFsync(DEFAULTS.fsync) : opt.key === 'threads' ? 'auto' : String(DEFAULTS[opt.key])
+    const def = opt.key === 'fsync' ? formatFsync(DEFAULTS.fsync) : opt.key === 'threads' || opt.key === 'shards' ? 'auto' : String(DEFAULTS[opt.key])
     lines.push(`  --${opt.flag.padEnd(22)} ${opt.env.padEnd(22)} ${def.padEnd(10)} ${opt.help}`)
   }
   lines.push('  --help                   print this and exit')

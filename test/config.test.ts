@@ -1,11 +1,12 @@
 import t from 'tap'
 import { availableParallelism } from 'node:os'
-import { ConfigError, DEFAULTS, autoThreads, helpText, parseConfig } from '../src/config.js'
+import { ConfigError, DEFAULTS, autoShards, autoThreads, helpText, parseConfig, settleCounts } from '../src/config.js'
 
 t.test('defaults when nothing is given', async (t) => {
   const { config, help } = parseConfig([], {})
-  t.same(config, { ...DEFAULTS, threads: autoThreads(DEFAULTS.shards) })
-  t.equal(config.threads, Math.min(DEFAULTS.shards, Math.max(1, availableParallelism() - 1)))
+  t.same(config, DEFAULTS)
+  t.equal(config.shards, 0, 'auto: settled against the data directory at start (settleCounts)')
+  t.equal(config.threads, 0, 'auto: settled with the shards')
   t.equal(help, false)
   t.ok(Object.isFrozen(config))
 })
@@ -20,7 +21,7 @@ t.test('env vars, then flags, later wins', async (t) => {
 
 t.test('bad values name the option', async (t) => {
   t.throws(() => parseConfig(['--port', 'x'], {}), new ConfigError('--port must be an integer, got "x"'))
-  t.throws(() => parseConfig([], { SHARDS: '0' }), new ConfigError('SHARDS must be between 1 and 256, got 0'))
+  t.throws(() => parseConfig([], { SHARDS: '257' }), new ConfigError('SHARDS must be between 0 and 256, got 257'))
   t.throws(() => parseConfig(['--nope'], {}), new ConfigError('unknown option --nope (see --help)'))
   t.throws(() => parseConfig(['--port'], {}), new ConfigError('--port needs a value'))
   t.throws(() => parseConfig(['stray'], {}), new ConfigError('unexpected argument "stray" (see --help)'))
@@ -34,9 +35,30 @@ t.test('THREADS: auto is one per core but one, at least one, at most one per sha
   t.equal(autoThreads(2, 3), 2)
   t.equal(autoThreads(2, 16), 2)
   t.equal(autoThreads(8, 4), 3)
-  t.equal(parseConfig([], { SHARDS: '8', THREADS: '0' }).config.threads, autoThreads(8))
-  t.equal(parseConfig(['--threads', '5'], { SHARDS: '2' }).config.threads, 5, 'more workers than shards: some only serve HTTP')
-  t.equal(parseConfig([], {}, { threads: 2 }).config.threads, 2)
+  t.equal(settleCounts(parseConfig([], { SHARDS: '8', THREADS: '0' }).config, null).threads, autoThreads(8))
+  t.equal(settleCounts(parseConfig(['--threads', '5'], { SHARDS: '2' }).config, null).threads, 5, 'more workers than shards: some only serve HTTP')
+  t.equal(settleCounts(parseConfig([], {}, { threads: 2 }).config, 3).threads, 2)
+})
+
+t.test('SHARDS: auto is the data directory\'s count, or one per auto worker for a new one; explicit must match', async (t) => {
+  t.equal(autoShards(1), 1)
+  t.equal(autoShards(2), 1, 'one worker on two cores: one shard, one log')
+  t.equal(autoShards(3), 2)
+  t.equal(autoShards(16), 15)
+  const auto = parseConfig([], {}, { dataDir: '/d' }).config
+  t.same(settleCounts(auto, null), { ...auto, shards: autoShards(), threads: autoThreads(autoShards()) }, 'a new directory')
+  t.equal(autoThreads(autoShards()), Math.max(1, availableParallelism() - 1), 'one worker per shard')
+  t.same(settleCounts(auto, 2), { ...auto, shards: 2, threads: autoThreads(2) }, 'an existing directory keeps its count')
+  t.equal(settleCounts(parseConfig([], { SHARDS: '3' }).config, null).shards, 3, 'a new directory takes an explicit count')
+  t.equal(settleCounts(parseConfig([], { SHARDS: '3' }).config, 3).shards, 3, 'the same count passes')
+  t.throws(
+    () => settleCounts(parseConfig([], { SHARDS: '2' }, { dataDir: '/d' }).config, 4),
+    new ConfigError(
+      'data directory /d holds 4 shards but the server was started with SHARDS=2; ' +
+        'chats are placed by hash mod shard count, so start with --shards 4 or without --shards (changing it needs a migration)',
+    ),
+  )
+  t.ok(Object.isFrozen(settleCounts(auto, null)))
 })
 
 t.test('a removed option says what replaced it', async (t) => {
@@ -50,4 +72,5 @@ t.test('--help is reported and documents every env var', async (t) => {
   const text = helpText()
   for (const env of ['PORT', 'HOST', 'DATA_DIR', 'SHARDS', 'THREADS', 'BODY_BYTES_MAX', 'LOG_LEVEL']) t.match(text, env)
   t.match(text, /--threads\s+THREADS\s+auto /)
+  t.match(text, /--shards\s+SHARDS\s+auto /)
 })

@@ -1,22 +1,29 @@
 // Rebuilding a shard's store from its log at start-up, in two phases:
 //
-//   scanShard   (any thread)  reads and verifies the log, checks every record (a message, its
-//                             send_time after its chat's previous one), copies each message's JSON
-//                             into a slab of its own, and lists per record: its chat (an index
-//                             into the chat ids, in first-seen order), send_time, place in the
-//                             slab, length and segment. Plain data and ArrayBuffers: it can cross
-//                             threads without a copy (recover-task.ts).
-//   applyScan   (the thread that will serve the shard)  adopts the slab and indexes the records
-//                             chat by chat: no checksum, no string, no copy per record.
+//   scanSegments (any thread)  reads and verifies a run of the log's segments, checks every
+//                              record (a message, its send_time after its chat's previous one in
+//                              the run), copies each message's JSON into a slab of its own, and
+//                              lists per record: its chat (an index into the run's chat ids, in
+//                              first-seen order), send_time, place in the slab, length and
+//                              segment. Plain data and ArrayBuffers: it can cross threads without
+//                              a copy (recover-task.ts).
+//   joinScans                  checks that the runs follow on from each other (LSNs, and each
+//                              chat's send_times across them) and maps every run's chats and slab
+//                              places onto one shard's.
+//   applyScan    (the thread that will serve the shard)  adopts the slabs and indexes the records
+//                              chat by chat: no checksum, no string, no copy per record.
 //
-// Why two phases: a worker that hosts several shards would otherwise replay their logs one after
-// another. The worker runs the scans in parallel on helper threads (piscina) and applies each as
-// it arrives (docs/performance.md, "Recovery"). `recoverStore` does both in the calling thread.
+// Why: a worker would otherwise replay its shards' logs one after another, and each log from its
+// first segment to its last. It scans the runs of every shard's log in parallel on helper threads
+// (piscina) and applies each shard as its runs arrive (docs/performance.md, "Recovery"). When a
+// run is corrupt, or runs do not join, recovery reads the whole log again in one pass, so that
+// the error it reports is the first in log order, exactly as a single pass finds it.
+// `recoverStore` does all of it in the calling thread.
 
-import { WalCorruptError, readLog, type RecoveredLog } from '../wal/index.js'
+import { WalCorruptError, joinLogParts, listSegments, readSegments, splitSegments, type LogPart, type RecoveredLog, type SegmentFile } from '../wal/index.js'
 import { messageJson, readStoredMessage } from './message-record.js'
 import type { ShardStore } from './shard-store.js'
-import { Slab, type SlabState } from './slab.js'
+import { Slab, joinSlabs, type SlabState } from './slab.js'
 
 const COMMA = 0x2c // ,
 
@@ -25,7 +32,7 @@ export interface Recovery {
   readonly records: number
   /** Time of both phases, ms. */
   readonly ms: number
-  /** Time of the first phase (scanShard), ms. */
+  /** Time of the first phase (the longest run's scanSegments), ms. */
   readonly scanMs: number
   /**
    * Oldest messages left out of memory because their chat already held its limit (a log written
@@ -41,11 +48,14 @@ export interface RecoveryObserver {
   onDropOldest?(chat: string): void
 }
 
-/** What scanShard found: everything applyScan needs, as plain data and ArrayBuffers. */
+/** What scanSegments found in a run of segments: plain data and ArrayBuffers. */
 export interface ShardScan {
-  readonly log: RecoveredLog
-  /** Chat ids, in the order their first record came. */
+  readonly log: LogPart
+  /** Chat ids, in the order their first record in the run came. */
   readonly chats: readonly string[]
+  /** Per chat: the send_time of its first and of its last record in the run. */
+  readonly chatFirst: Float64Array
+  readonly chatLast: Float64Array
   readonly records: number
   /** Per record, in log order: its chat's index in `chats`. */
   readonly chat: Int32Array
@@ -61,16 +71,39 @@ export interface ShardScan {
   readonly ms: number
 }
 
-/** Phase 1: reads and verifies a shard's log into a ShardScan. Throws WalCorruptError. */
+/** A shard's scans joined (joinScans): what applyScan takes. */
+export interface JoinedScan {
+  readonly log: RecoveredLog
+  readonly scans: readonly ShardScan[]
+  /** The shard's chat ids, and per scan, each of its chats' index here. */
+  readonly chats: readonly string[]
+  readonly chatOf: readonly Int32Array[]
+  readonly slab: SlabState
+  /** Per scan: what to add to its locations (joinSlabs). */
+  readonly bases: readonly number[]
+  readonly records: number
+  readonly ms: number
+}
+
+/** Phase 1 over a whole log. Throws WalCorruptError. */
 export function scanShard(dir: string, shard: number): ShardScan {
+  return scanSegments(listSegments(dir), shard, true)
+}
+
+/**
+ * Phase 1 over a run of consecutive segments (readSegments: `holdsLast` when the run ends with the
+ * log's last segment). Throws WalCorruptError.
+ */
+export function scanSegments(files: readonly SegmentFile[], shard: number, holdsLast: boolean): ShardScan {
   const t0 = performance.now()
   const slab = new Slab()
   const chatIndex = new Map<string, number>()
   const chats: string[] = []
+  const first: number[] = [] // per chat: its first send_time in the run
   const last: number[] = [] // per chat: the newest send_time so far
   const cols = new Columns()
   const segments: string[] = [] // a segment's records come together, in log order
-  const log = readLog(dir, shard, (payload, lsn, file, offset) => {
+  const log = readSegments(files, shard, holdsLast, (payload, lsn, file, offset) => {
     const m = readStoredMessage(payload)
     if (m === null) throw new WalCorruptError(file, offset, `record ${lsn} has a valid checksum but is not a message`)
     let c = chatIndex.get(m.chat)
@@ -78,12 +111,11 @@ export function scanShard(dir: string, shard: number): ShardScan {
       c = chats.length
       chatIndex.set(m.chat, c)
       chats.push(m.chat)
+      first.push(m.sendTime)
       last.push(0)
     }
     const prev = last[c] as number
-    if (m.sendTime <= prev) {
-      throw new WalCorruptError(file, offset, `record ${lsn}: send_time ${m.sendTime} does not follow ${prev} in chat ${JSON.stringify(m.chat)}`)
-    }
+    if (m.sendTime <= prev) throw sendTimeOrder(file, offset, lsn, m.sendTime, prev, m.chat)
     last[c] = m.sendTime
     const v1 = m.message
     const loc = v1 === null ? slab.putBytes(m.json as Buffer, m.jsonFrom, (m.json as Buffer).length, COMMA) : slab.putString(messageJson(m.chat, v1.sender, v1.text, m.sendTime) + ',')
@@ -93,6 +125,8 @@ export function scanShard(dir: string, shard: number): ShardScan {
   return {
     log,
     chats,
+    chatFirst: Float64Array.from(first),
+    chatLast: Float64Array.from(last),
     records: cols.n,
     chat: cols.chat.subarray(0, cols.n),
     sendTime: cols.sendTime.subarray(0, cols.n),
@@ -105,39 +139,107 @@ export function scanShard(dir: string, shard: number): ShardScan {
   }
 }
 
-/** Phase 2: takes over a scan into an empty store. */
-export function applyScan(store: ShardStore, scan: ShardScan, observer: RecoveryObserver = {}): Recovery {
-  const t0 = performance.now()
-  store.adoptSlab(scan.slab)
-  // Each chat's index allocated once, at its final size: no growth, no copies.
-  const counts = new Int32Array(scan.chats.length)
-  for (let i = 0; i < scan.records; i++) counts[scan.chat[i] as number]++
-  const logs = scan.chats.map((id, c) => store.chatLog(id, counts[c]))
-  const { chat, sendTime, location, length, segment, segments } = scan
-  let overLimit = 0
-  for (let i = 0; i < scan.records; i++) {
-    const c = chat[i] as number
-    const log = logs[c] as (typeof logs)[number]
-    if (log.full) {
-      // Keep the newest messages, as retention would; the log itself is left as it is.
-      store.dropOldest(log.chat, 1)
-      observer.onDropOldest?.(log.chat)
-      overLimit++
-    }
-    store.appendStored(log, sendTime[i] as number, location[i] as number, length[i] as number)
-    observer.onRecord?.(log.chat, sendTime[i] as number, segments[segment[i] as number] as string)
+const sendTimeOrder = (file: string, offset: number, lsn: number, sendTime: number, prev: number, chat: string): WalCorruptError =>
+  new WalCorruptError(file, offset, `record ${lsn}: send_time ${sendTime} does not follow ${prev} in chat ${JSON.stringify(chat)}`)
+
+/**
+ * Joins the scans of consecutive runs of one log, in log order (the last holding its last
+ * segment), or returns null when they do not follow on from each other: a gap in LSNs, or a chat
+ * whose send_times go back across runs. The caller then reads the whole log in one pass
+ * (scanShard), which throws the error a single pass meets first.
+ */
+export function joinScans(scans: readonly ShardScan[]): JoinedScan | null {
+  let log: RecoveredLog
+  try {
+    log = joinLogParts(scans.map((s) => s.log))
+  } catch (err) {
+    if (err instanceof WalCorruptError) return null
+    throw err
   }
-  return { log: scan.log, records: scan.records, ms: scan.ms + (performance.now() - t0), scanMs: scan.ms, overLimit }
+  const index = new Map<string, number>()
+  const chats: string[] = []
+  const last: number[] = []
+  const chatOf: Int32Array[] = []
+  for (const scan of scans) {
+    const of = new Int32Array(scan.chats.length)
+    for (let c = 0; c < scan.chats.length; c++) {
+      const id = scan.chats[c] as string
+      let g = index.get(id)
+      if (g === undefined) {
+        g = chats.length
+        index.set(id, g)
+        chats.push(id)
+        last.push(0)
+      } else if ((scan.chatFirst[c] as number) <= (last[g] as number)) {
+        return null
+      }
+      last[g] = scan.chatLast[c] as number
+      of[c] = g
+    }
+    chatOf.push(of)
+  }
+  const { state, bases } = joinSlabs(scans.map((s) => s.slab))
+  return {
+    log,
+    scans,
+    chats,
+    chatOf,
+    slab: state,
+    bases,
+    records: scans.reduce((n, s) => n + s.records, 0),
+    ms: Math.max(0, ...scans.map((s) => s.ms)),
+  }
 }
 
-/** Both phases in the calling thread. Throws WalCorruptError. */
-export function recoverStore(dir: string, shard: number, store: ShardStore, observer: RecoveryObserver = {}): Recovery {
-  return applyScan(store, scanShard(dir, shard), observer)
+/** Phase 2: takes over a joined scan into an empty store. */
+export function applyScan(store: ShardStore, joined: JoinedScan, observer: RecoveryObserver = {}): Recovery {
+  const t0 = performance.now()
+  store.adoptSlab(joined.slab)
+  // Each chat's index allocated once, at its final size: no growth, no copies.
+  const counts = new Int32Array(joined.chats.length)
+  joined.scans.forEach((scan, k) => {
+    const of = joined.chatOf[k] as Int32Array
+    for (let i = 0; i < scan.records; i++) counts[of[scan.chat[i] as number] as number]++
+  })
+  const logs = joined.chats.map((id, c) => store.chatLog(id, counts[c]))
+  let overLimit = 0
+  joined.scans.forEach((scan, k) => {
+    const of = joined.chatOf[k] as Int32Array
+    const base = joined.bases[k] as number
+    const { chat, sendTime, location, length, segment, segments } = scan
+    for (let i = 0; i < scan.records; i++) {
+      const log = logs[of[chat[i] as number] as number] as (typeof logs)[number]
+      if (log.full) {
+        // Keep the newest messages, as retention would; the log itself is left as it is.
+        store.dropOldest(log.chat, 1)
+        observer.onDropOldest?.(log.chat)
+        overLimit++
+      }
+      store.appendStored(log, sendTime[i] as number, base + (location[i] as number), length[i] as number)
+      observer.onRecord?.(log.chat, sendTime[i] as number, segments[segment[i] as number] as string)
+    }
+  })
+  return { log: joined.log, records: joined.records, ms: joined.ms + (performance.now() - t0), scanMs: joined.ms, overLimit }
+}
+
+/**
+ * All phases in the calling thread, the log read as `parts` runs (one by default). Throws
+ * WalCorruptError, the same one whatever `parts` is.
+ */
+export function recoverStore(dir: string, shard: number, store: ShardStore, observer: RecoveryObserver = {}, parts = 1): Recovery {
+  const runs = splitSegments(listSegments(dir), parts)
+  let joined: JoinedScan | null = null
+  try {
+    joined = joinScans(runs.map((run, k) => scanSegments(run, shard, k === runs.length - 1)))
+  } catch (err) {
+    if (!(err instanceof WalCorruptError)) throw err
+  }
+  return applyScan(store, joined ?? (joinScans([scanShard(dir, shard)]) as JoinedScan), observer)
 }
 
 /** The ArrayBuffers a scan can hand to another thread without a copy. */
 export function scanTransferList(scan: ShardScan): ArrayBuffer[] {
-  const buffers = [scan.chat, scan.sendTime, scan.location, scan.length, scan.segment].map((a) => a.buffer as ArrayBuffer)
+  const buffers = [scan.chat, scan.sendTime, scan.location, scan.length, scan.segment, scan.chatFirst, scan.chatLast].map((a) => a.buffer as ArrayBuffer)
   for (const c of scan.slab.chunks) if (c !== null) buffers.push(c)
   return buffers
 }

@@ -14,9 +14,9 @@ import { formatFsync, type Config } from '../config.js'
 import type { Logger } from '../log.js'
 import { errorFields } from '../log.js'
 import type { ShardMetricsSet } from '../metrics/index.js'
-import { WalCorruptError, WalWriter, resumeState, shardDir } from '../wal/index.js'
+import { WalCorruptError, WalWriter, listSegments, resumeState, shardDir, splitSegments } from '../wal/index.js'
 import { EXIT_FSYNC_FAILED, EXIT_WAL_CORRUPT } from './exit-codes.js'
-import { applyScan } from './recover.js'
+import { applyScan, joinScans, type JoinedScan, type ShardScan } from './recover.js'
 import type { ScanResult, ScanTask } from './recover-task.js'
 import { SegmentIndex } from './retention.js'
 import { Shard, nowUs } from './shard.js'
@@ -45,21 +45,39 @@ export class ShardFatalError extends Error {
   }
 }
 
+/** A shard's scanned log, joined (recover.ts), or where it is corrupt. */
+export type ShardScanned =
+  | { readonly scan: JoinedScan; readonly corrupt?: undefined }
+  | { readonly scan?: undefined; readonly corrupt: { readonly file: string; readonly offset: number; readonly reason: string } }
+
 /**
- * Recovery's first phase for each of `shards`, on up to one helper thread per shard (at most one
- * per core), in parallel; resolves in the order given, each as soon as its scan is done.
+ * Recovery's first phase for each of `shards`, on one helper thread per core: each shard's log is
+ * cut into runs of segments, so that the cores share the work however many shards there are (one
+ * shard's log in two runs on a 2-core machine), and the runs of every shard are scanned in
+ * parallel. Resolves in the order given, each shard as soon as its runs are scanned and joined;
+ * a corrupt run, or runs that do not join, are scanned again as one whole log for the exact error.
  */
-export function scanShards(dataDir: string, shards: readonly number[]): Promise<ScanResult>[] {
+export function scanShards(dataDir: string, shards: readonly number[]): Promise<ShardScanned>[] {
   if (shards.length === 0) return []
   for (const s of shards) mkdirSync(shardDir(dataDir, s), { recursive: true })
-  const threads = Math.min(shards.length, availableParallelism())
+  const threads = availableParallelism()
   const pool = new Piscina<ScanTask, ScanResult>({
     filename: new URL('./recover-task.js', import.meta.url).href,
     minThreads: threads,
     maxThreads: threads,
     idleTimeout: Infinity,
   })
-  const scans = shards.map((shard) => pool.run({ dir: shardDir(dataDir, shard), shard }))
+  const runsPerShard = Math.max(1, Math.floor(threads / shards.length))
+  const scanOne = async (shard: number): Promise<ShardScanned> => {
+    const dir = shardDir(dataDir, shard)
+    const runs = splitSegments(listSegments(dir), runsPerShard)
+    const scans = await Promise.all(runs.map((segments, k) => pool.run({ dir, shard, run: { segments, holdsLast: k === runs.length - 1 } })))
+    const joined = scans.every((r) => r.scan !== undefined) ? joinScans(scans.map((r) => r.scan as ShardScan)) : null
+    if (joined !== null) return { scan: joined }
+    const whole = await pool.run({ dir, shard })
+    return whole.scan !== undefined ? { scan: joinScans([whole.scan]) as JoinedScan } : { corrupt: whole.corrupt }
+  }
+  const scans = shards.map(scanOne)
   void Promise.allSettled(scans).then(() => pool.destroy())
   return scans
 }
@@ -70,7 +88,7 @@ export function openShard(
   log: Logger,
   metricsSet: ShardMetricsSet,
   onFatal: (exitCode: number, message: string) => void,
-  scanned: ScanResult,
+  scanned: ShardScanned,
 ): HostedShard {
   const dir = shardDir(config.dataDir, shardId)
   mkdirSync(dir, { recursive: true })

@@ -27,6 +27,32 @@ export interface SlabState {
   readonly tail: number
 }
 
+/**
+ * One slab's state holding the chunks of several (scans of consecutive log runs, recover.ts):
+ * each state's slots follow the previous states' slots, so a location from state k is
+ * `bases[k]` + its location there. The last state that has a chunk being filled keeps filling it.
+ */
+export function joinSlabs(states: readonly SlabState[]): { readonly state: SlabState; readonly bases: readonly number[] } {
+  const chunks: (ArrayBuffer | null)[] = []
+  const live: number[] = []
+  const freeSlots: number[] = []
+  const bases: number[] = []
+  let current = -1
+  let tail = 0
+  for (const s of states) {
+    const first = chunks.length
+    bases.push(first * SLOT_SPAN)
+    chunks.push(...s.chunks)
+    live.push(...s.live)
+    freeSlots.push(...s.freeSlots.map((slot) => slot + first))
+    if (s.current >= 0) {
+      current = s.current + first
+      tail = s.tail
+    }
+  }
+  return { state: { chunks, live, freeSlots, current, tail }, bases }
+}
+
 export class Slab {
   private readonly chunks: (Buffer | undefined)[] = []
   /** Bytes of live (not dropped) messages per slot. */

@@ -104,25 +104,24 @@ export function lockDataDir(dataDir: string, onStale: (pid: number) => void = ()
   throw new DataDirError(`cannot take the lock ${path}`)
 }
 
-/** Records the shard count on first use; refuses a different one later. */
-export function checkShardCount(dataDir: string, shards: number): void {
+/** The shard count a data directory was created with, or null for a new directory. */
+export function readShardCount(dataDir: string): number | null {
   const path = join(dataDir, META_FILE)
-  let meta: { format?: unknown; shards?: unknown } | null = null
+  let meta: { format?: unknown; shards?: unknown }
   try {
     meta = JSON.parse(readFileSync(path, 'utf8'))
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new DataDirError(`cannot read ${path}: ${(err as Error).message}`)
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null
+    throw new DataDirError(`cannot read ${path}: ${(err as Error).message}`)
   }
-  if (meta !== null) {
-    if (meta.format !== META_FORMAT) throw new DataDirError(`${path}: unsupported data format ${JSON.stringify(meta.format)}`)
-    if (meta.shards !== shards) {
-      throw new DataDirError(
-        `data directory ${dataDir} holds ${meta.shards} shards but the server was started with SHARDS=${shards}; ` +
-          `chats are placed by hash mod shard count, so start with --shards ${meta.shards} (changing it needs a migration)`,
-      )
-    }
-    return
-  }
+  if (meta.format !== META_FORMAT) throw new DataDirError(`${path}: unsupported data format ${JSON.stringify(meta.format)}`)
+  if (!Number.isInteger(meta.shards) || (meta.shards as number) < 1) throw new DataDirError(`${path}: bad shard count ${JSON.stringify(meta.shards)}`)
+  return meta.shards as number
+}
+
+/** Records a new data directory's shard count, durably (readShardCount reads it back). */
+export function recordShardCount(dataDir: string, shards: number): void {
+  const path = join(dataDir, META_FILE)
   const tmp = `${path}.tmp`
   writeFileSync(tmp, JSON.stringify({ format: META_FORMAT, shards }) + '\n')
   const fd = openSync(tmp, 'r')

@@ -177,8 +177,34 @@ function readDurably(path: string, scratch: { buf: Buffer }): Buffer {
  * Throws WalCorruptError on corruption. Does not modify any file.
  */
 export function readLog(dir: string, shard: number, onRecord: (payload: Buffer, lsn: number, file: string, offset: number) => void): RecoveredLog {
-  const segments = listSegments(dir)
-  let lsn = 0
+  const part = readSegments(listSegments(dir), shard, true, onRecord)
+  return { ...logOf(part), lastLsn: part.lastLsn ?? 0 }
+}
+
+/**
+ * What readSegments found in a run of consecutive segments: what readLog reports for a whole log,
+ * plus the LSNs at the run's ends, so that runs read apart can be joined (joinLogParts).
+ */
+export interface LogPart extends Omit<RecoveredLog, 'lastLsn'> {
+  /** The first segment's first LSN, or null if the run holds no readable header. */
+  readonly firstLsn: number | null
+  /** LSN of the run's last record (firstLsn - 1 for a run without records), or null as above. */
+  readonly lastLsn: number | null
+}
+
+/**
+ * readLog for a run of consecutive segments of one log (oldest first). `holdsLast` says whether the
+ * run ends with the log's last segment, the only one that may end torn. Checks everything readLog
+ * checks inside the run; whether the run follows the one before is joinLogParts's to check.
+ */
+export function readSegments(
+  segments: readonly SegmentFile[],
+  shard: number,
+  holdsLast: boolean,
+  onRecord: (payload: Buffer, lsn: number, file: string, offset: number) => void,
+): LogPart {
+  let firstLsn: number | null = null
+  let lsn: number | null = null
   let records = 0
   let lastSegmentBytes = 0
   let lastSegmentCapacity = 0
@@ -186,7 +212,7 @@ export function readLog(dir: string, shard: number, onRecord: (payload: Buffer, 
   const scratch = { buf: Buffer.alloc(0) }
   for (let i = 0; i < segments.length; i++) {
     const seg = segments[i] as SegmentFile
-    const isLast = i === segments.length - 1
+    const isLast = holdsLast && i === segments.length - 1
     const buf = readDurably(seg.path, scratch)
     const header = decodeHeader(buf)
     if (typeof header === 'string') {
@@ -201,13 +227,15 @@ export function readLog(dir: string, shard: number, onRecord: (payload: Buffer, 
     if (header.shard !== shard) throw new WalCorruptError(seg.path, 10, `segment belongs to shard ${header.shard}, not ${shard}`)
     if (header.firstLsn !== seg.firstLsn) throw new WalCorruptError(seg.path, 16, `header says first LSN ${header.firstLsn}, file name says ${seg.firstLsn}`)
     // The first segment may start at any LSN (retention deletes segments from the front); every
-    // later one must follow on, also after one that holds no records (lsn is then still 0).
-    if (i > 0 && header.firstLsn !== lsn + 1) throw new WalCorruptError(seg.path, 16, `LSN gap: previous segment ended at ${lsn}, this one starts at ${header.firstLsn}`)
-    lsn = header.firstLsn - 1
+    // later one must follow on, also after one that holds no records.
+    if (lsn !== null && header.firstLsn !== lsn + 1) throw lsnGap(seg.path, lsn, header.firstLsn)
+    firstLsn ??= header.firstLsn
+    let at = header.firstLsn - 1
     const scan = scanSegment(buf, isLast, (payload, offset) => {
-      lsn++
-      onRecord(payload, lsn, seg.path, offset)
+      at++
+      onRecord(payload, at, seg.path, offset)
     })
+    lsn = at
     records += scan.records
     if (scan.outcome.kind === 'corrupt') throw new WalCorruptError(seg.path, scan.outcome.offset, scan.outcome.reason)
     if (scan.outcome.kind === 'torn') torn = { file: seg.path, offset: scan.outcome.offset, reason: scan.outcome.reason, bytes: buf.length - scan.goodEnd }
@@ -215,7 +243,46 @@ export function readLog(dir: string, shard: number, onRecord: (payload: Buffer, 
     // A clean segment is records, then (the last one) zeros to its end.
     lastSegmentCapacity = scan.outcome.kind === 'clean' ? buf.length : scan.goodEnd
   }
-  return { segments, records, lastLsn: lsn, lastSegmentBytes, lastSegmentCapacity, torn }
+  return { segments, records, firstLsn, lastLsn: lsn, lastSegmentBytes, lastSegmentCapacity, torn }
+}
+
+const lsnGap = (file: string, lastLsn: number, firstLsn: number): WalCorruptError =>
+  new WalCorruptError(file, 16, `LSN gap: previous segment ended at ${lastLsn}, this one starts at ${firstLsn}`)
+
+const logOf = (part: LogPart): Omit<RecoveredLog, 'lastLsn'> => ({
+  segments: part.segments,
+  records: part.records,
+  lastSegmentBytes: part.lastSegmentBytes,
+  lastSegmentCapacity: part.lastSegmentCapacity,
+  torn: part.torn,
+})
+
+/**
+ * The log that consecutive runs make, read apart (readSegments, in order, the last holding the
+ * log's last segment): what readLog would have returned for them read together. Throws the
+ * WalCorruptError readLog would have thrown if a run does not follow on from the one before.
+ */
+export function joinLogParts(parts: readonly LogPart[]): RecoveredLog {
+  let lastLsn: number | null = null
+  for (const part of parts) {
+    if (part.firstLsn === null) continue
+    if (lastLsn !== null && part.firstLsn !== lastLsn + 1) throw lsnGap((part.segments[0] as SegmentFile).path, lastLsn, part.firstLsn)
+    lastLsn = part.lastLsn
+  }
+  const last = parts.at(-1)
+  const log = last === undefined ? { segments: [], records: 0, lastSegmentBytes: 0, lastSegmentCapacity: 0, torn: null } : logOf(last)
+  return {
+    ...log,
+    segments: parts.flatMap((p) => p.segments),
+    records: parts.reduce((n, p) => n + p.records, 0),
+    lastLsn: lastLsn ?? 0,
+  }
+}
+
+/** `segments` in up to `parts` runs of consecutive segments, as even in count as they divide. */
+export function splitSegments(segments: readonly SegmentFile[], parts: number): SegmentFile[][] {
+  const n = Math.max(1, Math.min(parts, segments.length))
+  return Array.from({ length: n }, (_, k) => segments.slice(Math.floor((k * segments.length) / n), Math.floor(((k + 1) * segments.length) / n)))
 }
 
 /**

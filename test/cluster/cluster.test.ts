@@ -2,12 +2,15 @@
 // and coming back with its shards, and SIGTERM with requests in flight.
 
 import { spawn } from 'node:child_process'
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import http from 'node:http'
 import net from 'node:net'
 import { once } from 'node:events'
 import t from 'tap'
 import { shardOf } from '../../src/rpc/shard-hash.js'
-import { spawnServer } from '../helpers/process.js'
+import { autoShards, autoThreads } from '../../src/config.js'
+import { exited, spawnServer } from '../helpers/process.js'
 import { getJson, postJson, request, startServer } from '../helpers/server.js'
 
 t.test('connections spread over worker threads still reach one shard per chat', async (t) => {
@@ -88,6 +91,35 @@ t.test("SIGTERM: every shard's last log line reaches the output before the proce
     t.equal(code, 0, `stop ${i}: exit code 0`)
     t.equal(output().match(/"msg":"shard stopped"/g)?.length, 2, `stop ${i}: both shards logged "shard stopped"`)
   }
+})
+
+t.test('SHARDS auto: a new data directory gets one shard per auto worker; an existing one keeps its count; another count is refused', async (t) => {
+  const stop = async (proc: import('node:child_process').ChildProcess): Promise<void> => {
+    proc.kill('SIGTERM')
+    t.equal(await exited(proc), 0, 'stops cleanly')
+  }
+  const fresh = t.testdir()
+  const first = await spawnServer(t, [], { dataDir: fresh })
+  const listening = (out: string): { shards: number; threads: number } => JSON.parse(out.split('\n').find((l) => l.includes('"msg":"listening"')) as string)
+  t.match(listening(first.output()), { shards: autoShards(), threads: autoThreads(autoShards()) }, 'the log names the settled counts')
+  t.same(JSON.parse(readFileSync(join(fresh, 'pullchat.json'), 'utf8')), { format: 1, shards: autoShards() }, 'recorded')
+  await stop(first.proc)
+
+  const old = t.testdir()
+  const two = await spawnServer(t, ['--shards', '2'], { dataDir: old })
+  t.equal((await postJson(two.port, '/api/send', { chat: 'alice:bob', text: 'kept', sender: 'alice' })).status, 200)
+  await stop(two.proc)
+  const again = await spawnServer(t, [], { dataDir: old })
+  t.match(listening(again.output()), { shards: 2 }, 'started without --shards: the directory\'s 2')
+  t.match((await getJson(again.port, '/api/pull?chat=alice:bob')).json.messages, [{ text: 'kept' }], 'its messages are where they were')
+  await stop(again.proc)
+
+  const wrong = spawn(process.execPath, ['dist/cluster.js', '--port', '0', '--host', '127.0.0.1', '--data-dir', old, '--shards', '3'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  wrong.stderr?.on('data', (c: Buffer) => (out += c.toString()))
+  t.equal(await exited(wrong), 1, 'exits 1')
+  t.match(out, 'holds 2 shards but the server was started with SHARDS=3')
+  t.notOk(existsSync(join(old, 'LOCK')), 'the lock is released')
 })
 
 t.test('bad configuration exits 2 with a message naming the option', async (t) => {

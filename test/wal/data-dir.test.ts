@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import { recoverStore } from '../../src/store/recover.js'
 import { ShardStore } from '../../src/store/shard-store.js'
-import { DataDirError, LOCK_FILE, META_FILE, checkShardCount, lockDataDir, processStartTime, repairLog, segmentName, shardDir } from '../../src/wal/index.js'
+import { DataDirError, LOCK_FILE, META_FILE, lockDataDir, readShardCount, recordShardCount, processStartTime, repairLog, segmentName, shardDir } from '../../src/wal/index.js'
 import { appendAll, assertStore, layout, messages, openWriter, payloadOf, readBack, resumeState, writeLog, type RecordLoc, type SegLoc } from './helpers.js'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
@@ -132,31 +132,25 @@ t.test('lockDataDir: creates the directory, and no onStale for a free one', asyn
 // ---------------------------------------------------------------------------------------------
 // The shard count
 
-t.test('checkShardCount: records the count once, accepts it again, refuses another naming both', async (t) => {
+t.test('recordShardCount records a new directory\'s count durably; readShardCount reads it back, null before', async (t) => {
   const dir = t.testdir()
   const metaPath = join(dir, META_FILE)
-  checkShardCount(dir, 4)
+  t.equal(readShardCount(dir), null, 'a new directory has no count')
+  recordShardCount(dir, 4)
   t.equal(readFileSync(metaPath, 'utf8'), '{"format":1,"shards":4}\n', 'recorded')
   t.same(readdirSync(dir), [META_FILE], 'no temporary file left')
-  checkShardCount(dir, 4)
-  t.equal(readFileSync(metaPath, 'utf8'), '{"format":1,"shards":4}\n', 'the same count passes, file unchanged')
-  t.throws(
-    () => checkShardCount(dir, 2),
-    new DataDirError(
-      `data directory ${dir} holds 4 shards but the server was started with SHARDS=2; ` +
-        'chats are placed by hash mod shard count, so start with --shards 4 (changing it needs a migration)',
-    ),
-  )
-  t.equal(readFileSync(metaPath, 'utf8'), '{"format":1,"shards":4}\n', 'still 4')
+  t.equal(readShardCount(dir), 4)
 })
 
-t.test('checkShardCount: refuses an unknown format or an unreadable file', async (t) => {
+t.test('readShardCount: refuses an unknown format, a bad count or an unreadable file', async (t) => {
   const dir = t.testdir()
   const metaPath = join(dir, META_FILE)
   writeFileSync(metaPath, '{"format":2,"shards":4}\n')
-  t.throws(() => checkShardCount(dir, 4), new DataDirError(`${metaPath}: unsupported data format 2`))
+  t.throws(() => readShardCount(dir), new DataDirError(`${metaPath}: unsupported data format 2`))
+  writeFileSync(metaPath, '{"format":1,"shards":0}\n')
+  t.throws(() => readShardCount(dir), new DataDirError(`${metaPath}: bad shard count 0`))
   writeFileSync(metaPath, '{"format":1,')
-  t.throws(() => checkShardCount(dir, 4), { name: 'DataDirError', message: new RegExp(`^cannot read ${metaPath.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: `) })
+  t.throws(() => readShardCount(dir), { name: 'DataDirError', message: new RegExp(`^cannot read ${metaPath.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: `) })
 })
 
 // ---------------------------------------------------------------------------------------------
@@ -294,7 +288,7 @@ function repairCli(dataDir: string) {
 t.test('node dist/repair.js: repairs the corrupt shard, leaves the healthy one, says what it did', async (t) => {
   if (!needBuild(t)) return
   const dataDir = t.testdir()
-  checkShardCount(dataDir, 2)
+  recordShardCount(dataDir, 2)
   mkdirSync(shardDir(dataDir, 0))
   mkdirSync(shardDir(dataDir, 1))
   await writeLog(shardDir(dataDir, 0), messages(0, 5))
@@ -325,7 +319,7 @@ t.test('node dist/repair.js: repairs the corrupt shard, leaves the healthy one, 
 t.test('node dist/repair.js: refuses a directory in use, and one that is not a data directory', async (t) => {
   if (!needBuild(t)) return
   const dataDir = t.testdir()
-  checkShardCount(dataDir, 1)
+  recordShardCount(dataDir, 1)
   const holder = liveProcess(t)
   writeFileSync(join(dataDir, LOCK_FILE), JSON.stringify({ pid: holder.pid }))
   t.same(repairCli(dataDir), {
