@@ -13,8 +13,12 @@ export interface Config {
   readonly port: number
   readonly host: string
   readonly dataDir: string
+  /** Shards; 0 (auto) until startCluster settles it against the data directory (settleCounts). */
   readonly shards: number
-  /** Worker threads, each serving HTTP and hosting the shards s with s mod threads == its index. */
+  /**
+   * Worker threads, each serving HTTP and hosting the shards s with s mod threads == its index;
+   * 0 (auto) until settled with the shards.
+   */
   readonly threads: number
   readonly bodyBytesMax: number
   readonly textBytesMax: number
@@ -196,7 +200,7 @@ export function parseConfig(
 /**
  * THREADS=0: one worker per core but one, at least one and at most one per shard. The core left
  * over runs the log's fdatasyncs, V8's collector threads and the kernel's network work; on the
- * 2-core reference machine one worker hosting both default shards served more than two (README "Threads").
+ * 2-core reference machine one worker served more than two (README "Threads").
  */
 export function autoThreads(shards: number, cores = availableParallelism()): number {
   return Math.min(shards, autoShards(cores))
