@@ -30,18 +30,27 @@ interface InFlight {
   readonly startedAt: number
 }
 
-const STATUS_LINES = new Map<number, string>()
-function statusLine(status: number): string {
+// Strings that uWS reads on every request, as bytes: uWS converts a string argument to UTF-8 in a
+// buffer it allocates and frees on each call, and reads a Uint8Array in place.
+const bytes = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'latin1'))
+const CONTENT_TYPE = bytes('Content-Type')
+const JSON_TYPE = bytes('application/json')
+const H_CONTENT_TYPE = bytes('content-type')
+const H_CONTENT_LENGTH = bytes('content-length')
+const H_TRANSFER_ENCODING = bytes('transfer-encoding')
+
+const STATUS_LINES = new Map<number, Uint8Array>()
+function statusLine(status: number): Uint8Array {
   let line = STATUS_LINES.get(status)
   if (line === undefined) {
-    line = status === 200 ? '200 OK' : `${status} ${reasonPhrase(status)}`
+    line = bytes(status === 200 ? '200 OK' : `${status} ${reasonPhrase(status)}`)
     STATUS_LINES.set(status, line)
   }
   return line
 }
 
 function writeReply(res: uWS.HttpResponse, reply: Reply, close: boolean): void {
-  res.writeStatus(statusLine(reply.status)).writeHeader('Content-Type', reply.contentType ?? 'application/json')
+  res.writeStatus(statusLine(reply.status)).writeHeader(CONTENT_TYPE, reply.contentType ?? JSON_TYPE)
   if (reply.headers !== undefined) for (const [k, v] of Object.entries(reply.headers)) res.writeHeader(k, v)
   res.end(reply.body, close)
 }
@@ -108,9 +117,9 @@ export function createAdapter(
       return
     }
     const query = req.getQuery() ?? ''
-    const contentType = req.getHeader('content-type')
-    const contentLength = req.getHeader('content-length')
-    const chunked = req.getHeader('transfer-encoding') !== ''
+    const contentType = req.getHeader(H_CONTENT_TYPE)
+    const contentLength = req.getHeader(H_CONTENT_LENGTH)
+    const chunked = req.getHeader(H_TRANSFER_ENCODING) !== ''
     const hasBody = chunked || (contentLength !== '' && contentLength !== '0')
 
     if (!route.readsBody || !hasBody) {
