@@ -14,6 +14,8 @@
 // one hot chat (the same cursor every time, a cache hit) did not pay (docs/performance.md,
 // "Many chats").
 
+import { UINT_DIGITS_MAX, writeUint } from '../digits.js'
+
 let scratch = Buffer.allocUnsafeSlow(64 * 1024)
 
 /** The reply buffer, with room for at least `bytes`. */
@@ -28,10 +30,6 @@ const PULL_LAST = Buffer.from(',"has_more":false,"next_cursor":')
 const SEND_HEAD = Buffer.from('{"chat":')
 const SEND_TIME = Buffer.from(',"send_time":')
 const CLOSE_BRACE = 0x7d // }
-const DIGIT_0 = 0x30
-/** Digits of the largest safe integer, 2^53 - 1. */
-const UINT_DIGITS_MAX = 16
-const E8 = 100_000_000
 
 /**
  * `{"messages":<messages>,"has_more":..,"next_cursor":..}`; `messages` is a JSON array's bytes.
@@ -60,38 +58,4 @@ export function sendBody(chat: string, sendTime: number): Buffer {
   at = writeUint(out, at, sendTime)
   out[at++] = CLOSE_BRACE
   return out.subarray(0, at)
-}
-
-/**
- * Writes the decimal digits of `n`, a safe non-negative integer, at `at`; returns the offset after
- * them. `out` must have room for 16 bytes. (Replies reach the handlers only once the RPC codec has
- * checked that their send_time and next_cursor are such integers, so the check here guards against
- * a programming error, not against input.)
- */
-export function writeUint(out: Uint8Array, at: number, n: number): number {
-  if (!(Number.isSafeInteger(n) && n >= 0)) throw new RangeError(`not a safe non-negative integer: ${n}`)
-  if (n < E8) return writeSmall(out, at, n)
-  // Two halves below 10^8, each an int32. The division is exact enough: for n < 2^53, n / 1e8 is
-  // never rounded up to the next integer (half an ulp there is under 1e-8; the test sweeps the edges).
-  const high = Math.floor(n / E8)
-  let low = n - high * E8
-  at = writeSmall(out, at, high)
-  for (let i = at + 7; i >= at; i--) {
-    const q = (low / 10) | 0
-    out[i] = DIGIT_0 + low - q * 10
-    low = q
-  }
-  return at + 8
-}
-
-// 0 <= n < 10^8.
-function writeSmall(out: Uint8Array, at: number, n: number): number {
-  let digits = 1
-  for (let p = 10; p <= n; p *= 10) digits++
-  for (let i = at + digits - 1; i >= at; i--) {
-    const q = (n / 10) | 0
-    out[i] = DIGIT_0 + n - q * 10
-    n = q
-  }
-  return at + digits
 }

@@ -14,7 +14,7 @@
 
 import assert from 'node:assert'
 import { Errors, PullchatError } from '../errors.js'
-import { messageJson } from './message-record.js'
+import { messageJson, recordPrefix } from './message-record.js'
 import { Slab } from './slab.js'
 
 const INDEX_CAPACITY_INITIAL = 4 // messages
@@ -72,6 +72,7 @@ export class ChatLog {
   /** Sends accepted for this chat (reserve()) and not yet stored or failed (release()). */
   private unstored = 0
   private readonly messagesMax: number
+  private prefix: Buffer | undefined = undefined
 
   /**
    * `slab` holds the bytes; a shard's chats share one. `expected`: how many messages the chat is
@@ -148,6 +149,12 @@ export class ChatLog {
   /** The JSON object a pull returns for this message. */
   messageJson(sendTime: number, text: string, sender: string): string {
     return messageJson(this.chat, sender, text, sendTime)
+  }
+
+  /** What every log record of this chat starts with (message-record.ts), made on the first send. */
+  recordPrefix(): Buffer {
+    this.prefix ??= recordPrefix(this.chat)
+    return this.prefix
   }
 
   /** Appends a message. `sendTime` must be greater than every stored one. */

@@ -11,6 +11,7 @@
 // array of 4), never 0x02, and are still read, so logs written by earlier releases replay.
 
 import { Packr } from 'msgpackr'
+import { writeUint } from '../digits.js'
 
 const packr = new Packr({ useRecords: false, moreTypes: false })
 
@@ -54,6 +55,56 @@ export function encodeMessageJson(chat: string, sendTime: number, json: string):
   out.write(chat, HEADER_BYTES)
   out.write(json, HEADER_BYTES + chatBytes)
   return out
+}
+
+const SENDER_KEY = Buffer.from(',"sender":')
+const SEND_TIME_KEY = Buffer.from(',"send_time":')
+
+/**
+ * What every version 2 record of a chat starts with (its send_time's 8 bytes left to fill): the
+ * version, the chat id's length and bytes, and `{"chat":<the id as JSON>,"text":`. A chat makes it
+ * once (ChatLog.recordPrefix) and encodeSend copies it into each of its records.
+ */
+export function recordPrefix(chat: string): Buffer {
+  const chatBytes = Buffer.byteLength(chat)
+  if (chatBytes > CHAT_BYTES_MAX) throw new RangeError(`chat id of ${chatBytes} bytes does not fit a record`)
+  const head = `{"chat":${JSON.stringify(chat)},"text":`
+  const out = Buffer.alloc(HEADER_BYTES + chatBytes + Buffer.byteLength(head))
+  out[0] = VERSION_2
+  out.writeUInt16LE(chatBytes, 9)
+  out.write(chat, HEADER_BYTES)
+  out.write(head, HEADER_BYTES + chatBytes)
+  return out
+}
+
+/**
+ * The version 2 record encodeMessage makes, byte for byte, from the chat's recordPrefix: the send
+ * path's encoder. It writes the JSON's pieces straight into the record, send_time's digits by hand
+ * (src/digits.ts), instead of building the object's string and then copying it.
+ */
+export function encodeSend(prefix: Buffer, sendTime: number, text: string, sender: string): Buffer {
+  const textJson = JSON.stringify(text)
+  const senderJson = JSON.stringify(sender)
+  const textBytes = Buffer.byteLength(textJson)
+  const senderBytes = Buffer.byteLength(senderJson)
+  const out = Buffer.allocUnsafe(prefix.length + textBytes + SENDER_KEY.length + senderBytes + SEND_TIME_KEY.length + digitCount(sendTime) + 1)
+  prefix.copy(out, 0)
+  out.writeDoubleLE(sendTime, 1)
+  let at = prefix.length
+  at += out.write(textJson, at)
+  at += SENDER_KEY.copy(out, at)
+  at += out.write(senderJson, at)
+  at += SEND_TIME_KEY.copy(out, at)
+  at = writeUint(out, at, sendTime)
+  out[at] = CLOSE_BRACE
+  return out
+}
+
+/** Decimal digits of a safe non-negative integer. */
+function digitCount(n: number): number {
+  let digits = 1
+  for (let p = 10; p <= n; p *= 10) digits++
+  return digits
 }
 
 /** Where the JSON object starts in a version 2 record. */

@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks'
 import { Errors, PullchatError } from '../errors.js'
 import { CODE_OK, type PullRequest, type PullResponse, type SendRequest, type SendResponse, type ShardService } from '../rpc/index.js'
 import { WalBackpressureError, WalStoppedError, WalSyncError, type AppendCallback } from '../wal/index.js'
-import { encodeMessageJson, jsonOffset } from './message-record.js'
+import { encodeSend, jsonOffset } from './message-record.js'
 import { ShardStore } from './shard-store.js'
 import type { PageScratch } from './chat-log.js'
 
@@ -61,7 +61,7 @@ export class Shard implements ShardService {
     log.reserve()
     const sendTime = log.nextSendTime(this.clock())
     // The record carries the message's JSON, which is also what the store keeps once it is durable.
-    const record = encodeMessageJson(chat, sendTime, log.messageJson(sendTime, text, sender))
+    const record = encodeSend(log.recordPrefix(), sendTime, text, sender)
     const jsonFrom = jsonOffset(record)
     try {
       this.log.append(record, (err) => {

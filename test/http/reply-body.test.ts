@@ -3,7 +3,8 @@
 import fc from 'fast-check'
 import t from 'tap'
 import { holds } from '../helpers/fast-check.js'
-import { pullBody, sendBody, writeUint } from '../../src/http/reply-body.js'
+import { writeUint } from '../../src/digits.js'
+import { pullBody, sendBody } from '../../src/http/reply-body.js'
 
 const digits = (n: number): string => {
   const out = Buffer.alloc(16)

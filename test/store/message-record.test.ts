@@ -6,7 +6,7 @@ import fc from 'fast-check'
 import t from 'tap'
 import { holds } from '../helpers/fast-check.js'
 import { ChatLog } from '../../src/store/chat-log.js'
-import { decodeMessage, encodeMessage, encodeMessageV1, messageJson, messageRecordChecker, readStoredMessage } from '../../src/store/message-record.js'
+import { decodeMessage, encodeMessage, encodeMessageV1, encodeSend, messageJson, messageRecordChecker, readStoredMessage, recordPrefix } from '../../src/store/message-record.js'
 import { ShardStore, recoverStore } from '../../src/store/index.js'
 import { appendAll, messages, openWriter } from '../wal/helpers.js'
 
@@ -30,6 +30,11 @@ t.test('version 2 round-trips any message, and its JSON is what a pull serves', 
       // The chat log's cached encoder and the record's must agree byte for byte.
       assert.equal(new ChatLog(m.chat).messageJson(m.sendTime, m.text, m.sender), json)
       assert.equal(messageJson(m.chat, m.sender, m.text, m.sendTime), json)
+      // The send path's encoder (a chat's cached prefix, pieces written in place) makes the same bytes.
+      const log = new ChatLog(m.chat)
+      assert.deepEqual(encodeSend(log.recordPrefix(), m.sendTime, m.text, m.sender), record, 'encodeSend')
+      assert.equal(log.recordPrefix(), log.recordPrefix(), 'the prefix is made once')
+      assert.deepEqual(encodeSend(recordPrefix(m.chat), m.sendTime, m.text, m.sender), record, 'encodeSend again: the prefix is not changed by use')
       assert.deepEqual(decodeMessage(encodeMessageV1(m.chat, m.sender, m.text, m.sendTime)), { ...m }, 'version 1 too')
     }),
   ),
