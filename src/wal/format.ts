@@ -11,7 +11,7 @@
 //   12..15  reserved, zero
 //   16..23  LSN of the segment's first record, u64 LE
 //   24..27  CRC-32 of bytes 0..23, u32 LE
-//   28..31  reserved, zero
+//   28..31  reserved, zero (outside the CRC: recovery refuses a header where they are not zero)
 // Record, 8 + n bytes, back to back after the header:
 //   0..3    payload length n, u32 LE, 1 <= n <= RECORD_PAYLOAD_BYTES_MAX
 //   4..7    CRC-32 (zlib.crc32, IEEE polynomial) of the payload, u32 LE
@@ -64,6 +64,8 @@ export function decodeHeader(b: Uint8Array): SegmentHeader | string {
   if (buf.readUInt32LE(24) !== crc32(buf.subarray(0, 24))) return 'header checksum mismatch'
   const version = buf.readUInt16LE(8)
   if (version !== FORMAT_VERSION) return `unsupported format version ${version}`
+  // Bytes 28..31 are outside the checksum: reserved, written as zeros, so anything else is damage.
+  if (buf.readUInt32LE(28) !== 0) return 'reserved header bytes 28..31 are not zero'
   return { version, shard: buf.readUInt16LE(10), firstLsn: Number(buf.readBigUInt64LE(16)) }
 }
 

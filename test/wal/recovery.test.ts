@@ -457,6 +457,12 @@ const cases: Case[] = [
     expect: { kind: 'refuse', at: (c) => headerAt(c.lastSeg, 0), reason: /^header checksum mismatch$/ },
   },
   {
+    name: "a bit flipped in a segment header's reserved bytes 28..31 (outside the checksum)",
+    segmented: true,
+    mutate: (c) => flipBit(c.seg(1).path, 29, 3),
+    expect: { kind: 'refuse', at: (c) => headerAt(c.seg(1), 0), reason: /^reserved header bytes 28\.\.31 are not zero$/ },
+  },
+  {
     name: 'an unsupported format version',
     mutate: (c) => {
       const h = encodeHeader(0, 1)
@@ -524,8 +530,9 @@ function predict(segs: readonly SegLoc[], before: ReadonlyMap<string, Buffer>, a
     const b = after.get(seg.path) as Buffer
     if (isLast && b.length <= SEGMENT_HEADER_BYTES && b.every((x) => x === 0)) return { kind: 'torn', survivors, file: seg.path, offset: 0 }
     if (b.length < SEGMENT_HEADER_BYTES) return { kind: 'refuse', file: seg.path, offset: 0 }
-    // Bytes 28..31 are reserved and outside the header checksum.
-    if (!a.subarray(0, 28).equals(b.subarray(0, 28))) return { kind: 'refuse', file: seg.path, offset: 0 }
+    // Any change to the header is refused: bytes 0..27 by the checksum, the reserved 28..31 (outside
+    // it) by having to be zero.
+    if (!a.subarray(0, SEGMENT_HEADER_BYTES).equals(b.subarray(0, SEGMENT_HEADER_BYTES))) return { kind: 'refuse', file: seg.path, offset: 0 }
     if (i > 0 && seg.firstLsn !== survivors + 1) return { kind: 'refuse', file: seg.path, offset: 16 }
     const intact = (r: RecordLoc) => b.length >= r.end && a.subarray(r.offset, r.end).equals(b.subarray(r.offset, r.end))
     const k = seg.records.findIndex((r) => !intact(r))
