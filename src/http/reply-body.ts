@@ -38,10 +38,13 @@ const CLOSE_BRACE = 0x7d // }
 export function pullBody(messages: Uint8Array, hasMore: boolean, nextCursor: number): Buffer {
   const mid = hasMore ? PULL_MORE : PULL_LAST
   const out = room(PULL_HEAD.length + messages.length + mid.length + UINT_DIGITS_MAX + 1)
-  let at = PULL_HEAD.copy(out, 0)
+  // TypedArray.set, not Buffer.copy: copy() makes a view of its source per call (docs/performance.md).
+  out.set(PULL_HEAD, 0)
+  let at = PULL_HEAD.length
   out.set(messages, at)
   at += messages.length
-  at += mid.copy(out, at)
+  out.set(mid, at)
+  at += mid.length
   at = writeUint(out, at, nextCursor)
   out[at++] = CLOSE_BRACE
   return out.subarray(0, at)
@@ -52,9 +55,11 @@ export function sendBody(chat: string, sendTime: number): Buffer {
   const chatJson = JSON.stringify(chat)
   // A JSON string of UTF-16 units takes at most 3 bytes per unit in UTF-8.
   const out = room(SEND_HEAD.length + chatJson.length * 3 + SEND_TIME.length + UINT_DIGITS_MAX + 1)
-  let at = SEND_HEAD.copy(out, 0)
+  out.set(SEND_HEAD, 0)
+  let at = SEND_HEAD.length
   at += out.write(chatJson, at)
-  at += SEND_TIME.copy(out, at)
+  out.set(SEND_TIME, at)
+  at += SEND_TIME.length
   at = writeUint(out, at, sendTime)
   out[at++] = CLOSE_BRACE
   return out.subarray(0, at)

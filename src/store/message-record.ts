@@ -88,13 +88,16 @@ export function encodeSend(prefix: Buffer, sendTime: number, text: string, sende
   const textBytes = Buffer.byteLength(textJson)
   const senderBytes = Buffer.byteLength(senderJson)
   const out = Buffer.allocUnsafe(prefix.length + textBytes + SENDER_KEY.length + senderBytes + SEND_TIME_KEY.length + digitCount(sendTime) + 1)
-  prefix.copy(out, 0)
+  // TypedArray.set, not Buffer.copy: copy() makes a view of its source per call (docs/performance.md).
+  out.set(prefix, 0)
   out.writeDoubleLE(sendTime, 1)
   let at = prefix.length
   at += out.write(textJson, at)
-  at += SENDER_KEY.copy(out, at)
+  out.set(SENDER_KEY, at)
+  at += SENDER_KEY.length
   at += out.write(senderJson, at)
-  at += SEND_TIME_KEY.copy(out, at)
+  out.set(SEND_TIME_KEY, at)
+  at += SEND_TIME_KEY.length
   at = writeUint(out, at, sendTime)
   out[at] = CLOSE_BRACE
   return out
