@@ -59,13 +59,22 @@ export function cpuSeconds(/** @type {number | undefined} */ pid) {
   }
 }
 
+const WRK_CHUNK = 10_000
+
 /**
  * A wrk Lua script that sends `requests` (each a `wrk.format(...)` expression) in turn, and with
  * `summary` prints a line `JSON{...}` with p50/p99/p99.9 in ms, non-2xx and errors at the end.
  * @param {string[]} requests @param {boolean} [summary]
  */
 export function wrkScript(requests, summary = false) {
-  let lua = `local reqs = {}\ninit = function() reqs = {${requests.join(',\n')}} end\nlocal i = 0\nrequest = function() i = i % #reqs + 1 return reqs[i] end\n`
+  // LuaJIT allows at most 65536 constants per function: the requests are built by functions of
+  // WRK_CHUNK each, so that a load can cycle through 100k chats (each request a distinct string).
+  const chunks = []
+  for (let k = 0; k < requests.length; k += WRK_CHUNK) chunks.push(`function() return {${requests.slice(k, k + WRK_CHUNK).join(',\n')}} end`)
+  let lua =
+    `local reqs = {}\nlocal chunks = {${chunks.join(',\n')}}\n` +
+    `init = function() for _, f in ipairs(chunks) do for _, r in ipairs(f()) do reqs[#reqs + 1] = r end end end\n` +
+    `local i = 0\nrequest = function() i = i % #reqs + 1 return reqs[i] end\n`
   if (summary) {
     lua +=
       `done = function(summary, latency, requests)\n io.write(string.format("JSON{\\"p50\\":%f,\\"p99\\":%f,\\"p999\\":%f,\\"non2xx\\":%d,\\"errors\\":%d}\\n", ` +
@@ -143,8 +152,11 @@ export const HOT_MESSAGES = 1000
 /** The c-th of the benchmarks' many chats: a direct chat between u<c> and u<c+1>. */
 export const benchChat = (/** @type {number} */ c) => `u${c}:u${c + 1}`
 
-/** `n` chat ids spread over all of `chats` (a stride prime to the chat count), for loads over many chats. */
-export function spreadChats(/** @type {number} */ chats, n = 10_000) {
+/**
+ * `n` chat ids (by default every one of the `chats`) in a stride prime to the chat count, so that
+ * consecutive requests go to chats far apart, for loads over many chats.
+ */
+export function spreadChats(/** @type {number} */ chats, n = chats) {
   return Array.from({ length: n }, (_, i) => benchChat((i * 7919) % chats))
 }
 

@@ -123,7 +123,7 @@ async function loadAutocannon(port, sc) {
 function loadWrk(port, sc) {
   const dir = mkdtempSync(join(tmpdir(), 'pullchat-wrk-'))
   const script = join(dir, 'reqs.lua')
-  const reqs = sc.requests.slice(0, 10_000).map((r) => `wrk.format(${JSON.stringify(r.method)}, ${JSON.stringify(r.path)}, ${JSON.stringify(r.headers ?? {}).replace(/"([^"]+)":/g, '["$1"]=')}, ${r.body ? JSON.stringify(r.body) : 'nil'})`)
+  const reqs = sc.requests.map((r) => `wrk.format(${JSON.stringify(r.method)}, ${JSON.stringify(r.path)}, ${JSON.stringify(r.headers ?? {}).replace(/"([^"]+)":/g, '["$1"]=')}, ${r.body ? JSON.stringify(r.body) : 'nil'})`)
   writeFileSync(script, wrkScript(reqs, true))
   const conns = sc.connections ?? S.connections
   const t0 = performance.now()

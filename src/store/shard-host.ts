@@ -14,7 +14,7 @@ import { formatFsync, type Config } from '../config.js'
 import type { Logger } from '../log.js'
 import { errorFields } from '../log.js'
 import type { ShardMetricsSet } from '../metrics/index.js'
-import { WalCorruptError, WalWriter, listSegments, resumeState, shardDir, splitSegments } from '../wal/index.js'
+import { WalCorruptError, WalWriter, listSegments, resumeState, shardDir, splitSegments, type SegmentFile } from '../wal/index.js'
 import { EXIT_FSYNC_FAILED, EXIT_WAL_CORRUPT } from './exit-codes.js'
 import { applyScan, joinScans, type JoinedScan, type ShardScan } from './recover.js'
 import type { ScanResult, ScanTask } from './recover-task.js'
@@ -60,17 +60,20 @@ export type ShardScanned =
 export function scanShards(dataDir: string, shards: readonly number[]): Promise<ShardScanned>[] {
   if (shards.length === 0) return []
   for (const s of shards) mkdirSync(shardDir(dataDir, s), { recursive: true })
-  const threads = availableParallelism()
+  const cores = availableParallelism()
+  const runsPerShard = Math.max(1, Math.floor(cores / shards.length))
+  const runsOf = shards.map((shard) => splitSegments(listSegments(shardDir(dataDir, shard)), runsPerShard))
+  // No more helpers than runs to scan (a new data directory has one empty run per shard).
+  const threads = Math.min(cores, runsOf.reduce((n, runs) => n + runs.length, 0))
   const pool = new Piscina<ScanTask, ScanResult>({
     filename: new URL('./recover-task.js', import.meta.url).href,
     minThreads: threads,
     maxThreads: threads,
     idleTimeout: Infinity,
   })
-  const runsPerShard = Math.max(1, Math.floor(threads / shards.length))
-  const scanOne = async (shard: number): Promise<ShardScanned> => {
+  const scanOne = async (shard: number, i: number): Promise<ShardScanned> => {
     const dir = shardDir(dataDir, shard)
-    const runs = splitSegments(listSegments(dir), runsPerShard)
+    const runs = runsOf[i] as SegmentFile[][]
     const scans = await Promise.all(runs.map((segments, k) => pool.run({ dir, shard, run: { segments, holdsLast: k === runs.length - 1 } })))
     const joined = scans.every((r) => r.scan !== undefined) ? joinScans(scans.map((r) => r.scan as ShardScan)) : null
     if (joined !== null) return { scan: joined }
