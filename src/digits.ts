@@ -31,10 +31,16 @@ export function writeUint(out: Uint8Array, at: number, n: number): number {
   return at + 8
 }
 
-// 0 <= n < 10^8.
-function writeSmall(out: Uint8Array, at: number, n: number): number {
+/** How many decimal digits writeUint writes for `n`. */
+export function uintDigits(n: number): number {
   let digits = 1
   for (let p = 10; p <= n; p *= 10) digits++
+  return digits
+}
+
+// 0 <= n < 10^8.
+function writeSmall(out: Uint8Array, at: number, n: number): number {
+  const digits = uintDigits(n)
   for (let i = at + digits - 1; i >= at; i--) {
     const q = (n / 10) | 0
     out[i] = DIGIT_0 + n - q * 10

@@ -2,7 +2,7 @@
 export { ChatLog, type Page } from './chat-log.js'
 export { ShardStore, type StoreStats } from './shard-store.js'
 export { Shard, nowUs, NO_LOG, type MessageLog } from './shard.js'
-export { recoverStore, scanShard, scanSegments, joinScans, applyScan, type Recovery, type ShardScan, type JoinedScan } from './recover.js'
+export { recoverStore, scanShard, scanSegments, joinScans, wholeScan, applyScan, type Recovery, type ShardScan, type JoinedScan } from './recover.js'
 export { encodeMessage, encodeMessageV1, decodeMessage, readStoredMessage, messageJson, messageRecordChecker, type MessageRecord } from './message-record.js'
 export * from './exit-codes.js'
 export { openShard, scanShards, ShardFatalError, type HostedShard } from './shard-host.js'

@@ -11,7 +11,7 @@
 // array of 4), never 0x02, and are still read, so logs written by earlier releases replay.
 
 import { Packr } from 'msgpackr'
-import { writeUint } from '../digits.js'
+import { uintDigits, writeUint } from '../digits.js'
 
 const packr = new Packr({ useRecords: false, moreTypes: false })
 
@@ -87,7 +87,7 @@ export function encodeSend(prefix: Buffer, sendTime: number, text: string, sende
   const senderJson = JSON.stringify(sender)
   const textBytes = Buffer.byteLength(textJson)
   const senderBytes = Buffer.byteLength(senderJson)
-  const out = Buffer.allocUnsafe(prefix.length + textBytes + SENDER_KEY.length + senderBytes + SEND_TIME_KEY.length + digitCount(sendTime) + 1)
+  const out = Buffer.allocUnsafe(prefix.length + textBytes + SENDER_KEY.length + senderBytes + SEND_TIME_KEY.length + uintDigits(sendTime) + 1)
   // TypedArray.set, not Buffer.copy: copy() makes a view of its source per call (docs/performance.md).
   out.set(prefix, 0)
   out.writeDoubleLE(sendTime, 1)
@@ -101,13 +101,6 @@ export function encodeSend(prefix: Buffer, sendTime: number, text: string, sende
   at = writeUint(out, at, sendTime)
   out[at] = CLOSE_BRACE
   return out
-}
-
-/** Decimal digits of a safe non-negative integer. */
-function digitCount(n: number): number {
-  let digits = 1
-  for (let p = 10; p <= n; p *= 10) digits++
-  return digits
 }
 
 /** Where the JSON object starts in a version 2 record. */

@@ -1,6 +1,7 @@
 // The piscina task that runs recovery's first phase (scanSegments over a run of a shard's log, or
-// scanShard over all of it) on a helper thread, and hands the scan back without copying its buffers. A corrupt log comes back as data, not as a thrown error:
-// an Error that crosses threads loses its class and fields (file, offset).
+// scanShard over all of it) on a helper thread, and hands the scan back without copying its
+// buffers. A corrupt log comes back as data, not as a thrown error: an Error that crosses threads
+// loses its class and fields (file, offset).
 //
 // piscina fits here: a stateless task that is all CPU and file reads, several of them at once.
 // It does not fit the shards themselves, which are stateful and must stay on the thread that

@@ -81,7 +81,6 @@ export interface JoinedScan {
   readonly slab: SlabState
   /** Per scan: what to add to its locations (joinSlabs). */
   readonly bases: readonly number[]
-  readonly records: number
   readonly ms: number
 }
 
@@ -115,7 +114,9 @@ export function scanSegments(files: readonly SegmentFile[], shard: number, holds
       last.push(0)
     }
     const prev = last[c] as number
-    if (m.sendTime <= prev) throw sendTimeOrder(file, offset, lsn, m.sendTime, prev, m.chat)
+    if (m.sendTime <= prev) {
+      throw new WalCorruptError(file, offset, `record ${lsn}: send_time ${m.sendTime} does not follow ${prev} in chat ${JSON.stringify(m.chat)}`)
+    }
     last[c] = m.sendTime
     const v1 = m.message
     const loc = v1 === null ? slab.putBytes(m.json as Buffer, m.jsonFrom, (m.json as Buffer).length, COMMA) : slab.putString(messageJson(m.chat, v1.sender, v1.text, m.sendTime) + ',')
@@ -138,9 +139,6 @@ export function scanSegments(files: readonly SegmentFile[], shard: number, holds
     ms: performance.now() - t0,
   }
 }
-
-const sendTimeOrder = (file: string, offset: number, lsn: number, sendTime: number, prev: number, chat: string): WalCorruptError =>
-  new WalCorruptError(file, offset, `record ${lsn}: send_time ${sendTime} does not follow ${prev} in chat ${JSON.stringify(chat)}`)
 
 /**
  * Joins the scans of consecutive runs of one log, in log order (the last holding its last
@@ -186,9 +184,15 @@ export function joinScans(scans: readonly ShardScan[]): JoinedScan | null {
     chatOf,
     slab: state,
     bases,
-    records: scans.reduce((n, s) => n + s.records, 0),
     ms: Math.max(0, ...scans.map((s) => s.ms)),
   }
+}
+
+/** A scan of a whole log (scanShard), as the join of its one run: that always joins. */
+export function wholeScan(scan: ShardScan): JoinedScan {
+  const joined = joinScans([scan])
+  if (joined === null) throw new Error('a scan of a whole log did not join')
+  return joined
 }
 
 /** Phase 2: takes over a joined scan into an empty store. */
@@ -219,7 +223,7 @@ export function applyScan(store: ShardStore, joined: JoinedScan, observer: Recov
       observer.onRecord?.(log.chat, sendTime[i] as number, segments[segment[i] as number] as string)
     }
   })
-  return { log: joined.log, records: joined.records, ms: joined.ms + (performance.now() - t0), scanMs: joined.ms, overLimit }
+  return { log: joined.log, records: joined.log.records, ms: joined.ms + (performance.now() - t0), scanMs: joined.ms, overLimit }
 }
 
 /**
@@ -234,7 +238,7 @@ export function recoverStore(dir: string, shard: number, store: ShardStore, obse
   } catch (err) {
     if (!(err instanceof WalCorruptError)) throw err
   }
-  return applyScan(store, joined ?? (joinScans([scanShard(dir, shard)]) as JoinedScan), observer)
+  return applyScan(store, joined ?? wholeScan(scanShard(dir, shard)), observer)
 }
 
 /** The ArrayBuffers a scan can hand to another thread without a copy. */

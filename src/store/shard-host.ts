@@ -16,7 +16,7 @@ import { errorFields } from '../log.js'
 import type { ShardMetricsSet } from '../metrics/index.js'
 import { WalCorruptError, WalWriter, listSegments, resumeState, shardDir, splitSegments, type SegmentFile } from '../wal/index.js'
 import { EXIT_FSYNC_FAILED, EXIT_WAL_CORRUPT } from './exit-codes.js'
-import { applyScan, joinScans, type JoinedScan, type ShardScan } from './recover.js'
+import { applyScan, joinScans, wholeScan, type JoinedScan, type ShardScan } from './recover.js'
 import type { ScanResult, ScanTask } from './recover-task.js'
 import { SegmentIndex } from './retention.js'
 import { Shard, nowUs } from './shard.js'
@@ -78,7 +78,7 @@ export function scanShards(dataDir: string, shards: readonly number[]): Promise<
     const joined = scans.every((r) => r.scan !== undefined) ? joinScans(scans.map((r) => r.scan as ShardScan)) : null
     if (joined !== null) return { scan: joined }
     const whole = await pool.run({ dir, shard })
-    return whole.scan !== undefined ? { scan: joinScans([whole.scan]) as JoinedScan } : { corrupt: whole.corrupt }
+    return whole.scan !== undefined ? { scan: wholeScan(whole.scan) } : { corrupt: whole.corrupt }
   }
   const scans = shards.map(scanOne)
   void Promise.allSettled(scans).then(() => pool.destroy())

@@ -9,18 +9,14 @@ import { availableParallelism } from 'node:os'
 import t from 'tap'
 import { holds } from '../helpers/fast-check.js'
 import { ChatLog } from '../../src/store/chat-log.js'
-import { applyScan as applyJoined, joinScans, recoverStore, scanShard, type ShardScan } from '../../src/store/recover.js'
+import { applyScan as applyJoined, recoverStore, scanShard, wholeScan, type ShardScan } from '../../src/store/recover.js'
 import { ShardStore } from '../../src/store/shard-store.js'
 import { Slab } from '../../src/store/slab.js'
 import { WalCorruptError, listSegments, shardDir } from '../../src/wal/index.js'
 import { appendAll, messages, openWriter, payloadOf, writeLog, type Msg } from '../wal/helpers.js'
 
 /** applyScan of one whole-log scan (a single run always joins). */
-const applyScan = (store: ShardStore, scan: ShardScan, observer = {}): ReturnType<typeof applyJoined> => {
-  const joined = joinScans([scan])
-  if (joined === null) throw new Error('a single scan did not join')
-  return applyJoined(store, joined, observer)
-}
+const applyScan = (store: ShardStore, scan: ShardScan, observer = {}): ReturnType<typeof applyJoined> => applyJoined(store, wholeScan(scan), observer)
 
 /** The store that appending `msgs` directly builds. */
 function direct(msgs: readonly Msg[], options = {}): ShardStore {
