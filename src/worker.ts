@@ -79,6 +79,7 @@ const metrics = createHttpMetrics(registry, config.shards, () => callers.map((c)
 const callerFor = (chat: string): ShardCaller => callers[shardOf(chat, config.shards)] as ShardCaller
 const backend: Backend = {
   send: (chat, text, sender, cb) => callerFor(chat).send(chat, text, sender, cb),
+  sendBytes: (chat, fields, cb) => callerFor(chat).sendBytes(chat, fields, cb),
   pull: (chat, cursor, limit, reverse, cb) => callerFor(chat).pull(chat, cursor, limit, reverse, cb),
 }
 

@@ -4,10 +4,11 @@
 
 import type { Config } from '../config.js'
 import { PullchatError, errorBody } from '../errors.js'
-import type { PullCallback, SendCallback } from '../rpc/index.js'
+import type { PullCallback, SendBytes, SendCallback } from '../rpc/index.js'
 import { checkId, parseChatId } from './chat-id.js'
 import { pullBody, sendBody } from './reply-body.js'
-import { optionalBool, optionalUint, readFields, requiredString } from './request-fields.js'
+import { optionalBool, optionalUint, readFields, requiredString, sendBodyType } from './request-fields.js'
+import { readSendBody, type SendBody } from './send-body.js'
 import { Errors } from '../errors.js'
 
 export interface ParsedRequest {
@@ -33,6 +34,8 @@ export interface Reply {
 /** What the handlers need of the shards: routing by chat is the backend's business. */
 export interface Backend {
   send(chat: string, text: string, sender: string, cb: SendCallback): void
+  /** As send, with the text and sender as the JSON literals the request carried (send-body.ts). */
+  sendBytes(chat: string, fields: SendBytes, cb: SendCallback): void
   pull(chat: string, cursor: number, limit: number, reverse: boolean, cb: PullCallback): void
 }
 
@@ -55,33 +58,61 @@ const PONG = JSON.stringify({ message: 'pong' })
 
 export const ping: Handler = (_req, _ctx, done) => done({ status: 200, body: PONG })
 
-export const send: Handler = (req, ctx, done) => {
-  const { config } = ctx
+/** A send's fields as the request gave them. */
+export interface SendFields {
+  readonly chat: string
+  readonly sender: string
+  /** The text, or '' when `bytes` is not null: then the text is the literal `bytes` points to. */
+  readonly text: string
+  readonly bytes: SendBody | null
+}
+
+/**
+ * Reads and checks a send's chat, text and sender as they arrived (the chat id not yet parsed).
+ * The common body is read without decoding its text (send-body.ts, unless `fast` is false, as in
+ * the tests that compare both); any other takes the general path. Both give the same fields and
+ * the same errors.
+ */
+export function sendFields(req: ParsedRequest, config: Config, fast = true): SendFields {
+  const bytes = fast && req.query === '' && req.body !== null && sendBodyType(req.contentType) ? readSendBody(req.body) : null
+  if (bytes !== null) {
+    // Valid UTF-8 without escapes: no lone surrogates, and textBytes is the text's UTF-8 length.
+    if (bytes.textBytes > config.textBytesMax) throw new PullchatError(Errors.FIELD_TOO_LONG, `"text" is longer than ${config.textBytesMax} bytes`)
+    return { chat: bytes.chat, sender: bytes.sender, text: '', bytes }
+  }
   const fields = readFields(req.query, req.contentType, req.body)
-  const chatRaw = requiredString(fields, 'chat')
+  const chat = requiredString(fields, 'chat')
   const text = requiredString(fields, 'text')
   const sender = requiredString(fields, 'sender')
   // JSON can spell lone surrogates ("\ud800"); they have no UTF-8 form to store or send.
-  for (const [name, v] of [['chat', chatRaw], ['text', text], ['sender', sender]] as const) {
+  for (const [name, v] of [['chat', chat], ['text', text], ['sender', sender]] as const) {
     if (!v.isWellFormed()) throw new PullchatError(Errors.INVALID_ENCODING, `"${name}" contains a lone surrogate (not valid Unicode)`)
   }
   if (text.length * 3 > config.textBytesMax && Buffer.byteLength(text) > config.textBytesMax) {
     throw new PullchatError(Errors.FIELD_TOO_LONG, `"text" is longer than ${config.textBytesMax} bytes`)
   }
+  return { chat, sender, text, bytes: null }
+}
+
+export const send: Handler = (req, ctx, done) => {
+  const { config } = ctx
+  const { chat: chatRaw, sender, text, bytes } = sendFields(req, config)
   if (sender.includes(':')) throw new PullchatError(Errors.INVALID_FIELD, '"sender" must not contain \':\'')
   checkId(sender, 'sender', config.memberBytesMax, Errors.INVALID_FIELD)
   const chat = parseChatId(chatRaw, config.memberBytesMax)
   if (chat.members !== null && chat.members[0] !== sender && chat.members[1] !== sender) {
     throw new PullchatError(Errors.SENDER_NOT_MEMBER, `sender ${JSON.stringify(sender)} is not a member of chat ${JSON.stringify(chat.id)}`)
   }
-  ctx.backend.send(chat.id, text, sender, (err, sendTime) => {
+  const answer: SendCallback = (err, sendTime) => {
     if (err !== null) {
       done(errorReply(err))
       return
     }
     ctx.counters?.messagesSent(1)
     done({ status: 200, body: sendBody(chat.id, sendTime) })
-  })
+  }
+  if (bytes !== null) ctx.backend.sendBytes(chat.id, bytes, answer)
+  else ctx.backend.send(chat.id, text, sender, answer)
 }
 
 export const pull: Handler = (req, ctx, done) => {

@@ -68,6 +68,15 @@ function isJsonType(type: string): boolean {
   return type === '' || type === 'application/json' || type === 'text/plain' || type.endsWith('+json')
 }
 
+/**
+ * Whether a body of this Content-Type is read as JSON when it is a JSON object: the JSON types, and
+ * a form type (curl's default), whose body readFields reads as JSON when it starts with '{'.
+ */
+export function sendBodyType(contentType: string): boolean {
+  const type = mediaType(contentType)
+  return isJsonType(type) || type === 'application/x-www-form-urlencoded'
+}
+
 /** Parses the query string and body into one bag of fields. Throws PullchatError on bad input. */
 export function readFields(query: string, contentType: string, body: Uint8Array | null): Fields {
   const fields: Fields = Object.create(null) as Fields

@@ -14,6 +14,7 @@
 import type { MessagePort } from 'node:worker_threads'
 import { Errors, PullchatError, fromWire } from '../errors.js'
 import { OP_PULL, OP_SEND, decodeFrame, encodeFrame, isErrorEntry, isPullOk, isSendOk } from './codec.js'
+import { sendStrings, type SendBytes } from './send-bytes.js'
 
 export type SendCallback = (err: PullchatError | null, sendTime: number) => void
 
@@ -33,6 +34,8 @@ export interface ShardCaller {
   /** Calls made and not yet answered. */
   readonly inflight: number
   send(chat: string, text: string, sender: string, cb: SendCallback): void
+  /** As send, with the text and sender as the literals a request carried (send-bytes.ts). */
+  sendBytes(chat: string, fields: SendBytes, cb: SendCallback): void
   pull(chat: string, cursor: number, limit: number, reverse: boolean, cb: PullCallback): void
 }
 
@@ -97,6 +100,12 @@ export class ShardClient implements ShardCaller {
   send(chat: string, text: string, sender: string, cb: SendCallback): void {
     const id = this.admit(OP_SEND, cb)
     if (id !== 0) this.queue.push([OP_SEND, id, chat, text, sender])
+  }
+
+  // Frames carry strings (the IDL's Message): the literals are decoded here.
+  sendBytes(chat: string, fields: SendBytes, cb: SendCallback): void {
+    const { text, sender } = sendStrings(fields)
+    this.send(chat, text, sender, cb)
   }
 
   pull(chat: string, cursor: number, limit: number, reverse: boolean, cb: PullCallback): void {

@@ -12,6 +12,7 @@
 
 import { PullchatError, fromWire } from '../errors.js'
 import type { PullCallback, SendCallback, ShardCaller } from './client.js'
+import { sendStrings, type SendBytes } from './send-bytes.js'
 import { CODE_OK, type SendResponse, type ShardService } from './types.js'
 
 export class InProcessClient implements ShardCaller {
@@ -30,6 +31,20 @@ export class InProcessClient implements ShardCaller {
   }
 
   send(chat: string, text: string, sender: string, cb: SendCallback): void {
+    this.call(cb, (reply) => this.service.send({ message: { chat, text, sender, send_time: 0 } }, reply))
+  }
+
+  sendBytes(chat: string, fields: SendBytes, cb: SendCallback): void {
+    const { service } = this
+    if (service.sendBytes === undefined) {
+      const { text, sender } = sendStrings(fields)
+      this.send(chat, text, sender, cb)
+      return
+    }
+    this.call(cb, (reply) => service.sendBytes?.(chat, fields, reply))
+  }
+
+  private call(cb: SendCallback, send: (reply: (res: SendResponse) => void) => void): void {
     let answered = false
     const reply = (res: SendResponse): void => {
       answered = true
@@ -39,7 +54,7 @@ export class InProcessClient implements ShardCaller {
     }
     this.sending++
     try {
-      this.service.send({ message: { chat, text, sender, send_time: 0 } }, reply)
+      send(reply)
     } catch (err) {
       if (answered) throw err // thrown by the callback itself: not the shard's error to answer
       this.sending--

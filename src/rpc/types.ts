@@ -7,6 +7,8 @@
 //   {"chat","text","sender","send_time"} objects, built by the shard from bytes it kept at write
 //   time, so nobody decodes and re-encodes messages on the way out.
 
+import type { SendBytes } from './send-bytes.js'
+
 export interface Message {
   readonly chat: string
   readonly text: string
@@ -54,6 +56,12 @@ export interface ShardService {
    * in-process transport), so that a pull allocates nothing for its bytes. Optional.
    */
   pullView?(req: PullRequest): PullResponse
+  /**
+   * As `send`, with the text and sender as the JSON literals a request carried (send-bytes.ts):
+   * for a caller in the same thread, so that the literals are copied into the log record as they
+   * are. `fields.bytes` is not kept after the call returns. Optional.
+   */
+  sendBytes?(chat: string, fields: SendBytes, reply: (res: SendResponse) => void): void
 }
 
 export const CODE_OK = 0

@@ -12,6 +12,7 @@
 
 import { Packr } from 'msgpackr'
 import { uintDigits, writeUint } from '../digits.js'
+import type { SendBytes } from '../rpc/send-bytes.js'
 
 const packr = new Packr({ useRecords: false, moreTypes: false })
 
@@ -101,6 +102,37 @@ export function encodeSend(prefix: Buffer, sendTime: number, text: string, sende
   at = writeUint(out, at, sendTime)
   out[at] = CLOSE_BRACE
   return out
+}
+
+/**
+ * encodeSend for a send whose text and sender are the JSON literals a request carried
+ * (src/rpc/send-bytes.ts): the literals are JSON.stringify's output already, so they are copied as
+ * they are, and the record is the one encodeSend makes of the strings they spell.
+ */
+export function encodeSendBytes(prefix: Buffer, sendTime: number, fields: SendBytes): Buffer {
+  const { bytes, textFrom, textTo, senderFrom, senderTo } = fields
+  const out = Buffer.allocUnsafe(prefix.length + (textTo - textFrom) + SENDER_KEY.length + (senderTo - senderFrom) + SEND_TIME_KEY.length + uintDigits(sendTime) + 1)
+  out.set(prefix, 0)
+  out.writeDoubleLE(sendTime, 1)
+  let at = copyRange(bytes, textFrom, textTo, out, prefix.length)
+  out.set(SENDER_KEY, at)
+  at = copyRange(bytes, senderFrom, senderTo, out, at + SENDER_KEY.length)
+  out.set(SEND_TIME_KEY, at)
+  at += SEND_TIME_KEY.length
+  at = writeUint(out, at, sendTime)
+  out[at] = CLOSE_BRACE
+  return out
+}
+
+// Copies src[from, to) to out at `at`; returns where it ends. Short ranges byte by byte: a
+// subarray for TypedArray.set costs more than the copy.
+function copyRange(src: Uint8Array, from: number, to: number, out: Uint8Array, at: number): number {
+  if (to - from > 64) {
+    out.set(src.subarray(from, to), at)
+    return at + (to - from)
+  }
+  for (let i = from; i < to; i++) out[at++] = src[i] as number
+  return at
 }
 
 /** Where the JSON object starts in a version 2 record. */

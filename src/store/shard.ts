@@ -7,11 +7,11 @@
 
 import { performance } from 'node:perf_hooks'
 import { Errors, PullchatError } from '../errors.js'
-import { CODE_OK, type PullRequest, type PullResponse, type SendRequest, type SendResponse, type ShardService } from '../rpc/index.js'
+import { CODE_OK, type Message, type PullRequest, type PullResponse, type SendBytes, type SendRequest, type SendResponse, type ShardService } from '../rpc/index.js'
 import { WalBackpressureError, WalStoppedError, WalSyncError, type AppendCallback } from '../wal/index.js'
-import { encodeSend, jsonOffset } from './message-record.js'
+import { encodeSend, encodeSendBytes, jsonOffset } from './message-record.js'
 import { ShardStore } from './shard-store.js'
-import type { PageScratch } from './chat-log.js'
+import type { ChatLog, PageScratch } from './chat-log.js'
 
 /** Wall-clock time in microseconds, from a monotonic source anchored at thread start. */
 export function nowUs(): number {
@@ -57,13 +57,31 @@ export class Shard implements ShardService {
     const { chat, text, sender } = req.message
     if (chat === '' || text === '' || sender === '') throw new PullchatError(Errors.MISSING_FIELD)
     const log = this.store.chatLog(chat)
-    // Room in the chat is taken before the message is logged: a logged message is always stored.
+    const sendTime = this.admit(log)
+    this.logSend(chat, log, sendTime, req.message, reply)
+  }
+
+  /** As send, with the text and sender as the literals a request carried, copied into the record. */
+  sendBytes(chat: string, fields: SendBytes, reply: (res: SendResponse) => void): void {
+    if (chat === '' || fields.textTo - fields.textFrom <= 2 || fields.senderTo - fields.senderFrom <= 2) throw new PullchatError(Errors.MISSING_FIELD)
+    const log = this.store.chatLog(chat)
+    const sendTime = this.admit(log)
+    this.logSend(chat, log, sendTime, fields, reply)
+  }
+
+  // Room in the chat is taken before the message is logged: a logged message is always stored.
+  private admit(log: ChatLog): number {
     log.reserve()
-    const sendTime = log.nextSendTime(this.clock())
-    // The record carries the message's JSON, which is also what the store keeps once it is durable.
-    const record = encodeSend(log.recordPrefix(), sendTime, text, sender)
-    const jsonFrom = jsonOffset(record)
+    return log.nextSendTime(this.clock())
+  }
+
+  // Appends the message's record (which carries its JSON, what the store keeps once it is durable)
+  // to the log; stores the message and answers when the log says it is durable.
+  private logSend(chat: string, log: ChatLog, sendTime: number, message: Message | SendBytes, reply: (res: SendResponse) => void): void {
     try {
+      const prefix = log.recordPrefix()
+      const record = 'bytes' in message ? encodeSendBytes(prefix, sendTime, message) : encodeSend(prefix, sendTime, message.text, message.sender)
+      const jsonFrom = jsonOffset(record)
       this.log.append(record, (err) => {
         log.release()
         if (err !== null) {

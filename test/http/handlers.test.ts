@@ -4,6 +4,7 @@ import t from 'tap'
 import { DEFAULTS } from '../../src/config.js'
 import { pull, send, type Backend, type ParsedRequest, type Reply } from '../../src/http/handlers.js'
 import { PullchatError } from '../../src/errors.js'
+import { sendStrings } from '../../src/rpc/index.js'
 
 interface Call {
   readonly op: string
@@ -12,8 +13,17 @@ interface Call {
 
 function harness() {
   const calls: Call[] = []
+  // Sends that came as the body's literals (send-body.ts); recorded as the strings they spell, so
+  // that every test below holds for both ways a send reaches the backend.
+  const literalSends: string[] = []
   const backend: Backend = {
     send: (chat, text, sender, cb) => {
+      calls.push({ op: 'send', args: [chat, text, sender] })
+      cb(null, 1795577316479813)
+    },
+    sendBytes: (chat, fields, cb) => {
+      const { text, sender } = sendStrings(fields)
+      literalSends.push(chat)
       calls.push({ op: 'send', args: [chat, text, sender] })
       cb(null, 1795577316479813)
     },
@@ -32,7 +42,7 @@ function harness() {
     if (reply === undefined) throw new Error('no reply')
     return reply
   }
-  return { calls, run }
+  return { calls, literalSends, run }
 }
 
 const json = (v: unknown): Uint8Array => Buffer.from(JSON.stringify(v))
@@ -43,6 +53,19 @@ t.test('send passes the canonical chat to the backend and answers with it', asyn
   t.same(calls, [{ op: 'send', args: ['alice:bob', 'hi', 'bob'] }])
   t.equal(reply.status, 200)
   t.same(JSON.parse(String(reply.body)), { chat: 'alice:bob', send_time: 1795577316479813 })
+})
+
+t.test('the common body reaches the backend as its literals; any other as strings', async (t) => {
+  const { calls, literalSends, run } = harness()
+  run(send, { body: json({ chat: 'bob:alice', text: 'hi', sender: 'bob' }) })
+  run(send, { body: json({ chat: 'bob:alice', text: 'say "hi"', sender: 'bob' }) })
+  run(send, { body: json({ chat: 'bob:alice', text: 'hi', sender: 'bob', send_time: 0 }) })
+  run(send, { body: Buffer.from('text=hi&sender=bob&chat=bob:alice'), contentType: 'application/x-www-form-urlencoded' })
+  t.same(literalSends, ['alice:bob'], 'only the first is the common body')
+  t.same(
+    calls.map((c) => c.args),
+    [['alice:bob', 'hi', 'bob'], ['alice:bob', 'say "hi"', 'bob'], ['alice:bob', 'hi', 'bob'], ['alice:bob', 'hi', 'bob']],
+  )
 })
 
 t.test('a rejected send never reaches the backend', async (t) => {

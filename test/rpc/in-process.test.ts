@@ -25,6 +25,15 @@ function overChannel(t: Test): { client: ShardClient; shard: FakeShard } {
 }
 
 const send = (c: ShardCaller, chat: string, text: string): Call<number> => record<number>((cb) => c.send(chat, text, 'alice', cb))
+// The same send with its text and sender as JSON literals in a body (what the front end passes for
+// the common body): over the channel, and to a shard without sendBytes, they arrive as strings.
+const sendLiteral = (c: ShardCaller, chat: string, text: string): Call<number> =>
+  record<number>((cb) => {
+    const body = Buffer.from(`{"text":${JSON.stringify(text)},"sender":"alice"}`)
+    const textFrom = body.indexOf('"', 8)
+    const senderFrom = body.lastIndexOf('"alice"')
+    c.sendBytes(chat, { bytes: body, textFrom, textTo: textFrom + Buffer.byteLength(JSON.stringify(text)), senderFrom, senderTo: senderFrom + 7 }, cb)
+  })
 const pull = (c: ShardCaller, chat: string, cursor: number, limit: number, reverse: boolean): Call<PullPage> =>
   record<PullPage>((cb) => c.pull(chat, cursor, limit, reverse, cb))
 
@@ -45,6 +54,9 @@ t.test('every kind of answer is the same in-process as over the channel', async 
     ['send the shard refuses by throwing (CHAT_FULL)', (c) => send(c, 'room', 'throw')],
     ['send the shard answers with an error (SENDER_NOT_MEMBER)', (c) => send(c, 'a:b', 'refuse')],
     ['send answered with an unknown error id', (c) => send(c, 'room', 'unknown')],
+    ['send as literals answered at once', (c) => sendLiteral(c, 'a:b', 'n:1795577316479813')],
+    ['send as literals the shard refuses by throwing', (c) => sendLiteral(c, 'room', 'throw')],
+    ['send as literals, not ASCII', (c) => sendLiteral(c, 'room', 'é😀 hi:x')],
     ['pull', (c) => pull(c, 'a:b', 7, 10, true)],
     ['pull the shard refuses by throwing (INVALID_FIELD)', (c) => pull(c, 'throw', 0, 1, false)],
   ]
