@@ -17,6 +17,7 @@ export interface ParsedRequest {
   /** Raw query string, without '?'. */
   readonly query: string
   readonly contentType: string
+  /** Valid until the handler returns (it may be a uWS chunk): what outlives the call is copied. */
   readonly body: Uint8Array | null
 }
 
@@ -34,7 +35,10 @@ export interface Reply {
 /** What the handlers need of the shards: routing by chat is the backend's business. */
 export interface Backend {
   send(chat: string, text: string, sender: string, cb: SendCallback): void
-  /** As send, with the text and sender as the JSON literals the request carried (send-body.ts). */
+  /**
+   * As send, with the text and sender as the JSON literals the request carried (send-body.ts);
+   * `fields.bytes` is valid only during the call.
+   */
   sendBytes(chat: string, fields: SendBytes, cb: SendCallback): void
   pull(chat: string, cursor: number, limit: number, reverse: boolean, cb: PullCallback): void
 }

@@ -5,10 +5,12 @@
 //   again (doing so terminates the process);
 // - writes after the route handler returned, or from `onData`, are wrapped in `res.cork()`; within
 //   the route handler uWS has corked the response already, and a reply is written as it is;
-// - `onData` chunks are neutered when the callback returns, so they are copied;
+// - `onData` chunks are neutered when the callback returns: a body that came in one chunk is handed
+//   to the handler in place (handlers do not keep it), one that came in several is copied;
 // - the body limit is enforced from Content-Length before reading, and again while reading
 //   chunked bodies; an oversized body gets 413 and the connection is closed.
 
+import { performance } from 'node:perf_hooks' // the global is a getter, called on every use
 import uWS from 'uWebSockets.js'
 import type { Config } from '../config.js'
 import { Errors, PullchatError, reasonPhrase } from '../errors.js'
@@ -126,8 +128,8 @@ export function createAdapter(
     const query = req.getQuery() ?? ''
     const contentType = req.getHeader(H_CONTENT_TYPE)
     const contentLength = req.getHeader(H_CONTENT_LENGTH)
-    const chunked = req.getHeader(H_TRANSFER_ENCODING) !== ''
-    const hasBody = chunked || (contentLength !== '' && contentLength !== '0')
+    // (Transfer-Encoding is read only when Content-Length does not already say there is a body.)
+    const hasBody = (contentLength !== '' && contentLength !== '0') || req.getHeader(H_TRANSFER_ENCODING) !== ''
 
     if (!route.readsBody || !hasBody) {
       // uWS still consumes and discards a body we do not read.
@@ -160,16 +162,24 @@ export function createAdapter(
       state.aborted = true
     })
     const expected = contentLength === '' ? 0 : Number(contentLength)
-    let body: Buffer | null = expected > 0 ? Buffer.allocUnsafe(expected) : null
+    let body: Buffer | null = null
     let received = 0
     const chunks: Buffer[] = []
     res.onData((chunk, isLast) => {
       if (state.answered || state.aborted) return
-      const bytes = new Uint8Array(chunk)
-      if (received + bytes.length > config.bodyBytesMax) {
+      if (received + chunk.byteLength > config.bodyBytesMax) {
         write(res, state, errorReply(new PullchatError(Errors.BODY_TOO_LARGE, `the body is over the limit of ${config.bodyBytesMax} bytes`)), true)
         return
       }
+      if (isLast && received === 0) {
+        // The whole body in one chunk, as nearly every request's: read in place. A handler is done
+        // with the body when it returns (whatever is kept is copied: ParsedRequest.body), and uWS
+        // neuters the chunk only after this callback.
+        dispatch(res, state, route, { method, path, query, contentType, body: Buffer.from(chunk) })
+        return
+      }
+      const bytes = new Uint8Array(chunk)
+      if (received === 0 && expected >= bytes.length) body = Buffer.allocUnsafe(expected)
       if (body !== null && received + bytes.length <= body.length) body.set(bytes, received)
       else {
         // Chunked, or more bytes than Content-Length said: collect copies.

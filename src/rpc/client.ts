@@ -11,6 +11,7 @@
 //   bound is reached;
 // - a port, once closed, is never written to again; `attach()` installs the restarted shard's.
 
+import { performance } from 'node:perf_hooks' // the global is a getter, called on every use
 import type { MessagePort } from 'node:worker_threads'
 import { Errors, PullchatError, fromWire } from '../errors.js'
 import { OP_PULL, OP_SEND, decodeFrame, encodeFrame, isErrorEntry, isPullOk, isSendOk } from './codec.js'
@@ -34,7 +35,7 @@ export interface ShardCaller {
   /** Calls made and not yet answered. */
   readonly inflight: number
   send(chat: string, text: string, sender: string, cb: SendCallback): void
-  /** As send, with the text and sender as the literals a request carried (send-bytes.ts). */
+  /** As send, with the text and sender as the literals a request carried (send-bytes.ts), read during the call. */
   sendBytes(chat: string, fields: SendBytes, cb: SendCallback): void
   pull(chat: string, cursor: number, limit: number, reverse: boolean, cb: PullCallback): void
 }

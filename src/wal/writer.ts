@@ -33,6 +33,7 @@
 //   records may or may not be on disk), records not yet written with a WalStoppedError (they are
 //   not). Later appends throw WalStoppedError.
 
+import { performance } from 'node:perf_hooks' // the global is a getter, called on every use
 import { closeSync, fdatasync, fdatasyncSync, fsyncSync, ftruncateSync, openSync, unlinkSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import { SEGMENT_HEADER_BYTES, encodeHeader, encodeRecord, segmentName } from './format.js'

@@ -1,6 +1,8 @@
 // The HTTP contract, through a real listening server: every input form, every rule, every error
 // with its status and whole body.
 
+import { once } from 'node:events'
+import { connect } from 'node:net'
 import t from 'tap'
 import { errorOf, getJson, postJson, request, startServer } from '../helpers/server.js'
 
@@ -10,6 +12,37 @@ t.test('contract', async (t) => {
   const { port } = await startServer(t, { shards: 3, threads: 1 })
   let n = 0
   const uniq = (prefix: string): string => `${prefix}${++n}-${process.pid}`
+
+  t.test('a body that arrives in pieces is read whole, with Content-Length or chunked', async (t) => {
+    const a = uniq('a')
+    const chat = `${a}:${uniq('b')}`
+    // Raw writes with pauses between them, so that uWS hands the body over in several chunks.
+    const exchange = async (pieces: Buffer[]): Promise<string> => {
+      const socket = connect(port, '127.0.0.1')
+      await once(socket, 'connect')
+      let answer = ''
+      socket.on('data', (d: Buffer) => (answer += d.toString()))
+      for (const piece of pieces) {
+        socket.write(piece)
+        await new Promise((r) => setTimeout(r, 30))
+      }
+      await new Promise((r) => setTimeout(r, 100))
+      socket.destroy()
+      return answer
+    }
+    const text = `pieces ${'é'.repeat(3000)}`
+    const body = Buffer.from(JSON.stringify({ chat, text, sender: a }))
+    const cut = [0, 7, 2000, 4001, body.length] // 2000 and 4001 split a two-byte 'é'
+    const parts = cut.slice(1).map((end, i) => body.subarray(cut[i], end))
+    const head = `POST /api/send HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n`
+    const sized = await exchange([Buffer.from(`${head}Content-Length: ${body.length}\r\n\r\n`), ...parts])
+    t.match(sized, /^HTTP\/1.1 200 OK/, 'Content-Length, four pieces')
+    const chunks = parts.map((p) => Buffer.concat([Buffer.from(`${p.length.toString(16)}\r\n`), p, Buffer.from('\r\n')]))
+    const chunked = await exchange([Buffer.from(`${head}Transfer-Encoding: chunked\r\n\r\n`), ...chunks, Buffer.from('0\r\n\r\n')])
+    t.match(chunked, /^HTTP\/1.1 200 OK/, 'chunked, four chunks')
+    const res = await getJson(port, '/api/pull', { chat })
+    t.same(res.json.messages.map((m: { text: string }) => m.text), [text, text], 'both stored whole')
+  })
 
   t.test('GET /ping', async (t) => {
     const res = await request(port, '/ping')
