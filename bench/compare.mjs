@@ -14,6 +14,8 @@
 // COMPARE: the servers, separated by ';', each a space-separated list of settings: environment
 //   variables for the server (THREADS=2, SHARDS=1, FSYNC=...), and root=<dir> to run another
 //   checkout's build (`git worktree add /tmp/old <commit> && cd /tmp/old && npm ci && npm run build`).
+//   node=<flags> starts that server's node with these flags (comma-separated; `node=` for none)
+//   instead of SERVER_NODE_FLAGS, those `npm start` uses (bench/lib.mjs).
 //   The preloaded store has this build's default shard count unless SHARDS says otherwise: give a
 //   build from before SHARDS=auto (a180e27 and earlier, default 2) SHARDS=2.
 //   Default 'THREADS=1;THREADS=2'.
@@ -30,7 +32,7 @@
 import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { BENCH_TEXT, DEFAULT_SHARDS, HOT_CHAT, cpuSeconds, requireWrk, root, runWrk, spreadChats, startProcess, stopProcess, writeBenchStore, wrkPull, wrkScript } from './lib.mjs'
+import { BENCH_TEXT, DEFAULT_SHARDS, HOT_CHAT, SERVER_NODE_FLAGS, cpuSeconds, requireWrk, root, runWrk, spreadChats, startProcess, stopProcess, writeBenchStore, wrkPull, wrkScript } from './lib.mjs'
 
 const env = process.env
 const specs = (env.COMPARE ?? 'THREADS=1;THREADS=2').split(';').map((s) => s.trim()).filter((s) => s !== '')
@@ -50,15 +52,18 @@ function parseSpec(spec) {
   /** @type {Record<string, string>} */
   const settings = {}
   let dir = root
+  /** @type {string[] | null} */
+  let nodeFlags = null
   for (const kv of spec.split(/\s+/)) {
     const eq = kv.indexOf('=')
     if (eq < 1) throw new Error(`COMPARE: ${JSON.stringify(kv)} is not KEY=VALUE`)
     const k = kv.slice(0, eq)
     const v = kv.slice(eq + 1)
     if (k === 'root') dir = resolve(v)
+    else if (k === 'node') nodeFlags = v === '' ? [] : v.split(',')
     else settings[k] = v
   }
-  return { name: spec, dir, settings, shards: Number(settings.SHARDS ?? DEFAULT_SHARDS) }
+  return { name: spec, dir, settings, nodeFlags: nodeFlags ?? SERVER_NODE_FLAGS, shards: Number(settings.SHARDS ?? DEFAULT_SHARDS) }
 }
 const servers = specs.map(parseSpec)
 
@@ -99,7 +104,7 @@ try {
   for (const [i, s] of servers.entries()) {
     const dataDir = join(dir, `server-${i}`)
     cpSync(/** @type {string} */ (stores.get(s.shards)), dataDir, { recursive: true })
-    const p = await startProcess([join(s.dir, 'dist', 'cluster.js')], { PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info', ...s.settings })
+    const p = await startProcess([...s.nodeFlags, join(s.dir, 'dist', 'cluster.js')], { PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info', ...s.settings })
     procs.push(p.proc)
     running.push({ ...s, port: p.port, pid: p.proc.pid })
     if (env.COMPARE_DEBUG) console.log(`server ${i}: ${s.name} on port ${p.port}, pid ${p.proc.pid}`)

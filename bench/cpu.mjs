@@ -23,7 +23,7 @@ import { spawn } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { BENCH_TEXT, DEFAULT_SHARDS, HOT_CHAT, childrenCpuSeconds, requireWrk, runWrk, spreadChats, startProcess, stopProcess, threadTicks, writeBenchStore, wrkPull, wrkScript } from './lib.mjs'
+import { BENCH_TEXT, DEFAULT_SHARDS, SERVER_NODE_FLAGS, HOT_CHAT, childrenCpuSeconds, requireWrk, runWrk, spreadChats, startProcess, stopProcess, threadTicks, writeBenchStore, wrkPull, wrkScript } from './lib.mjs'
 
 const scenario = process.env.CPU_SCENARIO ?? 'pull-hot'
 const seconds = Number(process.env.CPU_SECONDS ?? 5)
@@ -99,7 +99,7 @@ try {
   const ceiling = await measure('ceiling', ['bench/ceiling.mjs', '0'], {})
   // With perf, V8 writes /tmp/perf-<pid>.map so that perf can name JIT-compiled functions.
   const flags = perfFile !== undefined ? ['--perf-basic-prof-only-functions'] : []
-  const pullchat = await measure('pullchat', [...flags, 'dist/cluster.js'], { PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info' })
+  const pullchat = await measure('pullchat', [...flags, ...SERVER_NODE_FLAGS, 'dist/cluster.js'], { PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info' })
   console.log(JSON.stringify({ scenario, seconds, ceiling, pullchat }))
 } finally {
   rmSync(dir, { recursive: true, force: true })

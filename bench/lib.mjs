@@ -14,6 +14,18 @@ import { autoShards } from '../dist/config.js'
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 /** The shard count the server gives a new data directory here (SHARDS=0, auto): preloaded stores match it. */
 export const DEFAULT_SHARDS = autoShards()
+/**
+ * The node flags `npm start` runs the server with (its script in package.json, the one place they
+ * are written): the benchmarks start the server the same way.
+ */
+export const SERVER_NODE_FLAGS = startFlags()
+
+function startFlags() {
+  const start = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).scripts?.start ?? ''
+  const m = /\bnode((?: --\S+)*) dist\/cluster\.js/.exec(start)
+  if (m === null) throw new Error(`package.json's start script does not run node ... dist/cluster.js: ${start}`)
+  return (m[1] ?? '').trim().split(' ').filter((f) => f !== '')
+}
 
 /**
  * Starts `node <args>` in the repository and resolves once it logs that it listens, with its port

@@ -19,6 +19,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
 import { flamegraphSvg, foldedStacks } from './flame.mjs'
+import { SERVER_NODE_FLAGS } from './lib.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const seconds = Number(process.env.PROFILE_SECONDS ?? 10)
@@ -33,8 +34,8 @@ mkdirSync(outDir, { recursive: true })
 const env = { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info' }
 const proc =
   profiler === '0x'
-    ? spawn(join(root, 'node_modules/.bin/0x'), ['--output-dir', outDir, '--', process.execPath, 'dist/cluster.js'], { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'] })
-    : spawn(process.execPath, ['--cpu-prof', '--cpu-prof-dir', outDir, 'dist/cluster.js'], { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'] })
+    ? spawn(join(root, 'node_modules/.bin/0x'), ['--output-dir', outDir, '--', process.execPath, ...SERVER_NODE_FLAGS, 'dist/cluster.js'], { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'] })
+    : spawn(process.execPath, ['--cpu-prof', '--cpu-prof-dir', outDir, ...SERVER_NODE_FLAGS, 'dist/cluster.js'], { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'] })
 await new Promise((resolve, reject) => {
   let out = ''
   proc.stdout?.on('data', (c) => {

@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { WalWriter, readLog } from '../dist/wal/index.js'
 import { ShardStore, encodeMessage, encodeMessageV1, readStoredMessage, recoverStore } from '../dist/store/index.js'
-import { DEFAULT_SHARDS, startProcess, stopProcess, writeDataDir } from './lib.mjs'
+import { DEFAULT_SHARDS, SERVER_NODE_FLAGS, startProcess, stopProcess, writeDataDir } from './lib.mjs'
 
 const env = process.env
 const parts = (env.PARTS ?? 'shard,startup').split(',')
@@ -122,7 +122,7 @@ async function startupPart() {
   await writeDataDir(dataDir, shards, startupMessages, messageAt)
   const writeS = (performance.now() - tw) / 1000
   const ts = performance.now()
-  const server = await startProcess(['dist/cluster.js'], { PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info', SHARDS: String(shards) })
+  const server = await startProcess([...SERVER_NODE_FLAGS, 'dist/cluster.js'], { PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info', SHARDS: String(shards) })
   const startupS = (performance.now() - ts) / 1000
   // Each shard logs what it replayed: {"msg":"recovered","records":..,"ms":..}.
   const shardLines = [...server.output.matchAll(/^.*"msg":"recovered".*$/gm)].map((m) => JSON.parse(m[0]))

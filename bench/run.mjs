@@ -17,7 +17,7 @@ import { tmpdir, cpus, loadavg } from 'node:os'
 import { join, resolve } from 'node:path'
 import autocannon from 'autocannon'
 import { renderChart } from './chart.mjs'
-import { BENCH_TEXT, DEFAULT_SHARDS, HOT_CHAT, childrenCpuSeconds, cpuSeconds, root, runWrk, spreadChats, startProcess, stopProcess, wrkScript, writeBenchStore } from './lib.mjs'
+import { BENCH_TEXT, DEFAULT_SHARDS, SERVER_NODE_FLAGS, HOT_CHAT, childrenCpuSeconds, cpuSeconds, root, runWrk, spreadChats, startProcess, stopProcess, wrkScript, writeBenchStore } from './lib.mjs'
 
 const full = process.argv.includes('--full') || process.env.BENCH_MODE === 'full'
 const mode = full ? 'full' : 'quick'
@@ -158,7 +158,7 @@ for (const sc of selected) {
   const shards = Number(S.shards ?? DEFAULT_SHARDS)
   if (sc.name.startsWith('pull') || sc.name.startsWith('mixed') || sc.name.startsWith('many')) await writeBenchStore(dataDir, shards, { messages: S.preloadMessages, chats: S.preloadChats })
   const serverEnv = { PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn', ...(S.shards ? { SHARDS: S.shards } : {}), ...(S.threads ? { THREADS: S.threads } : {}) }
-  const server = await startProcess(['dist/cluster.js'], { ...serverEnv, LOG_LEVEL: 'info' })
+  const server = await startProcess([...SERVER_NODE_FLAGS, 'dist/cluster.js'], { ...serverEnv, LOG_LEVEL: 'info' })
   const p = await measure(server.port, sc, server.proc.pid)
   // What the server says it answered, by status: explains any non-2xx the generator saw.
   const metricsText = await fetch(`http://127.0.0.1:${server.port}/metrics`).then((r) => r.text()).catch(() => '')

@@ -18,7 +18,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { DEFAULT_SHARDS, HOT_CHAT, HOT_MESSAGES, requireWrk, root, runWrk, spreadChats, startProcess, stopProcess, writeBenchStore, wrkPull, wrkScript } from './lib.mjs'
+import { DEFAULT_SHARDS, SERVER_NODE_FLAGS, HOT_CHAT, HOT_MESSAGES, requireWrk, root, runWrk, spreadChats, startProcess, stopProcess, writeBenchStore, wrkPull, wrkScript } from './lib.mjs'
 
 const env = process.env
 const rounds = Number(env.SCALE_ROUNDS ?? 7)
@@ -73,9 +73,9 @@ try {
   const small = await dataDir('small', {})
   const large = await dataDir('large', { messages, chats })
   const serverEnv = (/** @type {string} */ d) => ({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: d, LOG_LEVEL: 'info' })
-  const a = await startProcess(['dist/cluster.js'], serverEnv(small))
+  const a = await startProcess([...SERVER_NODE_FLAGS, 'dist/cluster.js'], serverEnv(small))
   servers.push(a)
-  const b = await startProcess(['dist/cluster.js'], serverEnv(large))
+  const b = await startProcess([...SERVER_NODE_FLAGS, 'dist/cluster.js'], serverEnv(large))
   servers.push(b)
 
   const loads = [
