@@ -23,13 +23,16 @@ t.test('connections spread over worker threads still reach one shard per chat', 
   const sends = []
   for (let i = 0; i < 200; i++) {
     const chat = chats[i % chats.length] as string
-    sends.push(request(port, '/api/send', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ chat, text: String(i), sender: 's' }), agent: noKeepAlive }))
+    sends.push(request(port, '/api/send', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ chat, text: `${i} é😀`, sender: 's' }), agent: noKeepAlive }))
   }
   const replies = await Promise.all(sends)
   t.ok(replies.every((r) => r.status === 200), 'all sends acknowledged')
   for (const chat of chats) {
     const res = await request(port, `/api/pull?chat=${chat}&limit=1000`, { agent: noKeepAlive })
     t.equal(res.json.messages.length, 40, `${chat}: every message in one place`)
+    // The common body reaches a shard over RPC as strings decoded from its literals (rpc/send-bytes.ts).
+    const want = Array.from({ length: 40 }, (_, k) => `${k * chats.length + chats.indexOf(chat)} é😀`).sort()
+    t.same(res.json.messages.map((m: { text: string }) => m.text).sort(), want, `${chat}: every text as sent`)
     const times = res.json.messages.map((m: { send_time: number }) => m.send_time)
     t.ok(
       times.every((x: number, i: number) => i === 0 || x > times[i - 1]),
