@@ -87,20 +87,10 @@ export function encodeSend(prefix: Buffer, sendTime: number, text: string, sende
   const textJson = JSON.stringify(text)
   const senderJson = JSON.stringify(sender)
   const textBytes = Buffer.byteLength(textJson)
-  const senderBytes = Buffer.byteLength(senderJson)
-  const out = Buffer.allocUnsafe(prefix.length + textBytes + SENDER_KEY.length + senderBytes + SEND_TIME_KEY.length + uintDigits(sendTime) + 1)
-  // TypedArray.set, not Buffer.copy: copy() makes a view of its source per call (docs/performance.md).
-  out.set(prefix, 0)
-  out.writeDoubleLE(sendTime, 1)
-  let at = prefix.length
-  at += out.write(textJson, at)
-  out.set(SENDER_KEY, at)
-  at += SENDER_KEY.length
-  at += out.write(senderJson, at)
-  out.set(SEND_TIME_KEY, at)
-  at += SEND_TIME_KEY.length
-  at = writeUint(out, at, sendTime)
-  out[at] = CLOSE_BRACE
+  const out = startRecord(prefix, sendTime, textBytes, Buffer.byteLength(senderJson))
+  out.write(textJson, prefix.length)
+  const at = prefix.length + textBytes + SENDER_KEY.length
+  endRecord(out, at + out.write(senderJson, at), sendTime)
   return out
 }
 
@@ -111,17 +101,27 @@ export function encodeSend(prefix: Buffer, sendTime: number, text: string, sende
  */
 export function encodeSendBytes(prefix: Buffer, sendTime: number, fields: SendBytes): Buffer {
   const { bytes, textFrom, textTo, senderFrom, senderTo } = fields
-  const out = Buffer.allocUnsafe(prefix.length + (textTo - textFrom) + SENDER_KEY.length + (senderTo - senderFrom) + SEND_TIME_KEY.length + uintDigits(sendTime) + 1)
+  const out = startRecord(prefix, sendTime, textTo - textFrom, senderTo - senderFrom)
+  copyRange(bytes, textFrom, textTo, out, prefix.length)
+  endRecord(out, copyRange(bytes, senderFrom, senderTo, out, prefix.length + (textTo - textFrom) + SENDER_KEY.length), sendTime)
+  return out
+}
+
+// A send's record with everything but the text's and the sender's JSON in place: the chat's
+// prefix, the send_time, and `,"sender":` after the text's `textBytes`. endRecord finishes it.
+function startRecord(prefix: Buffer, sendTime: number, textBytes: number, senderBytes: number): Buffer {
+  const out = Buffer.allocUnsafe(prefix.length + textBytes + SENDER_KEY.length + senderBytes + SEND_TIME_KEY.length + uintDigits(sendTime) + 1)
+  // TypedArray.set, not Buffer.copy: copy() makes a view of its source per call (docs/performance.md).
   out.set(prefix, 0)
   out.writeDoubleLE(sendTime, 1)
-  let at = copyRange(bytes, textFrom, textTo, out, prefix.length)
-  out.set(SENDER_KEY, at)
-  at = copyRange(bytes, senderFrom, senderTo, out, at + SENDER_KEY.length)
-  out.set(SEND_TIME_KEY, at)
-  at += SEND_TIME_KEY.length
-  at = writeUint(out, at, sendTime)
-  out[at] = CLOSE_BRACE
+  out.set(SENDER_KEY, prefix.length + textBytes)
   return out
+}
+
+// Writes `,"send_time":<digits>}` after the sender's JSON, which ends at `at`.
+function endRecord(out: Buffer, at: number, sendTime: number): void {
+  out.set(SEND_TIME_KEY, at)
+  out[writeUint(out, at + SEND_TIME_KEY.length, sendTime)] = CLOSE_BRACE
 }
 
 // Copies src[from, to) to out at `at`; returns where it ends. Short ranges byte by byte: a
