@@ -32,7 +32,7 @@
 import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { BENCH_TEXT, DEFAULT_SHARDS, HOT_CHAT, SERVER_NODE_FLAGS, cpuSeconds, requireWrk, root, runWrk, spreadChats, startProcess, stopProcess, writeBenchStore, wrkPull, wrkScript } from './lib.mjs'
+import { DEFAULT_SHARDS, HOT_CHAT, SERVER_NODE_FLAGS, cpuSeconds, requireWrk, root, runWrk, spreadChats, startProcess, stopProcess, writeBenchStore, wrkPull, wrkScript, wrkSend } from './lib.mjs'
 
 const env = process.env
 const specs = (env.COMPARE ?? 'THREADS=1;THREADS=2').split(';').map((s) => s.trim()).filter((s) => s !== '')
@@ -67,15 +67,13 @@ function parseSpec(spec) {
 }
 const servers = specs.map(parseSpec)
 
-const json = '{["content-type"]="application/json"}'
-const sendReq = (/** @type {string} */ chat, /** @type {string} */ sender) => `wrk.format("POST", "/api/send", ${json}, '${JSON.stringify({ chat, text: BENCH_TEXT, sender })}')`
 /** @type {Record<string, { what: string, requests: () => string[] }>} */
 const LOADS = {
-  'send-1': { what: 'durable send, one chat', requests: () => [sendReq('alice:bob', 'alice')] },
-  'send-10k': { what: 'durable send across 10k chats', requests: () => Array.from({ length: 10_000 }, (_, i) => sendReq(`s${i}:t${i}`, `s${i}`)) },
+  'send-1': { what: 'durable send, one chat', requests: () => [wrkSend('alice:bob', 'alice')] },
+  'send-10k': { what: 'durable send across 10k chats', requests: () => Array.from({ length: 10_000 }, (_, i) => wrkSend(`s${i}:t${i}`, `s${i}`)) },
   'pull-hot': { what: 'pull limit 10, hot chat', requests: () => [wrkPull(`chat=${HOT_CHAT}&limit=10`)] },
   'pull-many': { what: `pull limit 10 over ${chats} chats`, requests: () => spreadChats(chats).map((c) => wrkPull(`chat=${c}&limit=10`)) },
-  mixed: { what: '90% pull / 10% send, hot chat', requests: () => Array.from({ length: 10 }, (_, i) => (i === 0 ? sendReq(HOT_CHAT, 'mixer') : wrkPull(`chat=${HOT_CHAT}&limit=10`))) },
+  mixed: { what: '90% pull / 10% send, hot chat', requests: () => Array.from({ length: 10 }, (_, i) => (i === 0 ? wrkSend(HOT_CHAT, 'mixer') : wrkPull(`chat=${HOT_CHAT}&limit=10`))) },
 }
 for (const l of loadNames) if (LOADS[l] === undefined) throw new Error(`COMPARE_LOADS: unknown load ${l} (${Object.keys(LOADS).join(', ')})`)
 

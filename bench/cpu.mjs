@@ -9,7 +9,7 @@
 //
 //   npm run build && node bench/cpu.mjs      (CPU_SCENARIO=pull-hot|pull-many|pull-missing-room|
 //                                            pull-missing-many|send|send-many, CPU_SECONDS=5,
-//                                            CPU_LAYOUT=interleaved|grouped, SHARDS and other server
+//                                            CPU_CHATS=20000, CPU_LAYOUT=interleaved|grouped, SHARDS and other server
 //                                            settings from the environment; wrk is required:
 //                                            apt-get install wrk)
 //
@@ -23,11 +23,12 @@ import { spawn } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { BENCH_TEXT, DEFAULT_SHARDS, SERVER_NODE_FLAGS, HOT_CHAT, childrenCpuSeconds, requireWrk, runWrk, spreadChats, startProcess, stopProcess, threadTicks, writeBenchStore, wrkPull, wrkScript } from './lib.mjs'
+import { DEFAULT_SHARDS, SERVER_NODE_FLAGS, HOT_CHAT, childrenCpuSeconds, requireWrk, runWrk, spreadChats, startProcess, stopProcess, threadTicks, writeBenchStore, wrkPull, wrkScript, wrkSend } from './lib.mjs'
 
 const scenario = process.env.CPU_SCENARIO ?? 'pull-hot'
 const seconds = Number(process.env.CPU_SECONDS ?? 5)
-const CHATS = 20_000
+// Chats of the many-chats scenarios (10 messages each); the scale target's figure is 100k.
+const CHATS = Number(process.env.CPU_CHATS ?? 20_000)
 // How the many chats' messages were written: in turn (each chat's messages among the others', as
 // live traffic writes them) or one chat after another (each chat's messages next to each other).
 const grouped = process.env.CPU_LAYOUT === 'grouped'
@@ -40,8 +41,7 @@ function startPerf(/** @type {number | undefined} */ pid, /** @type {string} */ 
 
 requireWrk('bench/cpu.mjs')
 
-const post = (/** @type {string} */ chat) =>
-  `wrk.format("POST", "/api/send", {["Content-Type"]="application/json"}, ${JSON.stringify(JSON.stringify({ chat, text: BENCH_TEXT, sender: chat.split(':')[0] }))})`
+const post = (/** @type {string} */ chat) => wrkSend(chat, chat.split(':')[0] ?? chat)
 const requests = {
   'pull-hot': [wrkPull(`chat=${HOT_CHAT}&limit=10`)],
   'pull-many': spreadChats(CHATS).map((chat) => wrkPull(`chat=${chat}&limit=10`)),

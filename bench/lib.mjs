@@ -105,6 +105,10 @@ export function requireWrk(/** @type {string} */ who) {
 /** A `wrk.format(...)` expression for `GET /api/pull?<query>`. */
 export const wrkPull = (/** @type {string} */ query) => `wrk.format("GET", "/api/pull?${query}")`
 
+/** A `wrk.format(...)` expression for a `POST /api/send` of the bench text to `chat` by `sender`. */
+export const wrkSend = (/** @type {string} */ chat, /** @type {string} */ sender) =>
+  `wrk.format("POST", "/api/send", {["Content-Type"]="application/json"}, ${JSON.stringify(JSON.stringify({ chat, text: BENCH_TEXT, sender }))})`
+
 /**
  * Runs wrk (two threads) with a Lua script against 127.0.0.1:`port`. Returns its requests per
  * second and, for a script from `wrkScript(.., true)`, its summary (null otherwise).

@@ -1,14 +1,16 @@
 // @ts-check
-// Does pull throughput hold as the store grows? The issue's target: within 10% from 1k to 1M stored
+// Does throughput hold as the store grows? The issue's target: within 10% from 1k to 1M stored
 // messages and from 1 to 100k chats.
 //
 // `npm run bench` measures the hot chat and the many chats minutes apart, and this machine's
 // throughput drifts by more than 10% in that time, so its two figures cannot settle a 10% question.
-// Here the loads alternate, round after round, against two servers that run side by side:
+// Here the loads alternate, round after round, against three servers that run side by side:
 //   small: a store of 1k messages, all in one chat; pulls of that chat;
 //   large: the same chat plus SCALE_MESSAGES messages in SCALE_CHATS chats (10 each, written in
-//          turn, as live traffic interleaves them); pulls of the hot chat, and pulls over all chats.
-// Each round runs the three loads in a rotated order; the ratios are taken within each round and
+//          turn, as live traffic interleaves them); pulls of the hot chat, and pulls over all chats;
+//   sends: a fresh store; durable sends to one chat, and durable sends over SCALE_CHATS chats (the
+//          warm-up creates them), both growing the same store.
+// Each round runs the five loads in a rotated order; the ratios are taken within each round and
 // the median over rounds is reported.
 //
 //   npm run build && node bench/scale.mjs   (SCALE_ROUNDS=7 SCALE_SECONDS=3 SCALE_MESSAGES=1000000
@@ -18,7 +20,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { DEFAULT_SHARDS, SERVER_NODE_FLAGS, HOT_CHAT, HOT_MESSAGES, requireWrk, root, runWrk, spreadChats, startProcess, stopProcess, writeBenchStore, wrkPull, wrkScript } from './lib.mjs'
+import { DEFAULT_SHARDS, SERVER_NODE_FLAGS, HOT_CHAT, HOT_MESSAGES, requireWrk, root, runWrk, spreadChats, startProcess, stopProcess, writeBenchStore, wrkPull, wrkScript, wrkSend } from './lib.mjs'
 
 const env = process.env
 const rounds = Number(env.SCALE_ROUNDS ?? 7)
@@ -39,10 +41,14 @@ const dir = mkdtempSync(join(env.BENCH_DIR ?? tmpdir(), 'pullchat-scale-bench-')
 const scripts = {
   hot: join(dir, 'hot.lua'),
   many: join(dir, 'many.lua'),
+  sendOne: join(dir, 'send-one.lua'),
+  sendMany: join(dir, 'send-many.lua'),
 }
 writeFileSync(scripts.hot, wrkScript([wrkPull(`chat=${HOT_CHAT}&limit=10`)], true))
-// 10k request paths spread over every chat.
+// Every chat, each request to a chat far from the previous one's.
 writeFileSync(scripts.many, wrkScript(spreadChats(chats).map((chat) => wrkPull(`chat=${chat}&limit=10`)), true))
+writeFileSync(scripts.sendOne, wrkScript([wrkSend(HOT_CHAT, 'loader')], true))
+writeFileSync(scripts.sendMany, wrkScript(spreadChats(chats).map((chat) => wrkSend(chat, chat.split(':')[0] ?? chat)), true))
 
 /** @param {string} name @param {{ messages?: number, chats?: number }} what */
 async function dataDir(name, what) {
@@ -56,7 +62,7 @@ async function dataDir(name, what) {
 function load(port, script) {
   const { reqPerSec: rps, summary: s, output } = runWrk(port, script, { connections, seconds })
   if (!Number.isFinite(rps) || s === null) throw new Error(`wrk failed:\n${output}`)
-  // A load that got errors or non-2xx answers measured something other than pulls.
+  // A load that got errors or non-2xx answers measured something other than what it names.
   if (s.errors !== 0 || s.non2xx !== 0) throw new Error(`wrk saw ${s.errors} errors and ${s.non2xx} non-2xx answers`)
   return { reqPerSec: Math.round(rps), p99: s.p99 }
 }
@@ -77,11 +83,17 @@ try {
   servers.push(a)
   const b = await startProcess([...SERVER_NODE_FLAGS, 'dist/cluster.js'], serverEnv(large))
   servers.push(b)
+  const sendDir = join(dir, 'sends')
+  mkdirSync(sendDir)
+  const c = await startProcess([...SERVER_NODE_FLAGS, 'dist/cluster.js'], serverEnv(sendDir))
+  servers.push(c)
 
   const loads = [
     { name: 'small-hot', what: `1 chat, ${HOT_MESSAGES} messages stored`, port: a.port, script: scripts.hot },
     { name: 'large-hot', what: `1 chat pulled, ${HOT_MESSAGES + messages} messages stored`, port: b.port, script: scripts.hot },
     { name: 'large-many', what: `${chats} chats pulled, ${HOT_MESSAGES + messages} messages stored`, port: b.port, script: scripts.many },
+    { name: 'send-one', what: 'durable sends to 1 chat', port: c.port, script: scripts.sendOne },
+    { name: 'send-many', what: `durable sends over ${chats} chats`, port: c.port, script: scripts.sendMany },
   ]
   // Warm-up, not counted: each server's code paths compiled before the first measured round.
   for (const l of loads) load(l.port, l.script)
@@ -106,13 +118,14 @@ try {
     { name: `stored messages ${HOT_MESSAGES / 1000}k -> ${(HOT_MESSAGES + messages) / 1e6}M (one chat pulled)`, of: 'large-hot', to: 'small-hot' },
     { name: `chats pulled 1 -> ${chats / 1000}k (same store)`, of: 'large-many', to: 'large-hot' },
     { name: 'both', of: 'large-many', to: 'small-hot' },
+    { name: `durable sends, chats sent to 1 -> ${chats / 1000}k (same store)`, of: 'send-many', to: 'send-one' },
   ].map((c) => {
     const perRound = results.map((round) => +(rate(round, c.of) / rate(round, c.to)).toFixed(3))
     const med = median(perRound)
     return { ...c, perRound, median: +med.toFixed(3), withinTarget: med >= 1 - TOLERANCE }
   })
-  console.log(`\npulls, ${connections} connections, ${rounds} rounds of ${seconds} s per load, ${cpus().length} cores (${cpus()[0]?.model.trim()})`)
-  for (const l of loads) console.log(`  ${l.name.padEnd(10)} ${l.what}: median ${Math.round(median(results.map((r) => rate(r, l.name))))}/s`)
+  console.log(`\n${connections} connections, ${rounds} rounds of ${seconds} s per load, ${cpus().length} cores (${cpus()[0]?.model.trim()})`)
+  for (const l of loads) console.log(`  ${l.name.padEnd(11)} ${l.what}: median ${Math.round(median(results.map((r) => rate(r, l.name))))}/s`)
   for (const c of comparisons) {
     console.log(`  ${c.name}: ${c.of} / ${c.to} = ${c.median} (median; rounds ${c.perRound.join(', ')}): ${c.withinTarget ? 'within' : 'NOT within'} ${TOLERANCE * 100}%`)
   }
