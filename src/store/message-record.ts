@@ -11,6 +11,7 @@
 // array of 4), never 0x02, and are still read, so logs written by earlier releases replay.
 
 import { Packr } from 'msgpackr'
+import { copyBytes } from '../bytes.js'
 import { uintDigits, writeUint } from '../digits.js'
 import type { SendBytes } from '../rpc/send-bytes.js'
 
@@ -124,13 +125,10 @@ function endRecord(out: Buffer, at: number, sendTime: number): void {
   out[writeUint(out, at + SEND_TIME_KEY.length, sendTime)] = CLOSE_BRACE
 }
 
-// Copies src[from, to) to out at `at`; returns where it ends. Short ranges byte by byte: a
-// subarray for TypedArray.set costs more than the copy.
+// Copies src[from, to) to out at `at`; returns where it ends. Short ranges byte by byte: a view
+// for TypedArray.set (copyBytes) costs more than the copy.
 function copyRange(src: Uint8Array, from: number, to: number, out: Uint8Array, at: number): number {
-  if (to - from > 64) {
-    out.set(src.subarray(from, to), at)
-    return at + (to - from)
-  }
+  if (to - from > 64) return copyBytes(src, from, to, out, at)
   for (let i = from; i < to; i++) out[at++] = src[i] as number
   return at
 }
