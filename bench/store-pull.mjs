@@ -58,7 +58,7 @@ const steps = {
   },
   index: (id) => {
     const log = store.get(id)
-    sink += log.lowerBound(0) + log.timeAt(Math.min(9, log.count - 1))
+    sink += log.timeAt(0) + log.timeAt(Math.min(9, log.count - 1))
   },
   pull: (id) => {
     sink += store.pull(id, 0, 10, false, scratch).json.length

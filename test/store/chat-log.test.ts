@@ -430,6 +430,42 @@ t.test('long retention runs: the ring wraps many times', (t) =>
   ),
 )
 
+t.test('chats past RELOCATE_BYTES_MAX chain extents: the same pages under sends, pulls and drops', (t) => {
+  let chained = 0
+  let freed = 0
+  // Texts of 1-30 KB: a few sends take a chat past the size at which it stops moving.
+  const longText = fc.tuple(text, fc.integer({ min: 1000, max: 30_000 })).map(([s, k]) => s + 'x'.repeat(k))
+  const longOp: fc.Arbitrary<Op> = fc.oneof(
+    { weight: 6, arbitrary: fc.record({ op: fc.constant('send' as const), clock, text: longText, sender }) },
+    { weight: 6, arbitrary: fc.record({ op: fc.constant('pull' as const), cursor, limit, reverse: fc.boolean() }) },
+    { weight: 2, arbitrary: fc.record({ op: fc.constant('drop' as const), n: fc.nat(6) }) },
+  )
+  return holds(
+    t,
+    fc.property(fc.array(longOp, { maxLength: 60, size: 'max' }), (ops) => {
+      const log = new ChatLog('long')
+      const model = new Model('long')
+      let most = 0
+      for (const o of ops) {
+        const before = log.extents
+        step(log, model, o)
+        most = Math.max(most, log.extents)
+        if (o.op === 'drop' && log.extents < before) freed++
+      }
+      if (most > 1) chained++
+      for (const c of interestingCursors(model)) {
+        for (const l of [1, 3, 50]) {
+          assertPage(log.pull(c, l, false), model, c, l, false)
+          assertPage(log.pull(c, l, true), model, c, l, true)
+        }
+      }
+    }),
+  ).then(() => {
+    t.ok(chained > 0, `${chained} runs chained extents`)
+    t.ok(freed > 0, `${freed} drops freed a chat's first extent`)
+  })
+})
+
 /** A fresh log and model holding `count` messages with send_times 1 + gaps. */
 function filled(gaps: readonly number[], texts: readonly string[]): { log: ChatLog; model: Model; append: (text: string) => void } {
   const log = new ChatLog('p')
@@ -509,7 +545,8 @@ const EMPTY = { json: '[]', count: 0, hasMore: false, nextCursor: 0 }
 
 t.test('ShardStore: unknown chats, separate chats, stats', async (t) => {
   const store = new ShardStore()
-  t.same(store.stats(), { chats: 0, messages: 0, jsonBytes: 0, bytes: 0 })
+  t.same({ ...store.stats(), bytes: 0 }, { chats: 0, messages: 0, jsonBytes: 0, bytes: 0 })
+  t.ok(store.stats().bytes <= 64 * 1024, `an empty store holds its table only (${store.stats().bytes} bytes)`)
   t.same(summary(store.pull('nobody', 0, 10, false)), EMPTY)
   t.same(summary(store.pull('nobody', 42, 10, true)), { ...EMPTY, nextCursor: 42 })
   t.equal(store.get('nobody'), undefined, 'pulling does not create a chat')

@@ -8,7 +8,9 @@ import fc from 'fast-check'
 import { availableParallelism } from 'node:os'
 import t from 'tap'
 import { holds } from '../helpers/fast-check.js'
+import { Arena } from '../../src/store/arena.js'
 import { ChatLog } from '../../src/store/chat-log.js'
+import { messageJson } from '../../src/store/message-record.js'
 import { applyScan as applyJoined, recoverStore, scanShard, wholeScan, type ShardScan } from '../../src/store/recover.js'
 import { ShardStore } from '../../src/store/shard-store.js'
 import { Slab } from '../../src/store/slab.js'
@@ -103,15 +105,22 @@ t.test('applyScan only into an empty store', async (t) => {
   const dir = t.testdir()
   await writeLog(dir, messages(0, 10))
   const store = direct(messages(100, 1))
-  t.throws(() => applyScan(store, scanShard(dir, 0)), /only an empty store can adopt a slab/)
+  t.throws(() => applyScan(store, scanShard(dir, 0)), /only an empty store can be recovered into/)
 })
 
-t.test('a chat sized for what recovery will put in it: small indexes on the heap, large ones off it', async (t) => {
+t.test('a chat sized for what recovery will put in it: one extent, which still grows past it', async (t) => {
   for (const expected of [0, 3, 500, 1024, 5000]) {
-    const slab = new Slab()
-    const log = new ChatLog('room', slab, undefined, expected)
-    const n = expected + 10 // and a little past it: the index still grows
-    for (let i = 1; i <= n; i++) log.append(i, `m${i}`, 'u')
+    const arena = new Arena()
+    let bytes = 0
+    for (let i = 1; i <= expected; i++) bytes += Buffer.byteLength(messageJson('room', 'u', `m${i}`, i)) + 1
+    const log = new ChatLog('room', arena, undefined, expected, bytes)
+    for (let i = 1; i <= expected; i++) log.append(i, `m${i}`, 'u')
+    if (expected > 0) {
+      t.equal(log.extents, 1, `expected ${expected}: one extent`)
+      t.ok(arena.used < 2 * (bytes + expected * 16) + 64, `expected ${expected}: ${arena.used} bytes for ${bytes} of messages`)
+    }
+    const n = expected + 10 // and a little past it: the chat still grows
+    for (let i = expected + 1; i <= n; i++) log.append(i, `m${i}`, 'u')
     t.equal(log.count, n, `expected ${expected}: holds ${n}`)
     t.same(JSON.parse(log.pull(0, 3, true).json.toString()).map((m: { text: string }) => m.text), [`m${n}`, `m${n - 1}`, `m${n - 2}`])
     t.same(JSON.parse(log.pull(0, 2, false).json.toString()).map((m: { text: string }) => m.text), ['m1', 'm2'])
