@@ -179,6 +179,8 @@ export class ChatLog {
   /** Messages this chat holds at most. */
   readonly messagesMax: number
   private prefix: Buffer | undefined = undefined
+  /** Where appendRun's next message starts in the last extent's chunk. */
+  private runAt = 0
   /** What recovery said the chat will hold (its first extent is sized for it); 0 when unknown. */
   private expected: number
   private expectedBytes: number
@@ -303,12 +305,25 @@ export class ChatLog {
     this.commit(sendTime, at, n)
   }
 
-  /** Appends a message whose bytes (its JSON and the comma after it) are `length` bytes at `loc` of `slab` (recovery, recover.ts). */
-  appendFrom(sendTime: number, slab: Slab, loc: number, length: number): void {
-    this.checkNext(sendTime)
-    const at = this.room(length)
-    slab.copy(loc, length, this.arena.bufs[this.tailSlot] as Buffer, at)
-    this.commit(sendTime, at, length)
+  /**
+   * Recovery (recover.ts): copies the next `count` messages' bytes (each its JSON and a comma),
+   * `bytes` in all, back to back at `loc` of `slab`, into the last extent. appendIndexed then
+   * indexes them one by one, in order, before anything else is appended.
+   */
+  appendRun(slab: Slab, loc: number, bytes: number, count: number): void {
+    const at = this.room(bytes, count)
+    slab.copy(loc, bytes, this.arena.bufs[this.tailSlot] as Buffer, at)
+    this.runAt = at
+  }
+
+  /** Indexes the next message of appendRun's bytes, `length` bytes long. */
+  appendIndexed(sendTime: number, length: number): void {
+    // Past every send_time handed out, so past every stored one: what checkNext checks, without
+    // reading the last extent's index for it (recovery appends millions).
+    if (sendTime > this.lastSendTime && Number.isSafeInteger(sendTime) && !this.full) this.lastSendTime = sendTime
+    else this.checkNext(sendTime)
+    this.commit(sendTime, this.runAt, length)
+    this.runAt += length
   }
 
   /** Drops the `count` oldest messages (retention). */
@@ -482,17 +497,17 @@ export class ChatLog {
     if (sendTime > this.lastSendTime) this.lastSendTime = sendTime
   }
 
-  /** Makes room for `n` bytes and one index entry in the last extent; returns where the bytes go in its chunk. */
-  private room(n: number): number {
+  /** Makes room for `n` bytes and `entries` index entries in the last extent; returns where the bytes go in its chunk. */
+  private room(n: number, entries = 1): number {
     if (this.slot < 0) {
       // Sized for what recovery said will come; a live chat's first message: room for it and one more like it.
-      this.place(this.expected === 0 ? HEADER_BYTES + 2 * (n + ENTRY_BYTES) : HEADER_BYTES + Math.max(this.expectedBytes, n) + this.expected * ENTRY_BYTES)
+      this.place(this.expected === 0 ? HEADER_BYTES + 2 * (n + entries * ENTRY_BYTES) : HEADER_BYTES + Math.max(this.expectedBytes, n) + Math.max(this.expected, entries) * ENTRY_BYTES)
       this.expected = 0
       this.expectedBytes = 0
     } else {
       const u = this.arena.u32[this.tailSlot] as Uint32Array
       const w = this.tailHp >> 2
-      if (HEADER_BYTES + (u[w + H_END] as number) + n + ((u[w + H_COUNT] as number) + 1) * ENTRY_BYTES > (u[w + H_SIZE] as number)) this.grow(n)
+      if (HEADER_BYTES + (u[w + H_END] as number) + n + ((u[w + H_COUNT] as number) + entries) * ENTRY_BYTES > (u[w + H_SIZE] as number)) this.grow(n, entries)
     }
     const u = this.arena.u32[this.tailSlot] as Uint32Array
     return blockStart(u, this.tailHp) + (u[(this.tailHp >> 2) + H_END] as number)
@@ -546,8 +561,8 @@ export class ChatLog {
     this.tailHp = hp
   }
 
-  /** The last extent has no room for `n` more bytes: move the chat to a larger one, or chain one. */
-  private grow(n: number): void {
+  /** The last extent has no room for `n` more bytes and `entries` entries: move the chat to a larger one, or chain one. */
+  private grow(n: number, entries: number): void {
     const u = this.arena.u32[this.slot] as Uint32Array
     const hp = this.hp
     const w = hp >> 2
@@ -557,7 +572,7 @@ export class ChatLog {
       const live = (u[w + H_COUNT] as number) - dropped
       const from = live === 0 ? 0 : (u[entryWord(hp, dropped) + 2] as number)
       const liveBytes = (u[w + H_END] as number) - from
-      const need = HEADER_BYTES + liveBytes + n + (live + 1) * ENTRY_BYTES
+      const need = HEADER_BYTES + liveBytes + n + (live + entries) * ENTRY_BYTES
       if (need <= RELOCATE_BYTES_MAX) {
         this.relocate(Math.max(need, Math.min(2 * size, RELOCATE_BYTES_MAX)), from, liveBytes, dropped, live)
         return
@@ -565,7 +580,7 @@ export class ChatLog {
     }
     // Chain: twice the last extent, up to a chunk; a message larger than that gets a block of its own.
     const tailSize = (this.arena.u32[this.tailSlot] as Uint32Array)[(this.tailHp >> 2) + H_SIZE] as number
-    this.place(Math.max(HEADER_BYTES + n + ENTRY_BYTES, Math.min(2 * tailSize, 1 << ORDER_CHUNK)))
+    this.place(Math.max(HEADER_BYTES + n + entries * ENTRY_BYTES, Math.min(2 * tailSize, 1 << ORDER_CHUNK)))
   }
 
   /** Moves the chat's one extent to a new one of at least `bytes`, without its dropped messages (bytes from `from` on). */

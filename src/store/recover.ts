@@ -22,13 +22,10 @@
 
 import { WalCorruptError, joinLogParts, listSegments, readSegments, splitSegments, type LogPart, type RecoveredLog, type SegmentFile } from '../wal/index.js'
 import { messageJson, readStoredMessage } from './message-record.js'
-import type { ChatLog } from './chat-log.js'
 import type { ShardStore } from './shard-store.js'
 import { Slab, joinSlabs, type SlabState } from './slab.js'
 
 const COMMA = 0x2c // ,
-/** Records per window of applyScan's copies (at least the shard's chat count). */
-const APPLY_WINDOW = 65536
 
 export interface Recovery {
   readonly log: RecoveredLog
@@ -126,6 +123,7 @@ export function scanSegments(files: readonly SegmentFile[], shard: number, holds
     if (segments.at(-1) !== file) segments.push(file)
     cols.push(c, m.sendTime, loc, slab.lastLength, segments.length - 1)
   })
+  const grouped = groupByChat(slab, cols, chats.length)
   return {
     log,
     chats,
@@ -138,9 +136,28 @@ export function scanSegments(files: readonly SegmentFile[], shard: number, holds
     length: cols.length.subarray(0, cols.n),
     segment: cols.segment.subarray(0, cols.n),
     segments,
-    slab: slab.export(),
+    slab: grouped.export(),
     ms: performance.now() - t0,
   }
+}
+
+/**
+ * Copies a run's messages into a new slab chat after chat, each chat's in log order, and points
+ * the records' locations there: what applyScan then copies into a chat's extent is a few long
+ * runs of bytes instead of a message at a time (docs/performance.md, "Recovery").
+ */
+function groupByChat(slab: Slab, cols: Columns, chats: number): Slab {
+  const next = new Int32Array(chats + 1)
+  for (let i = 0; i < cols.n; i++) next[(cols.chat[i] as number) + 1]++
+  for (let c = 0; c < chats; c++) next[c + 1] = (next[c + 1] as number) + (next[c] as number)
+  const byChat = new Int32Array(cols.n)
+  for (let i = 0; i < cols.n; i++) byChat[next[cols.chat[i] as number]++] = i
+  const grouped = new Slab()
+  for (let p = 0; p < cols.n; p++) {
+    const i = byChat[p] as number
+    cols.location[i] = grouped.putFrom(slab, cols.location[i] as number, cols.length[i] as number)
+  }
+  return grouped
 }
 
 /**
@@ -211,9 +228,7 @@ export function applyScan(store: ShardStore, joined: JoinedScan, observer: Recov
   const chats = joined.chats.length
   const counts = new Int32Array(chats)
   const bytes = new Float64Array(chats)
-  let records = 0
   joined.scans.forEach((scan, k) => {
-    records += scan.records
     const of = joined.chatOf[k] as Int32Array
     for (let i = 0; i < scan.records; i++) {
       const c = of[scan.chat[i] as number] as number
@@ -221,45 +236,56 @@ export function applyScan(store: ShardStore, joined: JoinedScan, observer: Recov
       bytes[c] += scan.length[i] as number
     }
   })
-  // Records are copied window by window of the log: within a window, chat after chat (a counting
-  // sort), each chat's records in log order. A chat's extent is then written a run at a time,
-  // and the records' bytes are read from within one window of the scans' slabs.
-  const logs = joined.chats.map((id, c) => store.chatLog(id, counts[c], bytes[c]))
-  const skip = new Int32Array(chats) // the oldest messages of a chat over its limit, not kept
-  let overLimit = 0
-  for (let c = 0; c < chats; c++) {
-    skip[c] = Math.max(0, (counts[c] as number) - store.chatMessagesMax)
-    overLimit += skip[c] as number
+  // Chat after chat, each chat's records in log order (a counting sort of every record's number:
+  // scan k's record i is scanFirst[k] + i). Its scans put them back to back (groupByChat), so a
+  // chat's bytes are copied into its extent a run at a time, and only its index a message at a time.
+  const scanFirst: number[] = []
+  let total = 0
+  for (const scan of joined.scans) {
+    scanFirst.push(total)
+    total += scan.records
   }
-  const window = Math.max(APPLY_WINDOW, chats)
-  const chatOfRecord = new Int32Array(Math.min(window, records))
   const next = new Int32Array(chats + 1)
-  const sorted = new Int32Array(Math.min(window, records))
+  for (let c = 0; c < chats; c++) next[c + 1] = (next[c] as number) + (counts[c] as number)
+  const byChat = new Int32Array(total)
+  const scanOf = new Int32Array(total)
   joined.scans.forEach((scan, k) => {
     const of = joined.chatOf[k] as Int32Array
-    const base = joined.bases[k] as number
-    const { sendTime, location, length } = scan
-    for (let from = 0; from < scan.records; from += window) {
-      const to = Math.min(from + window, scan.records)
-      next.fill(0)
-      for (let i = from; i < to; i++) {
-        const c = of[scan.chat[i] as number] as number
-        chatOfRecord[i - from] = c
-        next[c + 1]++
+    const first = scanFirst[k] as number
+    for (let i = 0; i < scan.records; i++) byChat[next[of[scan.chat[i] as number] as number]++] = first + i
+    scanOf.fill(k, first, first + scan.records)
+  })
+  let overLimit = 0
+  let p = 0
+  for (let c = 0; c < chats; c++) {
+    const log = store.chatLog(joined.chats[c] as string, counts[c], bytes[c])
+    const end = p + (counts[c] as number)
+    // A log written by a version that let a chat grow past its limit: keep the newest messages,
+    // as retention would (the log itself is left as it is).
+    const skip = Math.max(0, (counts[c] as number) - store.chatMessagesMax)
+    overLimit += skip
+    p += skip
+    while (p < end) {
+      // A run: records whose bytes follow one another in one scan's slab.
+      const k = scanOf[byChat[p] as number] as number
+      const scan = joined.scans[k] as ShardScan
+      const first = scanFirst[k] as number
+      const loc = scan.location[(byChat[p] as number) - first] as number
+      let runBytes = 0
+      let q = p
+      while (q < end && scanOf[byChat[q] as number] === k) {
+        const i = (byChat[q] as number) - first
+        if (scan.location[i] !== loc + runBytes) break
+        runBytes += scan.length[i] as number
+        q++
       }
-      for (let c = 0; c < chats; c++) next[c + 1] = (next[c + 1] as number) + (next[c] as number)
-      for (let i = from; i < to; i++) sorted[next[chatOfRecord[i - from] as number]++] = i
-      for (let p = 0; p < to - from; p++) {
-        const i = sorted[p] as number
-        const c = chatOfRecord[i - from] as number
-        if ((skip[c] as number) > 0) {
-          skip[c]--
-          continue
-        }
-        store.appendFrom(logs[c] as ChatLog, sendTime[i] as number, slab, base + (location[i] as number), length[i] as number)
+      log.appendRun(slab, (joined.bases[k] as number) + loc, runBytes, q - p)
+      for (; p < q; p++) {
+        const i = (byChat[p] as number) - first
+        store.appendIndexed(log, scan.sendTime[i] as number, scan.length[i] as number)
       }
     }
-  })
+  }
   // What the observer sees is in log order, as a replay one record after another would give.
   if (observer.onRecord !== undefined || observer.onDropOldest !== undefined) {
     const held = new Int32Array(chats)

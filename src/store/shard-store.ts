@@ -12,7 +12,6 @@
 // (docs/performance.md, "Pulls over many chats").
 
 import { Arena } from './arena.js'
-import type { Slab } from './slab.js'
 import { CHAT_MESSAGES_MAX, ChatLog, extentPage, type ExtentOwner, type Page, type PageScratch } from './chat-log.js'
 
 export interface StoreStats {
@@ -71,9 +70,9 @@ export class ShardStore implements ExtentOwner {
     this.messages++
   }
 
-  /** Stores a message whose bytes are in a recovery scan's slab; see ChatLog.appendFrom. */
-  appendFrom(log: ChatLog, sendTime: number, slab: Slab, loc: number, length: number): void {
-    log.appendFrom(sendTime, slab, loc, length)
+  /** Stores the next message of a run that ChatLog.appendRun copied (recovery). */
+  appendIndexed(log: ChatLog, sendTime: number, length: number): void {
+    log.appendIndexed(sendTime, length)
     this.messages++
   }
 

@@ -120,6 +120,13 @@ export class Slab {
     return this.commit(at, n)
   }
 
+  /** Stores `length` bytes at `loc` of `src`; returns the location. */
+  putFrom(src: Slab, loc: number, length: number): number {
+    const at = this.tail + length <= this.chunk.length ? this.inCurrent() : this.place(length)
+    src.copy(loc, length, this.target, at)
+    return this.commit(at, length)
+  }
+
   /** Copies `length` bytes at `loc` into `out` at `at` (copyBytes: a cold page copies ten); returns the bytes copied. */
   copy(loc: number, length: number, out: Buffer, at: number): number {
     const slot = Math.floor(loc / SLOT_SPAN)
