@@ -29,6 +29,14 @@ export function orderFor(bytes: number): number {
   return order
 }
 
+/** An arena's chunks and which of their blocks are free, as plain data and ArrayBuffers: what crosses threads (recover.ts). */
+export interface ArenaState {
+  /** Per slot: its chunk or own block, or null for a released slot. */
+  readonly chunks: (ArrayBuffer | null)[]
+  /** Per slot: its free blocks' orders per unit (see Arena), or null for an own block or a released slot. */
+  readonly orders: (Uint8Array | null)[]
+}
+
 export class Arena {
   /** Per slot, the chunk (or a large block of its own), and the same bytes as words. */
   readonly bufs: Buffer[] = []
@@ -47,6 +55,47 @@ export class Arena {
   /** Where the last alloc() put its block. */
   slot = 0
   offset = 0
+
+  /**
+   * One arena holding the blocks of several (scans of consecutive log runs, recover.ts): state k's
+   * slots follow the states before it, so its slot s is `bases[k]` + s here.
+   */
+  static join(states: readonly ArenaState[]): { readonly arena: Arena; readonly bases: readonly number[] } {
+    const arena = new Arena()
+    const bases: number[] = []
+    const released: number[] = []
+    for (const st of states) {
+      bases.push(arena.bufs.length)
+      st.chunks.forEach((ab, s) => {
+        const orders = st.orders[s] ?? null
+        // A released slot stays one, so that the slots after it keep their numbers.
+        const slot = arena.setSlot(arena.bufs.length, ab === null ? Buffer.alloc(0) : Buffer.from(ab), orders)
+        if (ab === null) {
+          released.push(slot)
+          return
+        }
+        arena.used += ab.byteLength
+        if (orders === null) return
+        // Its free blocks go on this arena's lists.
+        for (let u = 0; u < orders.length; u++) {
+          const o = orders[u] as number
+          if (o === 0) continue
+          arena.used -= 1 << (o - 1)
+          arena.link(slot, u << ORDER_MIN, o - 1)
+        }
+      })
+    }
+    for (const slot of released) arena.releaseSlot(slot, 0)
+    return { arena, bases }
+  }
+
+  /** This arena's state; its ArrayBuffers may then be transferred (and this arena dropped). */
+  export(): ArenaState {
+    return {
+      chunks: this.bufs.map((b, s) => (this.orders[s] === undefined ? null : (b.buffer as ArrayBuffer))),
+      orders: this.orders.map((o) => o ?? null),
+    }
+  }
 
   /** Allocates a block of 2^order bytes (or `bytes` rounded up, when order > ORDER_CHUNK); sets slot and offset. */
   alloc(order: number, bytes = 1 << order): void {
@@ -149,7 +198,10 @@ export class Arena {
   }
 
   private newSlot(buf: Buffer, orders: Uint8Array | null): number {
-    const slot = this.freeSlots.pop() ?? this.bufs.length
+    return this.setSlot(this.freeSlots.pop() ?? this.bufs.length, buf, orders)
+  }
+
+  private setSlot(slot: number, buf: Buffer, orders: Uint8Array | null): number {
     this.bufs[slot] = buf
     this.u32[slot] = new Uint32Array(buf.buffer, buf.byteOffset, buf.length >> 2)
     this.f64[slot] = new Float64Array(buf.buffer, buf.byteOffset, buf.length >> 3)

@@ -157,6 +157,50 @@ export function extentPage(arena: Arena, slot: number, hp: number, cursor: numbe
   return { json: closePage(out, bytes), count: last - first + 1, hasMore: first > dropped, nextCursor: timeOf(f, hp, first) - 1 }
 }
 
+/**
+ * Allocates an empty extent of at least `bytes` (header included) for chat number `chatNo`; its
+ * slot is `arena.slot`, and the header's place is returned.
+ */
+export function allocExtent(arena: Arena, bytes: number, chatNo: number): number {
+  const order = orderFor(bytes)
+  arena.alloc(order, bytes)
+  const { slot, offset } = arena
+  const size = order > ORDER_CHUNK ? (arena.bufs[slot] as Buffer).length : 1 << order
+  const hp = offset + size - HEADER_BYTES
+  const u = arena.u32[slot] as Uint32Array
+  const w = hp >> 2
+  u[w + H_NEXT_SLOT] = 0
+  u[w + H_NEXT_HP] = 0
+  u[w + H_COUNT] = 0
+  u[w + H_DROPPED] = 0
+  u[w + H_END] = 0
+  u[w + H_SIZE] = size
+  u[w + H_ORDER] = order
+  u[w + H_CHAT] = chatNo
+  return hp
+}
+
+/** The bytes an extent needs for `count` messages of `bytes` in all. */
+export const extentBytes = (count: number, bytes: number): number => HEADER_BYTES + bytes + count * ENTRY_BYTES
+
+/**
+ * Appends a message, `length` bytes at `loc` of `slab`, to the extent at `slot`/`hp`, which has
+ * room for it (allocExtent sized it): how recovery's scans build a run's chats (recover.ts).
+ */
+export function fillExtent(arena: Arena, slot: number, hp: number, sendTime: number, slab: Slab, loc: number, length: number): void {
+  const u = arena.u32[slot] as Uint32Array
+  const w = hp >> 2
+  const count = u[w + H_COUNT] as number
+  const end = u[w + H_END] as number
+  slab.copy(loc, length, arena.bufs[slot] as Buffer, blockStart(u, hp) + end)
+  const e = entryWord(hp, count)
+  ;(arena.f64[slot] as Float64Array)[e >> 1] = sendTime
+  u[e + 2] = end
+  u[e + 3] = length
+  u[w + H_COUNT] = count + 1
+  u[w + H_END] = end + length
+}
+
 export class ChatLog {
   readonly chat: string
   /** Highest send_time handed out for this chat, stored or still being made durable. */
@@ -179,25 +223,16 @@ export class ChatLog {
   /** Messages this chat holds at most. */
   readonly messagesMax: number
   private prefix: Buffer | undefined = undefined
-  /** Where appendRun's next message starts in the last extent's chunk. */
-  private runAt = 0
-  /** What recovery said the chat will hold (its first extent is sized for it); 0 when unknown. */
-  private expected: number
-  private expectedBytes: number
 
   /**
-   * `arena` holds the extents; a shard's chats share one. `expected`/`expectedBytes`: how many
-   * messages, of how many bytes in all, the chat is about to receive (recovery knows), so that its
-   * first extent is allocated once at that size. `no` and `owner`: the chat's number in its store
-   * and the store, told when the first extent moves.
+   * `arena` holds the extents; a shard's chats share one. `no` and `owner`: the chat's number in
+   * its store and the store, told when the first extent moves.
    */
-  constructor(chat: string, arena: Arena = new Arena(), messagesMax: number = CHAT_MESSAGES_MAX, expected = 0, expectedBytes = 0, no = 0, owner?: ExtentOwner) {
+  constructor(chat: string, arena: Arena = new Arena(), messagesMax: number = CHAT_MESSAGES_MAX, no = 0, owner?: ExtentOwner) {
     assert(Number.isSafeInteger(messagesMax) && messagesMax >= 1 && messagesMax <= CHAT_MESSAGES_MAX)
     this.chat = chat
     this.arena = arena
     this.messagesMax = messagesMax
-    this.expected = expected
-    this.expectedBytes = expectedBytes
     this.no = no
     this.owner = owner
   }
@@ -306,24 +341,62 @@ export class ChatLog {
   }
 
   /**
-   * Recovery (recover.ts): copies the next `count` messages' bytes (each its JSON and a comma),
-   * `bytes` in all, back to back at `loc` of `slab`, into the last extent. appendIndexed then
-   * indexes them one by one, in order, before anything else is appended.
+   * Recovery (recover.ts): takes over extents that scans of consecutive runs of the log filled
+   * with this chat's messages (fillExtent), oldest first; the chat must be empty. Their messages
+   * become the chat's, without a copy; extents that together fit in one that would not have to
+   * chain are merged into it (a chat read as two runs is mostly small, and a pull of one extent
+   * is the cheaper kind).
    */
-  appendRun(slab: Slab, loc: number, bytes: number, count: number): void {
-    const at = this.room(bytes, count)
-    slab.copy(loc, bytes, this.arena.bufs[this.tailSlot] as Buffer, at)
-    this.runAt = at
-  }
-
-  /** Indexes the next message of appendRun's bytes, `length` bytes long. */
-  appendIndexed(sendTime: number, length: number): void {
-    // Past every send_time handed out, so past every stored one: what checkNext checks, without
-    // reading the last extent's index for it (recovery appends millions).
-    if (sendTime > this.lastSendTime && Number.isSafeInteger(sendTime) && !this.full) this.lastSendTime = sendTime
-    else this.checkNext(sendTime)
-    this.commit(sendTime, this.runAt, length)
-    this.runAt += length
+  adoptExtents(slots: readonly number[], hps: readonly number[]): void {
+    assert(this.slot < 0 && this.n === 0, 'only an empty chat adopts extents')
+    let count = 0
+    let bytes = 0
+    for (let k = 0; k < slots.length; k++) {
+      const u = this.arena.u32[slots[k] as number] as Uint32Array
+      const w = (hps[k] as number) >> 2
+      count += u[w + H_COUNT] as number
+      bytes += u[w + H_END] as number
+    }
+    if (slots.length > 1 && extentBytes(count, bytes) <= RELOCATE_BYTES_MAX) {
+      const hp = allocExtent(this.arena, extentBytes(count, bytes), this.no)
+      const slot = this.arena.slot
+      const u = this.arena.u32[slot] as Uint32Array
+      const f = this.arena.f64[slot] as Float64Array
+      const start = blockStart(u, hp)
+      let at = 0
+      let j = 0
+      for (let k = 0; k < slots.length; k++) {
+        const ks = slots[k] as number
+        const kh = hps[k] as number
+        const ku = this.arena.u32[ks] as Uint32Array
+        const kf = this.arena.f64[ks] as Float64Array
+        const kEnd = ku[(kh >> 2) + H_END] as number
+        const kStart = blockStart(ku, kh)
+        copyBytes(this.arena.bufs[ks] as Buffer, kStart, kStart + kEnd, this.arena.bufs[slot] as Buffer, start + at)
+        for (let i = 0; i < (ku[(kh >> 2) + H_COUNT] as number); i++, j++) {
+          const a = entryWord(kh, i)
+          const b = entryWord(hp, j)
+          f[b >> 1] = kf[a >> 1] as number
+          u[b + 2] = (ku[a + 2] as number) + at
+          u[b + 3] = ku[a + 3] as number
+        }
+        at += kEnd
+        this.arena.free(ks, kStart, ku[(kh >> 2) + H_ORDER] as number)
+      }
+      u[(hp >> 2) + H_COUNT] = j
+      u[(hp >> 2) + H_END] = at
+      this.link(slot, hp)
+    } else {
+      for (let k = 0; k < slots.length; k++) {
+        const u = this.arena.u32[slots[k] as number] as Uint32Array
+        u[((hps[k] as number) >> 2) + H_CHAT] = this.no
+        this.link(slots[k] as number, hps[k] as number)
+      }
+    }
+    this.n = count
+    this.held = bytes
+    const last = this.lastStoredTime
+    if (last > this.lastSendTime) this.lastSendTime = last
   }
 
   /** Drops the `count` oldest messages (retention). */
@@ -497,17 +570,15 @@ export class ChatLog {
     if (sendTime > this.lastSendTime) this.lastSendTime = sendTime
   }
 
-  /** Makes room for `n` bytes and `entries` index entries in the last extent; returns where the bytes go in its chunk. */
-  private room(n: number, entries = 1): number {
+  /** Makes room for `n` bytes and one index entry in the last extent; returns where the bytes go in its chunk. */
+  private room(n: number): number {
     if (this.slot < 0) {
-      // Sized for what recovery said will come; a live chat's first message: room for it and one more like it.
-      this.place(this.expected === 0 ? HEADER_BYTES + 2 * (n + entries * ENTRY_BYTES) : HEADER_BYTES + Math.max(this.expectedBytes, n) + Math.max(this.expected, entries) * ENTRY_BYTES)
-      this.expected = 0
-      this.expectedBytes = 0
+      // A chat's first message: room for it and one more like it.
+      this.place(HEADER_BYTES + 2 * (n + ENTRY_BYTES))
     } else {
       const u = this.arena.u32[this.tailSlot] as Uint32Array
       const w = this.tailHp >> 2
-      if (HEADER_BYTES + (u[w + H_END] as number) + n + ((u[w + H_COUNT] as number) + entries) * ENTRY_BYTES > (u[w + H_SIZE] as number)) this.grow(n, entries)
+      if (HEADER_BYTES + (u[w + H_END] as number) + n + ((u[w + H_COUNT] as number) + 1) * ENTRY_BYTES > (u[w + H_SIZE] as number)) this.grow(n)
     }
     const u = this.arena.u32[this.tailSlot] as Uint32Array
     return blockStart(u, this.tailHp) + (u[(this.tailHp >> 2) + H_END] as number)
@@ -531,21 +602,12 @@ export class ChatLog {
 
   /** A new extent of at least `bytes`, empty, as the first (the chat has none) or chained after the last. */
   private place(bytes: number): void {
-    const order = orderFor(bytes)
-    this.arena.alloc(order, bytes)
-    const { slot, offset } = this.arena
-    const size = order > ORDER_CHUNK ? (this.arena.bufs[slot] as Buffer).length : 1 << order
-    const hp = offset + size - HEADER_BYTES
-    const u = this.arena.u32[slot] as Uint32Array
-    const w = hp >> 2
-    u[w + H_NEXT_SLOT] = 0
-    u[w + H_NEXT_HP] = 0
-    u[w + H_COUNT] = 0
-    u[w + H_DROPPED] = 0
-    u[w + H_END] = 0
-    u[w + H_SIZE] = size
-    u[w + H_ORDER] = order
-    u[w + H_CHAT] = this.no
+    const hp = allocExtent(this.arena, bytes, this.no)
+    this.link(this.arena.slot, hp)
+  }
+
+  /** Makes the extent at slot/hp the chat's first (it has none) or chains it after the last. */
+  private link(slot: number, hp: number): void {
     if (this.slot < 0) {
       this.slot = slot
       this.hp = hp
@@ -561,8 +623,8 @@ export class ChatLog {
     this.tailHp = hp
   }
 
-  /** The last extent has no room for `n` more bytes and `entries` entries: move the chat to a larger one, or chain one. */
-  private grow(n: number, entries: number): void {
+  /** The last extent has no room for `n` more bytes: move the chat to a larger one, or chain one. */
+  private grow(n: number): void {
     const u = this.arena.u32[this.slot] as Uint32Array
     const hp = this.hp
     const w = hp >> 2
@@ -572,7 +634,7 @@ export class ChatLog {
       const live = (u[w + H_COUNT] as number) - dropped
       const from = live === 0 ? 0 : (u[entryWord(hp, dropped) + 2] as number)
       const liveBytes = (u[w + H_END] as number) - from
-      const need = HEADER_BYTES + liveBytes + n + (live + entries) * ENTRY_BYTES
+      const need = HEADER_BYTES + liveBytes + n + (live + 1) * ENTRY_BYTES
       if (need <= RELOCATE_BYTES_MAX) {
         this.relocate(Math.max(need, Math.min(2 * size, RELOCATE_BYTES_MAX)), from, liveBytes, dropped, live)
         return
@@ -580,7 +642,7 @@ export class ChatLog {
     }
     // Chain: twice the last extent, up to a chunk; a message larger than that gets a block of its own.
     const tailSize = (this.arena.u32[this.tailSlot] as Uint32Array)[(this.tailHp >> 2) + H_SIZE] as number
-    this.place(Math.max(HEADER_BYTES + n + entries * ENTRY_BYTES, Math.min(2 * tailSize, 1 << ORDER_CHUNK)))
+    this.place(Math.max(HEADER_BYTES + n + ENTRY_BYTES, Math.min(2 * tailSize, 1 << ORDER_CHUNK)))
   }
 
   /** Moves the chat's one extent to a new one of at least `bytes`, without its dropped messages (bytes from `from` on). */

@@ -23,7 +23,9 @@
 import { WalCorruptError, joinLogParts, listSegments, readSegments, splitSegments, type LogPart, type RecoveredLog, type SegmentFile } from '../wal/index.js'
 import { messageJson, readStoredMessage } from './message-record.js'
 import type { ShardStore } from './shard-store.js'
-import { Slab, joinSlabs, type SlabState } from './slab.js'
+import { Arena, type ArenaState } from './arena.js'
+import { allocExtent, extentBytes, fillExtent } from './chat-log.js'
+import { Slab } from './slab.js'
 
 const COMMA = 0x2c // ,
 
@@ -60,14 +62,14 @@ export interface ShardScan {
   /** Per record, in log order: its chat's index in `chats`. */
   readonly chat: Int32Array
   readonly sendTime: Float64Array
-  /** Per record: where its bytes (JSON and comma) are in `slab`, and how many. */
-  readonly location: Float64Array
-  readonly length: Int32Array
   /** Per record: its segment's index in `segments`. */
   readonly segment: Int32Array
   /** The paths of the segments that hold records, in log order. */
   readonly segments: readonly string[]
-  readonly slab: SlabState
+  /** Every chat's messages in the run, in one extent per chat (chat-log.ts): its slot and header in `arena`. */
+  readonly arena: ArenaState
+  readonly extentSlot: Int32Array
+  readonly extentHp: Int32Array
   readonly ms: number
 }
 
@@ -78,9 +80,6 @@ export interface JoinedScan {
   /** The shard's chat ids, and per scan, each of its chats' index here. */
   readonly chats: readonly string[]
   readonly chatOf: readonly Int32Array[]
-  readonly slab: SlabState
-  /** Per scan: what to add to its locations (joinSlabs). */
-  readonly bases: readonly number[]
   readonly ms: number
 }
 
@@ -123,7 +122,7 @@ export function scanSegments(files: readonly SegmentFile[], shard: number, holds
     if (segments.at(-1) !== file) segments.push(file)
     cols.push(c, m.sendTime, loc, slab.lastLength, segments.length - 1)
   })
-  const grouped = groupByChat(slab, cols, chats.length)
+  const extents = extentsByChat(slab, cols, chats.length)
   return {
     log,
     chats,
@@ -132,32 +131,47 @@ export function scanSegments(files: readonly SegmentFile[], shard: number, holds
     records: cols.n,
     chat: cols.chat.subarray(0, cols.n),
     sendTime: cols.sendTime.subarray(0, cols.n),
-    location: cols.location.subarray(0, cols.n),
-    length: cols.length.subarray(0, cols.n),
     segment: cols.segment.subarray(0, cols.n),
     segments,
-    slab: grouped.export(),
+    arena: extents.arena.export(),
+    extentSlot: extents.slot,
+    extentHp: extents.hp,
     ms: performance.now() - t0,
   }
 }
 
 /**
- * Copies a run's messages into a new slab chat after chat, each chat's in log order, and points
- * the records' locations there: what applyScan then copies into a chat's extent is a few long
- * runs of bytes instead of a message at a time (docs/performance.md, "Recovery").
+ * Copies a run's messages into one extent per chat, each chat's in log order (a counting sort):
+ * on the scan's thread, so that applyScan takes the extents over without a copy (an extent
+ * store that copied them at apply time wrote ~1.8 GB of fresh memory in the shard's thread at
+ * 10M messages: docs/performance.md, "Recovery").
  */
-function groupByChat(slab: Slab, cols: Columns, chats: number): Slab {
+function extentsByChat(slab: Slab, cols: Columns, chats: number): { arena: Arena; slot: Int32Array; hp: Int32Array } {
+  const count = new Int32Array(chats)
+  const bytes = new Float64Array(chats)
+  for (let i = 0; i < cols.n; i++) {
+    const c = cols.chat[i] as number
+    count[c]++
+    bytes[c] += cols.length[i] as number
+  }
   const next = new Int32Array(chats + 1)
-  for (let i = 0; i < cols.n; i++) next[(cols.chat[i] as number) + 1]++
-  for (let c = 0; c < chats; c++) next[c + 1] = (next[c + 1] as number) + (next[c] as number)
+  for (let c = 0; c < chats; c++) next[c + 1] = (next[c] as number) + (count[c] as number)
   const byChat = new Int32Array(cols.n)
   for (let i = 0; i < cols.n; i++) byChat[next[cols.chat[i] as number]++] = i
-  const grouped = new Slab()
-  for (let p = 0; p < cols.n; p++) {
-    const i = byChat[p] as number
-    cols.location[i] = grouped.putFrom(slab, cols.location[i] as number, cols.length[i] as number)
+  const arena = new Arena()
+  const slot = new Int32Array(chats)
+  const hp = new Int32Array(chats)
+  let p = 0
+  for (let c = 0; c < chats; c++) {
+    const h = allocExtent(arena, extentBytes(count[c] as number, bytes[c] as number), c)
+    slot[c] = arena.slot
+    hp[c] = h
+    for (const end = p + (count[c] as number); p < end; p++) {
+      const i = byChat[p] as number
+      fillExtent(arena, slot[c] as number, h, cols.sendTime[i] as number, slab, cols.location[i] as number, cols.length[i] as number)
+    }
   }
-  return grouped
+  return { arena, slot, hp }
 }
 
 /**
@@ -196,14 +210,11 @@ export function joinScans(scans: readonly ShardScan[]): JoinedScan | null {
     }
     chatOf.push(of)
   }
-  const { state, bases } = joinSlabs(scans.map((s) => s.slab))
   return {
     log,
     scans,
     chats,
     chatOf,
-    slab: state,
-    bases,
     ms: Math.max(0, ...scans.map((s) => s.ms)),
   }
 }
@@ -216,74 +227,35 @@ export function wholeScan(scan: ShardScan): JoinedScan {
 }
 
 /**
- * Phase 2: puts a joined scan's messages into an empty store, each chat's in its extent sized
- * once for all of them (chat-log.ts), chat after chat: a chat's extent is then written from start
- * to end while the records' bytes are read from wherever the scans put them. In log order, each
- * record's write was a cache miss in another chat's extent (~1 us a record over 10k chats).
+ * Phase 2: hands a joined scan's extents to an empty store, chat by chat, without a copy (a chat
+ * read in several runs gets their extents chained, or merged when small: ChatLog.adoptExtents).
  */
 export function applyScan(store: ShardStore, joined: JoinedScan, observer: RecoveryObserver = {}): Recovery {
   const t0 = performance.now()
   if (!store.empty) throw new Error('only an empty store can be recovered into')
-  const slab = Slab.from(joined.slab)
+  const { bases } = store.adoptArenas(joined.scans.map((s) => s.arena))
   const chats = joined.chats.length
-  const counts = new Int32Array(chats)
-  const bytes = new Float64Array(chats)
+  // Per chat, its extents in run order.
+  const slots: number[][] = Array.from({ length: chats }, () => [])
+  const hps: number[][] = Array.from({ length: chats }, () => [])
   joined.scans.forEach((scan, k) => {
     const of = joined.chatOf[k] as Int32Array
-    for (let i = 0; i < scan.records; i++) {
-      const c = of[scan.chat[i] as number] as number
-      counts[c]++
-      bytes[c] += scan.length[i] as number
+    for (let c = 0; c < scan.chats.length; c++) {
+      const g = of[c] as number
+      ;(slots[g] as number[]).push((bases[k] as number) + (scan.extentSlot[c] as number))
+      ;(hps[g] as number[]).push(scan.extentHp[c] as number)
     }
   })
-  // Chat after chat, each chat's records in log order (a counting sort of every record's number:
-  // scan k's record i is scanFirst[k] + i). Its scans put them back to back (groupByChat), so a
-  // chat's bytes are copied into its extent a run at a time, and only its index a message at a time.
-  const scanFirst: number[] = []
-  let total = 0
-  for (const scan of joined.scans) {
-    scanFirst.push(total)
-    total += scan.records
-  }
-  const next = new Int32Array(chats + 1)
-  for (let c = 0; c < chats; c++) next[c + 1] = (next[c] as number) + (counts[c] as number)
-  const byChat = new Int32Array(total)
-  const scanOf = new Int32Array(total)
-  joined.scans.forEach((scan, k) => {
-    const of = joined.chatOf[k] as Int32Array
-    const first = scanFirst[k] as number
-    for (let i = 0; i < scan.records; i++) byChat[next[of[scan.chat[i] as number] as number]++] = first + i
-    scanOf.fill(k, first, first + scan.records)
-  })
   let overLimit = 0
-  let p = 0
   for (let c = 0; c < chats; c++) {
-    const log = store.chatLog(joined.chats[c] as string, counts[c], bytes[c])
-    const end = p + (counts[c] as number)
+    const chat = joined.chats[c] as string
+    store.adoptExtents(chat, slots[c] as number[], hps[c] as number[])
     // A log written by a version that let a chat grow past its limit: keep the newest messages,
     // as retention would (the log itself is left as it is).
-    const skip = Math.max(0, (counts[c] as number) - store.chatMessagesMax)
-    overLimit += skip
-    p += skip
-    while (p < end) {
-      // A run: records whose bytes follow one another in one scan's slab.
-      const k = scanOf[byChat[p] as number] as number
-      const scan = joined.scans[k] as ShardScan
-      const first = scanFirst[k] as number
-      const loc = scan.location[(byChat[p] as number) - first] as number
-      let runBytes = 0
-      let q = p
-      while (q < end && scanOf[byChat[q] as number] === k) {
-        const i = (byChat[q] as number) - first
-        if (scan.location[i] !== loc + runBytes) break
-        runBytes += scan.length[i] as number
-        q++
-      }
-      log.appendRun(slab, (joined.bases[k] as number) + loc, runBytes, q - p)
-      for (; p < q; p++) {
-        const i = (byChat[p] as number) - first
-        store.appendIndexed(log, scan.sendTime[i] as number, scan.length[i] as number)
-      }
+    const over = (store.get(chat)?.count ?? 0) - store.chatMessagesMax
+    if (over > 0) {
+      store.dropOldest(chat, over)
+      overLimit += over
     }
   }
   // What the observer sees is in log order, as a replay one record after another would give.
@@ -320,8 +292,9 @@ export function recoverStore(dir: string, shard: number, store: ShardStore, obse
 
 /** The ArrayBuffers a scan can hand to another thread without a copy. */
 export function scanTransferList(scan: ShardScan): ArrayBuffer[] {
-  const buffers = [scan.chat, scan.sendTime, scan.location, scan.length, scan.segment, scan.chatFirst, scan.chatLast].map((a) => a.buffer as ArrayBuffer)
-  for (const c of scan.slab.chunks) if (c !== null) buffers.push(c)
+  const buffers = [scan.chat, scan.sendTime, scan.segment, scan.chatFirst, scan.chatLast, scan.extentSlot, scan.extentHp].map((a) => a.buffer as ArrayBuffer)
+  for (const c of scan.arena.chunks) if (c !== null) buffers.push(c)
+  for (const o of scan.arena.orders) if (o !== null) buffers.push(o.buffer as ArrayBuffer)
   return buffers
 }
 

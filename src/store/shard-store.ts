@@ -11,7 +11,7 @@
 // misses before the page's bytes instead of the ~5 that a Map, the ChatLog and its index took
 // (docs/performance.md, "Pulls over many chats").
 
-import { Arena } from './arena.js'
+import { Arena, type ArenaState } from './arena.js'
 import { CHAT_MESSAGES_MAX, ChatLog, extentPage, type ExtentOwner, type Page, type PageScratch } from './chat-log.js'
 
 export interface StoreStats {
@@ -40,7 +40,7 @@ export function chatHash(id: string): number {
 }
 
 export class ShardStore implements ExtentOwner {
-  private readonly arena = new Arena()
+  private arena = new Arena()
   private readonly logs: ChatLog[] = []
   private readonly ids: string[] = []
   private rows = new Int32Array(TABLE_ROWS_INITIAL * ROW)
@@ -70,10 +70,19 @@ export class ShardStore implements ExtentOwner {
     this.messages++
   }
 
-  /** Stores the next message of a run that ChatLog.appendRun copied (recovery). */
-  appendIndexed(log: ChatLog, sendTime: number, length: number): void {
-    log.appendIndexed(sendTime, length)
-    this.messages++
+  /** Takes over the arenas of recovery's scans (recover.ts), joined; only an empty store can. Their slots start at `bases`. */
+  adoptArenas(states: readonly ArenaState[]): { readonly bases: readonly number[] } {
+    if (!this.empty || this.arena.held !== 0) throw new Error('only an empty store can be recovered into')
+    const { arena, bases } = Arena.join(states)
+    this.arena = arena
+    return { bases }
+  }
+
+  /** Recovery: the chat's messages are the extents at `slots`/`hps` of the adopted arena; see ChatLog.adoptExtents. */
+  adoptExtents(chat: string, slots: readonly number[], hps: readonly number[]): void {
+    const log = this.chatLog(chat)
+    log.adoptExtents(slots, hps)
+    this.messages += log.count
   }
 
   /** Drops the `count` oldest messages of a chat (retention). */
@@ -102,15 +111,12 @@ export class ShardStore implements ExtentOwner {
     return row < 0 ? undefined : this.logs[(this.rows[row + 1] as number) - 1]
   }
 
-  /**
-   * The chat's log, created empty if the chat has none yet; a new chat's first extent is sized
-   * for `expected` messages of `expectedBytes` in all (recovery knows them).
-   */
-  chatLog(chat: string, expected = 0, expectedBytes = 0): ChatLog {
+  /** The chat's log, created empty if the chat has none yet. */
+  chatLog(chat: string): ChatLog {
     const row = this.rowOf(chat)
     if (row >= 0) return this.logs[(this.rows[row + 1] as number) - 1] as ChatLog
     const no = this.logs.length
-    const log = new ChatLog(chat, this.arena, this.chatMessagesMax, expected, expectedBytes, no, this)
+    const log = new ChatLog(chat, this.arena, this.chatMessagesMax, no, this)
     this.logs.push(log)
     this.ids.push(chat)
     if (2 * (no + 1) > this.mask + 1) this.rehash()
