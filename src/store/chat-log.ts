@@ -15,7 +15,8 @@
 //
 // Most chats are one extent: when it fills, the chat moves to a block twice the size (or the same
 // size, when retention dropped enough), the dropped messages left behind. Past RELOCATE_BYTES_MAX
-// a chat grows by chaining another extent instead, each twice the last up to a chunk. So a cold
+// a chat grows by chaining another extent instead, each half the size of all before it (8 KiB to
+// 1 MiB), which keeps the unused part of a large chat to about a quarter. So a cold
 // chat's page is a chain of loads no longer than: the shard's table row (shard-store.ts), its one
 // extent's header and index, then one run of bytes the CPU reads ahead. The previous layout (an
 // index per chat on V8's heap, every message at the tail of one shared slab) cost ~10 scattered
@@ -39,7 +40,7 @@ import type { Slab } from './slab.js'
 /** Messages one chat holds at most (33.5M). */
 export const CHAT_MESSAGES_MAX = 2 ** 25
 /** A chat whose one extent would grow past this chains extents instead of moving. */
-export const RELOCATE_BYTES_MAX = 64 * 1024
+export const RELOCATE_BYTES_MAX = 8 * 1024
 
 // Extent header, in 32-bit words from the extent's start.
 const H_NEXT_SLOT = 0 // next extent's slot + 1 (0: none)
@@ -180,8 +181,35 @@ export function allocExtent(arena: Arena, bytes: number, chatNo: number): number
   return hp
 }
 
+/** The size of the extent chained after extents of `held` bytes in all (see ChatLog.grow). */
+function chainedBytes(held: number): number {
+  let size = RELOCATE_BYTES_MAX
+  while (size * 2 <= held / 2 && size < 1 << ORDER_CHUNK) size *= 2
+  return size
+}
+
 /** The bytes an extent needs for `count` messages of `bytes` in all. */
 export const extentBytes = (count: number, bytes: number): number => HEADER_BYTES + bytes + count * ENTRY_BYTES
+
+/**
+ * The size of the next extent for messages that need `need` bytes in all (extentBytes), the next
+ * of which needs `first` (recovery, recover.ts): one extent when they would not chain, else the
+ * largest power of two they fill (up to a chunk), so that a chat read back from its log is a few
+ * extents that are full but for the last.
+ */
+export function filledExtentBytes(need: number, first: number): number {
+  if (need <= RELOCATE_BYTES_MAX) return need
+  let size = RELOCATE_BYTES_MAX
+  while (size * 2 <= need && size < 1 << ORDER_CHUNK) size *= 2
+  return Math.max(size, first)
+}
+
+/** Whether the extent at slot/hp has room for a message of `length` bytes. */
+export function extentFits(arena: Arena, slot: number, hp: number, length: number): boolean {
+  const u = arena.u32[slot] as Uint32Array
+  const w = hp >> 2
+  return HEADER_BYTES + (u[w + H_END] as number) + length + ((u[w + H_COUNT] as number) + 1) * ENTRY_BYTES <= (u[w + H_SIZE] as number)
+}
 
 /**
  * Appends a message, `length` bytes at `loc` of `slab`, to the extent at `slot`/`hp`, which has
@@ -629,20 +657,23 @@ export class ChatLog {
     const hp = this.hp
     const w = hp >> 2
     const size = u[w + H_SIZE] as number
-    if (this.chain === null && (u[w + H_ORDER] as number) <= ORDER_CHUNK) {
+    if (this.chain === null) {
       const dropped = u[w + H_DROPPED] as number
       const live = (u[w + H_COUNT] as number) - dropped
       const from = live === 0 ? 0 : (u[entryWord(hp, dropped) + 2] as number)
       const liveBytes = (u[w + H_END] as number) - from
       const need = HEADER_BYTES + liveBytes + n + (live + 1) * ENTRY_BYTES
-      if (need <= RELOCATE_BYTES_MAX) {
+      // An empty chat moves whatever the size: chaining would leave an empty extent first.
+      if (need <= RELOCATE_BYTES_MAX || live === 0) {
         this.relocate(Math.max(need, Math.min(2 * size, RELOCATE_BYTES_MAX)), from, liveBytes, dropped, live)
         return
       }
     }
-    // Chain: twice the last extent, up to a chunk; a message larger than that gets a block of its own.
-    const tailSize = (this.arena.u32[this.tailSlot] as Uint32Array)[(this.tailHp >> 2) + H_SIZE] as number
-    this.place(Math.max(HEADER_BYTES + n + ENTRY_BYTES, Math.min(2 * tailSize, 1 << ORDER_CHUNK)))
+    // Chain an extent of half what the chat's extents hold so far (a power of two, at least
+    // RELOCATE_BYTES_MAX, at most a chunk): the chat grows by ~1.4x an extent, and the last one,
+    // the only one not full, is at most about a third of it. A message larger than that gets a
+    // block of its own.
+    this.place(Math.max(HEADER_BYTES + n + ENTRY_BYTES, chainedBytes(this.bytes)))
   }
 
   /** Moves the chat's one extent to a new one of at least `bytes`, without its dropped messages (bytes from `from` on). */

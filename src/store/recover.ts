@@ -2,16 +2,18 @@
 //
 //   scanSegments (any thread)  reads and verifies a run of the log's segments, checks every
 //                              record (a message, its send_time after its chat's previous one in
-//                              the run), copies each message's JSON into a slab of its own, and
-//                              lists per record: its chat (an index into the run's chat ids, in
-//                              first-seen order), send_time, place in the slab, length and
-//                              segment. Plain data and ArrayBuffers: it can cross threads without
-//                              a copy (recover-task.ts).
+//                              the run), copies each message's JSON into a slab, then puts each
+//                              chat's messages of the run in extents of an arena of its own
+//                              (chat-log.ts), chat after chat. It lists per record its chat (an
+//                              index into the run's chat ids, in first-seen order), send_time and
+//                              segment, for the observer. Plain data and ArrayBuffers: it can
+//                              cross threads without a copy (recover-task.ts).
 //   joinScans                  checks that the runs follow on from each other (LSNs, and each
-//                              chat's send_times across them) and maps every run's chats and slab
-//                              places onto one shard's.
-//   applyScan    (the thread that will serve the shard)  copies each record from the slabs into
-//                              its chat's extent, sized once per chat: no checksum, no string.
+//                              chat's send_times across them) and maps every run's chats onto one
+//                              shard's.
+//   applyScan    (the thread that will serve the shard)  joins the runs' arenas into the store's
+//                              and gives each chat its extents: no checksum, no string, no copy
+//                              (but for small chats read in several runs, merged into one extent).
 //
 // Why: a worker would otherwise replay its shards' logs one after another, and each log from its
 // first segment to its last. It scans the runs of every shard's log in parallel on helper threads
@@ -24,7 +26,7 @@ import { WalCorruptError, joinLogParts, listSegments, readSegments, splitSegment
 import { messageJson, readStoredMessage } from './message-record.js'
 import type { ShardStore } from './shard-store.js'
 import { Arena, type ArenaState } from './arena.js'
-import { allocExtent, extentBytes, fillExtent } from './chat-log.js'
+import { allocExtent, extentBytes, extentFits, fillExtent, filledExtentBytes } from './chat-log.js'
 import { Slab } from './slab.js'
 
 const COMMA = 0x2c // ,
@@ -66,8 +68,12 @@ export interface ShardScan {
   readonly segment: Int32Array
   /** The paths of the segments that hold records, in log order. */
   readonly segments: readonly string[]
-  /** Every chat's messages in the run, in one extent per chat (chat-log.ts): its slot and header in `arena`. */
+  /**
+   * Every chat's messages in the run, in extents (chat-log.ts) of `arena`: chat c's are
+   * extentSlot/extentHp[extentFirst[c], extentFirst[c + 1]), oldest first.
+   */
   readonly arena: ArenaState
+  readonly extentFirst: Int32Array
   readonly extentSlot: Int32Array
   readonly extentHp: Int32Array
   readonly ms: number
@@ -134,6 +140,7 @@ export function scanSegments(files: readonly SegmentFile[], shard: number, holds
     segment: cols.segment.subarray(0, cols.n),
     segments,
     arena: extents.arena.export(),
+    extentFirst: extents.first,
     extentSlot: extents.slot,
     extentHp: extents.hp,
     ms: performance.now() - t0,
@@ -146,7 +153,7 @@ export function scanSegments(files: readonly SegmentFile[], shard: number, holds
  * store that copied them at apply time wrote ~1.8 GB of fresh memory in the shard's thread at
  * 10M messages: docs/performance.md, "Recovery").
  */
-function extentsByChat(slab: Slab, cols: Columns, chats: number): { arena: Arena; slot: Int32Array; hp: Int32Array } {
+function extentsByChat(slab: Slab, cols: Columns, chats: number): { arena: Arena; first: Int32Array; slot: Int32Array; hp: Int32Array } {
   const count = new Int32Array(chats)
   const bytes = new Float64Array(chats)
   for (let i = 0; i < cols.n; i++) {
@@ -159,19 +166,32 @@ function extentsByChat(slab: Slab, cols: Columns, chats: number): { arena: Arena
   const byChat = new Int32Array(cols.n)
   for (let i = 0; i < cols.n; i++) byChat[next[cols.chat[i] as number]++] = i
   const arena = new Arena()
-  const slot = new Int32Array(chats)
-  const hp = new Int32Array(chats)
+  const first = new Int32Array(chats + 1)
+  const slots: number[] = []
+  const hps: number[] = []
   let p = 0
   for (let c = 0; c < chats; c++) {
-    const h = allocExtent(arena, extentBytes(count[c] as number, bytes[c] as number), c)
-    slot[c] = arena.slot
-    hp[c] = h
+    first[c] = slots.length
+    let needCount = count[c] as number
+    let needBytes = bytes[c] as number
+    let slot = -1
+    let hp = 0
     for (const end = p + (count[c] as number); p < end; p++) {
       const i = byChat[p] as number
-      fillExtent(arena, slot[c] as number, h, cols.sendTime[i] as number, slab, cols.location[i] as number, cols.length[i] as number)
+      const length = cols.length[i] as number
+      if (slot < 0 || !extentFits(arena, slot, hp, length)) {
+        hp = allocExtent(arena, filledExtentBytes(extentBytes(needCount, needBytes), extentBytes(1, length)), c)
+        slot = arena.slot
+        slots.push(slot)
+        hps.push(hp)
+      }
+      fillExtent(arena, slot, hp, cols.sendTime[i] as number, slab, cols.location[i] as number, length)
+      needCount--
+      needBytes -= length
     }
   }
-  return { arena, slot, hp }
+  first[chats] = slots.length
+  return { arena, first, slot: Int32Array.from(slots), hp: Int32Array.from(hps) }
 }
 
 /**
@@ -242,8 +262,10 @@ export function applyScan(store: ShardStore, joined: JoinedScan, observer: Recov
     const of = joined.chatOf[k] as Int32Array
     for (let c = 0; c < scan.chats.length; c++) {
       const g = of[c] as number
-      ;(slots[g] as number[]).push((bases[k] as number) + (scan.extentSlot[c] as number))
-      ;(hps[g] as number[]).push(scan.extentHp[c] as number)
+      for (let e = scan.extentFirst[c] as number; e < (scan.extentFirst[c + 1] as number); e++) {
+        ;(slots[g] as number[]).push((bases[k] as number) + (scan.extentSlot[e] as number))
+        ;(hps[g] as number[]).push(scan.extentHp[e] as number)
+      }
     }
   })
   let overLimit = 0
@@ -292,7 +314,7 @@ export function recoverStore(dir: string, shard: number, store: ShardStore, obse
 
 /** The ArrayBuffers a scan can hand to another thread without a copy. */
 export function scanTransferList(scan: ShardScan): ArrayBuffer[] {
-  const buffers = [scan.chat, scan.sendTime, scan.segment, scan.chatFirst, scan.chatLast, scan.extentSlot, scan.extentHp].map((a) => a.buffer as ArrayBuffer)
+  const buffers = [scan.chat, scan.sendTime, scan.segment, scan.chatFirst, scan.chatLast, scan.extentFirst, scan.extentSlot, scan.extentHp].map((a) => a.buffer as ArrayBuffer)
   for (const c of scan.arena.chunks) if (c !== null) buffers.push(c)
   for (const o of scan.arena.orders) if (o !== null) buffers.push(o.buffer as ArrayBuffer)
   return buffers

@@ -299,7 +299,7 @@ t.test('bad calls are broken invariants and throw', async (t) => {
   t.equal(log.pull(0, 10, false).json.toString(), `[${M1},${M2},${M3}]`)
 })
 
-t.test('the ring wraps in place instead of growing', async (t) => {
+t.test('a small chat moves to a larger extent when full, leaving dropped messages behind', async (t) => {
   const log = new ChatLog('c')
   const model = new Model('c')
   const add = (st: number, txt: string): void => {
@@ -310,21 +310,21 @@ t.test('the ring wraps in place instead of growing', async (t) => {
     assertState(log, model)
     for (const c of interestingCursors(model)) for (const l of [1, 2, 10]) for (const r of [false, true]) assertPage(log.pull(c, l, r), model, c, l, r)
   }
-  // Four ~110-byte messages fill the initial 4-slot index.
+  // Four ~110-byte messages: the first extent (room for two) moves once.
   for (let i = 1; i <= 4; i++) add(i, String(i).repeat(60))
   check()
   const bytes = log.bytes
   log.dropOldest(3)
   model.dropOldest(3)
   check()
-  // Two more: index slots wrap around to the start.
+  // Two more, after three dropped: the extent has room again.
   add(5, '5'.repeat(60))
   add(6, '6'.repeat(60))
   check()
-  t.equal(log.bytes, bytes, 'the index did not grow')
+  t.equal(log.bytes, bytes, 'the extent did not grow')
   t.equal(log.count, 3)
   t.equal(log.pull(0, 10, false).json.toString(), modelJson('c', model.msgs))
-  // Now the index (4 slots) has to grow; one message of 2000 bytes.
+  // Now it has to grow; one message of 2000 bytes.
   add(7, '7'.repeat(60))
   add(8, '\u00e9'.repeat(1000))
   check()
@@ -335,7 +335,7 @@ t.test('the ring wraps in place instead of growing', async (t) => {
   )
 })
 
-t.test('large chats: the index moves off the JS heap and grows while wrapped', async (t) => {
+t.test('large chats chain extents, and drop whole extents from the front', async (t) => {
   const log = new ChatLog('big')
   const model = new Model('big')
   let st = 0
@@ -347,15 +347,18 @@ t.test('large chats: the index moves off the JS heap and grows while wrapped', a
       model.append({ send_time: st, text: txt, sender: st % 2 === 0 ? 'a' : 'b' })
     }
   }
-  add(3000) // past the JS array's 1024 slots
+  add(3000) // past RELOCATE_BYTES_MAX: a chain of extents
+  t.ok(log.extents > 1, `${log.extents} extents`)
+  const extents = log.extents
   log.dropOldest(1700)
   model.dropOldest(1700)
-  add(2500) // wraps around the ring, then grows while wrapped
+  t.ok(log.extents < extents, `dropping the oldest freed extents (${extents} -> ${log.extents})`)
+  add(2500)
   log.dropOldest(10)
   model.dropOldest(10)
   add(3000)
   assertState(log, model)
-  t.ok(log.bytes >= 24 * 6790, `index of ${log.bytes} bytes`)
+  t.ok(log.bytes >= 16 * 6790 + log.jsonBytes, `extents of ${log.bytes} bytes hold ${log.jsonBytes} bytes of JSON and an index`)
   const times = model.msgs.map((m) => m.send_time)
   for (const c of [0, 1, times[0] as number, times[1] as number, times[2000] as number, (times.at(-1) as number) - 1, times.at(-1) as number, st + 1]) {
     for (const l of [1, 7, 1000]) for (const r of [false, true]) assertPage(log.pull(c, l, r), model, c, l, r)
@@ -363,7 +366,7 @@ t.test('large chats: the index moves off the JS heap and grows while wrapped', a
   t.equal(log.count, 6790)
 })
 
-t.test('pages across slab chunks, and messages with chunks of their own', async (t) => {
+t.test('pages across extents, and messages with blocks of their own', async (t) => {
   const log = new ChatLog('wide')
   const model = new Model('wide')
   let st = 0
@@ -372,9 +375,9 @@ t.test('pages across slab chunks, and messages with chunks of their own', async 
     log.append(st, txt, 's')
     model.append({ send_time: st, text: txt, sender: 's' })
   }
-  // 50-60 KB messages: about 18 to a 1 MiB chunk, so pages cross chunk boundaries; every 7th is
-  // 200 KB, which gets a chunk of its own when the current chunk's tail is too small for it.
-  for (let i = 0; i < 60; i++) add(i % 7 === 6 ? 'b'.repeat(200_000) : String(i % 10).repeat(50_000 + i * 150))
+  // 50-60 KB messages: pages cross extents; every 7th is 200 KB, and one is larger than a chunk
+  // (a block of its own).
+  for (let i = 0; i < 60; i++) add(i === 30 ? 'c'.repeat(1_100_000) : i % 7 === 6 ? 'b'.repeat(200_000) : String(i % 10).repeat(50_000 + i * 150))
   for (const c of [0, 1, 17, 18, 19, 40, st]) for (const l of [1, 5, 25, 100]) for (const r of [false, true]) assertPage(log.pull(c, l, r), model, c, l, r)
   log.dropOldest(30)
   model.dropOldest(30)
@@ -382,6 +385,22 @@ t.test('pages across slab chunks, and messages with chunks of their own', async 
   assertState(log, model)
   for (const c of [0, 31, 45, 60, st]) for (const l of [1, 7, 100]) for (const r of [false, true]) assertPage(log.pull(c, l, r), model, c, l, r)
   t.equal(log.count, 50)
+})
+
+t.test('a chat emptied by retention, then sent a message larger than its extent, moves instead of chaining', async (t) => {
+  // Found by the chained-extents property: chaining after an empty extent left it first in the
+  // chain, and a reverse pull before the first message came back as "]".
+  const log = new ChatLog('e')
+  const model = new Model('e')
+  log.append(1, 'x'.repeat(5000), 'a')
+  model.append({ send_time: 1, text: 'x'.repeat(5000), sender: 'a' })
+  log.dropOldest(1)
+  model.dropOldest(1)
+  log.append(2, 'y'.repeat(20_000), 'b')
+  model.append({ send_time: 2, text: 'y'.repeat(20_000), sender: 'b' })
+  t.equal(log.extents, 1)
+  for (const c of interestingCursors(model)) for (const r of [false, true]) assertPage(log.pull(c, 1, r), model, c, 1, r)
+  t.equal(log.pull(1, 1, true).json.toString(), '[]')
 })
 
 // ---------------------------------------------------------------------------------------------
