@@ -1,6 +1,6 @@
 // ChatLog and ShardStore against a naive model: a plain array of messages per chat, filtered and
-// sliced on every pull. The log's ring index, the shard's shared slab and byte-copy pages must be
-// indistinguishable from it, byte for byte.
+// sliced on every pull. The log's extents (index and bytes together, moved, chained and dropped), the
+// shard's shared arena and byte-copy pages must be indistinguishable from it, byte for byte.
 //
 // Property tests are time-boxed. A failure's message holds fast-check's seed and path; replay it
 // with FC_SEED=<seed> FC_PATH=<path> npx tap test/store/chat-log.test.ts
@@ -424,7 +424,7 @@ t.test('ChatLog behaves like the array model under any sequence of sends, pulls 
   ),
 )
 
-t.test('long retention runs: the ring wraps many times', (t) =>
+t.test('long retention runs: the extent refills and moves many times', (t) =>
   holds(
     t,
     // Steady state: bursts of sends, then drops down to a small window, repeatedly.
@@ -606,7 +606,7 @@ const storeOp: fc.Arbitrary<StoreOp> = fc.oneof(
   { weight: 6, arbitrary: fc.record({ op: fc.constant('send' as const), chat: fc.nat(CHATS.length - 1), clock, text, sender }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('assign' as const), chat: fc.nat(CHATS.length - 1), clock }) },
   { weight: 5, arbitrary: fc.record({ op: fc.constant('pull' as const), chat: chatIndex, cursor, limit, reverse: fc.boolean() }) },
-  // Chats share the shard's slab: dropping one chat's oldest messages must not disturb the others.
+  // Chats share the shard's arena: dropping one chat's oldest messages must not disturb the others.
   { weight: 1, arbitrary: fc.record({ op: fc.constant('drop' as const), chat: chatIndex, n: fc.nat(4) }) },
 )
 
