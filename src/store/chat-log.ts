@@ -512,6 +512,10 @@ export class ChatLog {
       if (++k === m) return emptyPage(cursor)
       j = 0
     }
+    // A page with a message after it in the same extent: that extent's page (one copy, no arrays).
+    if (j + limit < (this.u(k)[(this.hpAt(k) >> 2) + H_COUNT] as number)) {
+      return extentPage(this.arena, this.slotAt(k), this.hpAt(k), cursor, limit, false, scratch)
+    }
     // Per extent from k on: its index and the byte range [from, to) of the entries taken.
     const pieces: number[] = []
     let left = limit
@@ -557,6 +561,10 @@ export class ChatLog {
       const hp = this.hpAt(k)
       const u = this.u(k)
       j = lowerBoundIn(this.f(k), hp, u[(hp >> 2) + H_DROPPED] as number, u[(hp >> 2) + H_COUNT] as number, cursor + 1) - 1
+    }
+    // A page with a message before it in the same extent: that extent's page.
+    if (j - limit >= (this.u(k)[(this.hpAt(k) >> 2) + H_DROPPED] as number)) {
+      return extentPage(this.arena, this.slotAt(k), this.hpAt(k), cursor, limit, true, scratch)
     }
     // The messages taken, newest first: their byte ranges [from, to) and their extent.
     const taken: number[] = []

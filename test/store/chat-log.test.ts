@@ -453,7 +453,11 @@ t.test('chats past RELOCATE_BYTES_MAX chain extents: the same pages under sends,
   let chained = 0
   let freed = 0
   // Texts of 1-30 KB: a few sends take a chat past the size at which it stops moving.
-  const longText = fc.tuple(text, fc.integer({ min: 1000, max: 30_000 })).map(([s, k]) => s + 'x'.repeat(k))
+  // Mixed with short ones, so that extents hold several messages and pages fall within one or across two.
+  const longText = fc.oneof(
+    { weight: 1, arbitrary: fc.tuple(text, fc.integer({ min: 1000, max: 30_000 })).map(([s, k]) => s + 'x'.repeat(k)) },
+    { weight: 2, arbitrary: text },
+  )
   const longOp: fc.Arbitrary<Op> = fc.oneof(
     { weight: 6, arbitrary: fc.record({ op: fc.constant('send' as const), clock, text: longText, sender }) },
     { weight: 6, arbitrary: fc.record({ op: fc.constant('pull' as const), cursor, limit, reverse: fc.boolean() }) },
@@ -461,7 +465,7 @@ t.test('chats past RELOCATE_BYTES_MAX chain extents: the same pages under sends,
   )
   return holds(
     t,
-    fc.property(fc.array(longOp, { maxLength: 60, size: 'max' }), (ops) => {
+    fc.property(fc.array(longOp, { maxLength: 100, size: 'max' }), (ops) => {
       const log = new ChatLog('long')
       const model = new Model('long')
       let most = 0
