@@ -50,7 +50,7 @@ const H_DROPPED = 3 // entries dropped from the front (first extent only)
 const H_END = 4 // where the next message's bytes go, from the extent's start (its block's)
 const H_SIZE = 5 // bytes
 const H_ORDER = 6 // the arena block's order (above ORDER_CHUNK: a block of its own)
-const H_CHAT = 7 // the chat's number in its store (shard-store.ts), for the table's check
+// word 7: unused
 export const HEADER_BYTES = 32
 const ENTRY_BYTES = 16
 
@@ -159,10 +159,10 @@ export function extentPage(arena: Arena, slot: number, hp: number, cursor: numbe
 }
 
 /**
- * Allocates an empty extent of at least `bytes` (header included) for chat number `chatNo`; its
- * slot is `arena.slot`, and the header's place is returned.
+ * Allocates an empty extent of at least `bytes` (header included); its slot is `arena.slot`, and
+ * the header's place is returned.
  */
-export function allocExtent(arena: Arena, bytes: number, chatNo: number): number {
+export function allocExtent(arena: Arena, bytes: number): number {
   const order = orderFor(bytes)
   arena.alloc(order, bytes)
   const { slot, offset } = arena
@@ -177,7 +177,6 @@ export function allocExtent(arena: Arena, bytes: number, chatNo: number): number
   u[w + H_END] = 0
   u[w + H_SIZE] = size
   u[w + H_ORDER] = order
-  u[w + H_CHAT] = chatNo
   return hp
 }
 
@@ -233,8 +232,6 @@ export class ChatLog {
   readonly chat: string
   /** Highest send_time handed out for this chat, stored or still being made durable. */
   lastSendTime = 0
-  /** This chat's number in its store (the extents' H_CHAT). */
-  readonly no: number
   private readonly arena: Arena
   private readonly owner: ExtentOwner | undefined
   /** The first extent's slot (-1: none yet) and header; the last's, where messages are appended. */
@@ -253,15 +250,14 @@ export class ChatLog {
   private prefix: Buffer | undefined = undefined
 
   /**
-   * `arena` holds the extents; a shard's chats share one. `no` and `owner`: the chat's number in
-   * its store and the store, told when the first extent moves.
+   * `arena` holds the extents; a shard's chats share one. `owner`: its store, told when the first
+   * extent moves.
    */
-  constructor(chat: string, arena: Arena = new Arena(), messagesMax: number = CHAT_MESSAGES_MAX, no = 0, owner?: ExtentOwner) {
+  constructor(chat: string, arena: Arena = new Arena(), messagesMax: number = CHAT_MESSAGES_MAX, owner?: ExtentOwner) {
     assert(Number.isSafeInteger(messagesMax) && messagesMax >= 1 && messagesMax <= CHAT_MESSAGES_MAX)
     this.chat = chat
     this.arena = arena
     this.messagesMax = messagesMax
-    this.no = no
     this.owner = owner
   }
 
@@ -386,7 +382,7 @@ export class ChatLog {
       bytes += u[w + H_END] as number
     }
     if (slots.length > 1 && extentBytes(count, bytes) <= RELOCATE_BYTES_MAX) {
-      const hp = allocExtent(this.arena, extentBytes(count, bytes), this.no)
+      const hp = allocExtent(this.arena, extentBytes(count, bytes))
       const slot = this.arena.slot
       const u = this.arena.u32[slot] as Uint32Array
       const f = this.arena.f64[slot] as Float64Array
@@ -415,11 +411,7 @@ export class ChatLog {
       u[(hp >> 2) + H_END] = at
       this.link(slot, hp)
     } else {
-      for (let k = 0; k < slots.length; k++) {
-        const u = this.arena.u32[slots[k] as number] as Uint32Array
-        u[((hps[k] as number) >> 2) + H_CHAT] = this.no
-        this.link(slots[k] as number, hps[k] as number)
-      }
+      for (let k = 0; k < slots.length; k++) this.link(slots[k] as number, hps[k] as number)
     }
     this.n = count
     this.held = bytes
@@ -638,7 +630,7 @@ export class ChatLog {
 
   /** A new extent of at least `bytes`, empty, as the first (the chat has none) or chained after the last. */
   private place(bytes: number): void {
-    const hp = allocExtent(this.arena, bytes, this.no)
+    const hp = allocExtent(this.arena, bytes)
     this.link(this.arena.slot, hp)
   }
 

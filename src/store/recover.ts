@@ -180,7 +180,7 @@ function extentsByChat(slab: Slab, cols: Columns, chats: number): { arena: Arena
       const i = byChat[p] as number
       const length = cols.length[i] as number
       if (slot < 0 || !extentFits(arena, slot, hp, length)) {
-        hp = allocExtent(arena, filledExtentBytes(extentBytes(needCount, needBytes), extentBytes(1, length)), c)
+        hp = allocExtent(arena, filledExtentBytes(extentBytes(needCount, needBytes), extentBytes(1, length)))
         slot = arena.slot
         slots.push(slot)
         hps.push(hp)

@@ -33,7 +33,7 @@ export interface StoreOptions {
 }
 
 /** FNV-1a over the id's UTF-16 code units. */
-export function chatHash(id: string): number {
+function chatHash(id: string): number {
   let h = 0x811c9dc5
   for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193)
   return h | 0
@@ -42,6 +42,7 @@ export function chatHash(id: string): number {
 export class ShardStore implements ExtentOwner {
   private arena = new Arena()
   private readonly logs: ChatLog[] = []
+  /** The chats' ids by number, beside `logs`: a pull checks its row's id here, not in the ChatLog. */
   private readonly ids: string[] = []
   private rows = new Int32Array(TABLE_ROWS_INITIAL * ROW)
   private mask = TABLE_ROWS_INITIAL - 1
@@ -116,7 +117,7 @@ export class ShardStore implements ExtentOwner {
     const row = this.rowOf(chat)
     if (row >= 0) return this.logs[(this.rows[row + 1] as number) - 1] as ChatLog
     const no = this.logs.length
-    const log = new ChatLog(chat, this.arena, this.chatMessagesMax, no, this)
+    const log = new ChatLog(chat, this.arena, this.chatMessagesMax, this)
     this.logs.push(log)
     this.ids.push(chat)
     if (2 * (no + 1) > this.mask + 1) this.rehash()
