@@ -19,7 +19,7 @@
 //   The preloaded store has this build's default shard count unless SHARDS says otherwise: give a
 //   build from before SHARDS=auto (a180e27 and earlier, default 2) SHARDS=2.
 //   Default 'THREADS=1;THREADS=2'.
-// COMPARE_LOADS (send-1,send-10k,pull-hot,pull-many,mixed), COMPARE_ROUNDS (3), COMPARE_SECONDS (5),
+// COMPARE_LOADS (send-1,send-10k,pull-hot,pull-many,mixed; also pull-reverse), COMPARE_ROUNDS (3), COMPARE_SECONDS (5),
 // COMPARE_MESSAGES (200000), COMPARE_CHATS (20000), BENCH_CONNECTIONS (64), BENCH_OUT
 // (bench/results/compare), COMPARE_DEBUG=1 (print each server's port and pid). wrk is required:
 // apt-get install wrk.
@@ -72,6 +72,7 @@ const LOADS = {
   'send-1': { what: 'durable send, one chat', requests: () => [wrkSend('alice:bob', 'alice')] },
   'send-10k': { what: 'durable send across 10k chats', requests: () => Array.from({ length: 10_000 }, (_, i) => wrkSend(`s${i}:t${i}`, `s${i}`)) },
   'pull-hot': { what: 'pull limit 10, hot chat', requests: () => [wrkPull(`chat=${HOT_CHAT}&limit=10`)] },
+  'pull-reverse': { what: 'pull reverse limit 10, hot chat', requests: () => [wrkPull(`chat=${HOT_CHAT}&limit=10&reverse=true`)] },
   'pull-many': { what: `pull limit 10 over ${chats} chats`, requests: () => spreadChats(chats).map((c) => wrkPull(`chat=${c}&limit=10`)) },
   mixed: { what: '90% pull / 10% send, hot chat', requests: () => Array.from({ length: 10 }, (_, i) => (i === 0 ? wrkSend(HOT_CHAT, 'mixer') : wrkPull(`chat=${HOT_CHAT}&limit=10`))) },
 }

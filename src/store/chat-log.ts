@@ -1,27 +1,58 @@
-// One chat's messages, in memory, as a ring-indexed array.
+// One chat's messages, in memory: its index and its messages' bytes together, in extents.
 //
-// Layout: message i (0 = oldest held) has ring slot (head + i) mod capacity, which holds three numbers:
-// its send_time (µs), the location of its JSON encoding in the shard's slab, and that encoding's
-// length. The slab (slab.ts) holds every message as `{"chat":..,"text":..,"sender":..,"send_time":..},`
-// (note the trailing comma), so a page is a concatenation of byte ranges: a pull copies bytes and
-// builds no objects. No long-lived JS object exists per message.
+// An extent is a block of the shard's arena (arena.ts) laid out as
+//
+//   [message bytes, oldest first ->   free   <- index entries, oldest last][header, 32 B]
+//
+// Message bytes are each message's JSON encoding with a comma after it,
+// `{"chat":..,"text":..,"sender":..,"send_time":..},`, so that a page is one copy of the bytes
+// between its first and last message (the last comma becomes the closing bracket) and builds no
+// objects. Index entry j (16 B), counted back from the header, holds message j's send_time, where
+// its bytes start in the extent and their length. Index and bytes fill the extent from both ends;
+// it is full when they meet. An extent is known by where its header is (slot and byte offset in
+// the arena): the header, the first index entries and the size that places the bytes come in one
+// or two adjacent cache lines.
+//
+// Most chats are one extent: when it fills, the chat moves to a block twice the size (or the same
+// size, when retention dropped enough), the dropped messages left behind. Past RELOCATE_BYTES_MAX
+// a chat grows by chaining another extent instead, each half the size of all before it (8 KiB to
+// 1 MiB), which keeps the unused part of a large chat to about a quarter. So a cold
+// chat's page is a chain of loads no longer than: the shard's table row (shard-store.ts), its one
+// extent's header and index, then one run of bytes the CPU reads ahead. The previous layout (an
+// index per chat on V8's heap, every message at the tail of one shared slab) cost ~10 scattered
+// cache misses per page of a cold chat (docs/performance.md).
 //
 // Invariants:
-// - send_times are strictly increasing from oldest to newest;
-// - the index grows by half when full;
-// - `held` is the sum of the held messages' lengths, and each of them is live in the slab;
+// - send_times are strictly increasing from oldest to newest, within and across extents;
+// - an extent's messages are contiguous: message j+1 starts where message j ends;
+// - only the first extent has dropped messages (retention drops the oldest); an extent after the
+//   first holds at least one message;
+// - `held` is the sum of the held messages' lengths;
 // - n + unstored <= messagesMax: a send is refused before it is logged, never after.
 
 import assert from 'node:assert'
+import { copyBytes } from '../bytes.js'
 import { Errors, PullchatError } from '../errors.js'
+import { Arena, ORDER_CHUNK, orderFor } from './arena.js'
 import { messageJson, recordPrefix } from './message-record.js'
-import { Slab } from './slab.js'
+import type { Slab } from './slab.js'
 
-const INDEX_CAPACITY_INITIAL = 4 // messages
-const INDEX_CAPACITY_SMALL_MAX = 1024 // up to this many slots, the index is a JS array on V8's heap
-/** Messages one chat holds at most (33.5M): its index's limit. */
+/** Messages one chat holds at most (33.5M). */
 export const CHAT_MESSAGES_MAX = 2 ** 25
-const STRIDE = 3 // index slot: send_time, location in the slab, length in bytes
+/** A chat whose one extent would grow past this chains extents instead of moving. */
+export const RELOCATE_BYTES_MAX = 8 * 1024
+
+// Extent header, in 32-bit words from the extent's start.
+const H_NEXT_SLOT = 0 // next extent's slot + 1 (0: none)
+const H_NEXT_HP = 1 // where its header is
+const H_COUNT = 2 // index entries written, dropped ones included
+const H_DROPPED = 3 // entries dropped from the front (first extent only)
+const H_END = 4 // where the next message's bytes go, from the extent's start (its block's)
+const H_SIZE = 5 // bytes
+const H_ORDER = 6 // the arena block's order (above ORDER_CHUNK: a block of its own)
+// word 7: unused
+export const HEADER_BYTES = 32
+const ENTRY_BYTES = 16
 
 const OPEN_BRACKET = 0x5b // [
 const CLOSE_BRACKET = 0x5d // ]
@@ -45,48 +76,189 @@ export interface PageScratch {
   buf: Buffer
 }
 
-/** A ring for `capacity` messages: on V8's heap while small, a typed array off it beyond that. */
-function newRing(capacity: number): number[] | Float64Array {
-  return capacity <= INDEX_CAPACITY_SMALL_MAX ? doubles(capacity * STRIDE) : new Float64Array(capacity * STRIDE)
+/** Who is told when a chat's first extent moves (its store's table keeps where it is). */
+export interface ExtentOwner {
+  firstMoved(log: ChatLog): void
 }
 
-/** A JS array of `n` zeros whose elements V8 keeps as unboxed doubles. */
-function doubles(n: number): number[] {
-  const a = [0.5]
-  for (let i = 1; i < n; i++) a.push(0.5)
-  return a
+// Index entry j of the extent whose header is at `hp`: where its words are.
+const entryWord = (hp: number, j: number): number => (hp - (j + 1) * ENTRY_BYTES) >> 2
+
+function timeOf(f: Float64Array, hp: number, j: number): number {
+  return f[entryWord(hp, j) >> 1] as number
+}
+
+/** Where the block of the extent whose header is at `hp` starts (its bytes' offsets are from there). */
+const blockStart = (u: Uint32Array, hp: number): number => hp + HEADER_BYTES - (u[(hp >> 2) + H_SIZE] as number)
+
+/** First entry in [lo, hi) of the extent whose send_time is >= t (hi if none). */
+function lowerBoundIn(f: Float64Array, hp: number, lo: number, hi: number, t: number): number {
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1
+    if (timeOf(f, hp, mid) < t) lo = mid + 1
+    else hi = mid
+  }
+  return lo
+}
+
+function emptyPage(cursor: number): Page {
+  return { json: EMPTY_ARRAY, count: 0, hasMore: false, nextCursor: cursor }
+}
+
+function pageBuffer(bytes: number, scratch: PageScratch | undefined): Buffer {
+  if (scratch === undefined) return Buffer.allocUnsafe(bytes)
+  if (scratch.buf.length < bytes) scratch.buf = Buffer.allocUnsafeSlow(Math.max(bytes, scratch.buf.length * 2))
+  return scratch.buf
+}
+
+function closePage(out: Buffer, bytes: number): Buffer {
+  out[0] = OPEN_BRACKET
+  out[bytes - 1] = CLOSE_BRACKET
+  return out.length === bytes ? out : out.subarray(0, bytes)
+}
+
+/**
+ * A page of a chat that is one extent, whose header is at `slot`/`hp` of `arena`: what
+ * ShardStore.pull answers from its table row without touching the chat's ChatLog. Forward:
+ * messages with send_time >= cursor, oldest first. Reverse: send_time <= cursor (cursor 0 = from
+ * the newest), newest first.
+ */
+export function extentPage(arena: Arena, slot: number, hp: number, cursor: number, limit: number, reverse: boolean, scratch: PageScratch | undefined): Page {
+  const u = arena.u32[slot] as Uint32Array
+  const f = arena.f64[slot] as Float64Array
+  const w = hp >> 2
+  const count = u[w + H_COUNT] as number
+  const dropped = u[w + H_DROPPED] as number
+  const start = hp + HEADER_BYTES - (u[w + H_SIZE] as number)
+  if (!reverse) {
+    const first = lowerBoundIn(f, hp, dropped, count, cursor)
+    if (first >= count) return emptyPage(cursor)
+    const end = Math.min(first + limit, count)
+    const e = entryWord(hp, end - 1)
+    const from = start + (u[entryWord(hp, first) + 2] as number)
+    const to = start + (u[e + 2] as number) + (u[e + 3] as number)
+    const bytes = to - from + 1
+    const out = pageBuffer(bytes, scratch)
+    copyBytes(arena.bufs[slot] as Buffer, from, to, out, 1)
+    return { json: closePage(out, bytes), count: end - first, hasMore: end < count, nextCursor: (f[e >> 1] as number) + 1 }
+  }
+  const last = cursor === 0 ? count - 1 : lowerBoundIn(f, hp, dropped, count, cursor + 1) - 1
+  if (last < dropped) return emptyPage(cursor)
+  const first = Math.max(dropped, last - limit + 1)
+  let bytes = 1
+  for (let j = first; j <= last; j++) bytes += u[entryWord(hp, j) + 3] as number
+  const out = pageBuffer(bytes, scratch)
+  const buf = arena.bufs[slot] as Buffer
+  let at = 1
+  for (let j = last; j >= first; j--) {
+    const e = entryWord(hp, j)
+    const from = start + (u[e + 2] as number)
+    at = copyBytes(buf, from, from + (u[e + 3] as number), out, at)
+  }
+  return { json: closePage(out, bytes), count: last - first + 1, hasMore: first > dropped, nextCursor: timeOf(f, hp, first) - 1 }
+}
+
+/**
+ * Allocates an empty extent of at least `bytes` (header included); its slot is `arena.slot`, and
+ * the header's place is returned.
+ */
+export function allocExtent(arena: Arena, bytes: number): number {
+  const order = orderFor(bytes)
+  arena.alloc(order, bytes)
+  const { slot, offset } = arena
+  const size = order > ORDER_CHUNK ? (arena.bufs[slot] as Buffer).length : 1 << order
+  const hp = offset + size - HEADER_BYTES
+  const u = arena.u32[slot] as Uint32Array
+  const w = hp >> 2
+  u[w + H_NEXT_SLOT] = 0
+  u[w + H_NEXT_HP] = 0
+  u[w + H_COUNT] = 0
+  u[w + H_DROPPED] = 0
+  u[w + H_END] = 0
+  u[w + H_SIZE] = size
+  u[w + H_ORDER] = order
+  return hp
+}
+
+/** The size of the extent chained after extents of `held` bytes in all (see ChatLog.grow). */
+function chainedBytes(held: number): number {
+  let size = RELOCATE_BYTES_MAX
+  while (size * 2 <= held / 2 && size < 1 << ORDER_CHUNK) size *= 2
+  return size
+}
+
+/** The bytes an extent needs for `count` messages of `bytes` in all. */
+export const extentBytes = (count: number, bytes: number): number => HEADER_BYTES + bytes + count * ENTRY_BYTES
+
+/**
+ * The size of the next extent for messages that need `need` bytes in all (extentBytes), the next
+ * of which needs `first` (recovery, recover.ts): one extent when they would not chain, else the
+ * largest power of two they fill (up to a chunk), so that a chat read back from its log is a few
+ * extents that are full but for the last.
+ */
+export function filledExtentBytes(need: number, first: number): number {
+  if (need <= RELOCATE_BYTES_MAX) return need
+  let size = RELOCATE_BYTES_MAX
+  while (size * 2 <= need && size < 1 << ORDER_CHUNK) size *= 2
+  return Math.max(size, first)
+}
+
+/** Whether the extent at slot/hp has room for a message of `length` bytes. */
+export function extentFits(arena: Arena, slot: number, hp: number, length: number): boolean {
+  const u = arena.u32[slot] as Uint32Array
+  const w = hp >> 2
+  return HEADER_BYTES + (u[w + H_END] as number) + length + ((u[w + H_COUNT] as number) + 1) * ENTRY_BYTES <= (u[w + H_SIZE] as number)
+}
+
+/**
+ * Appends a message, `length` bytes at `loc` of `slab`, to the extent at `slot`/`hp`, which has
+ * room for it (allocExtent sized it): how recovery's scans build a run's chats (recover.ts).
+ */
+export function fillExtent(arena: Arena, slot: number, hp: number, sendTime: number, slab: Slab, loc: number, length: number): void {
+  const u = arena.u32[slot] as Uint32Array
+  const w = hp >> 2
+  const count = u[w + H_COUNT] as number
+  const end = u[w + H_END] as number
+  slab.copy(loc, length, arena.bufs[slot] as Buffer, blockStart(u, hp) + end)
+  const e = entryWord(hp, count)
+  ;(arena.f64[slot] as Float64Array)[e >> 1] = sendTime
+  u[e + 2] = end
+  u[e + 3] = length
+  u[w + H_COUNT] = count + 1
+  u[w + H_END] = end + length
 }
 
 export class ChatLog {
   readonly chat: string
   /** Highest send_time handed out for this chat, stored or still being made durable. */
   lastSendTime = 0
-  private readonly slab: Slab
-  // Small chats (most of them) keep their index on V8's heap, which costs a few dozen bytes over
-  // the data; large ones in a typed array, off the heap.
-  private ring: number[] | Float64Array = doubles(INDEX_CAPACITY_INITIAL * STRIDE)
-  private capacity = INDEX_CAPACITY_INITIAL
-  private head = 0
+  private readonly arena: Arena
+  private readonly owner: ExtentOwner | undefined
+  /** The first extent's slot (-1: none yet) and header; the last's, where messages are appended. */
+  slot = -1
+  hp = 0
+  private tailSlot = -1
+  private tailHp = 0
+  /** Every extent's slot and header, oldest first, once the chat has more than one; else null. */
+  private chain: number[] | null = null
   private n = 0
   private held = 0
   /** Sends accepted for this chat (reserve()) and not yet stored or failed (release()). */
   private unstored = 0
-  private readonly messagesMax: number
+  /** Messages this chat holds at most. */
+  readonly messagesMax: number
   private prefix: Buffer | undefined = undefined
 
   /**
-   * `slab` holds the bytes; a shard's chats share one. `expected`: how many messages the chat is
-   * about to receive (recovery knows), so that its index is allocated once at that size.
+   * `arena` holds the extents; a shard's chats share one. `owner`: its store, told when the first
+   * extent moves.
    */
-  constructor(chat: string, slab: Slab = new Slab(), messagesMax: number = CHAT_MESSAGES_MAX, expected = 0) {
+  constructor(chat: string, arena: Arena = new Arena(), messagesMax: number = CHAT_MESSAGES_MAX, owner?: ExtentOwner) {
     assert(Number.isSafeInteger(messagesMax) && messagesMax >= 1 && messagesMax <= CHAT_MESSAGES_MAX)
     this.chat = chat
-    this.slab = slab
+    this.arena = arena
     this.messagesMax = messagesMax
-    if (expected > INDEX_CAPACITY_INITIAL) {
-      this.capacity = Math.min(expected, messagesMax)
-      this.ring = newRing(this.capacity)
-    }
+    this.owner = owner
   }
 
   /** Whether the chat holds as many messages as it can. */
@@ -118,9 +290,16 @@ export class ChatLog {
     return this.n
   }
 
-  /** Bytes of memory held by this chat's index (its messages' bytes are in the slab). */
+  /** Bytes of the arena held by this chat's extents (its index and messages). */
   get bytes(): number {
-    return this.ring.length * 8
+    let bytes = 0
+    for (let k = 0; k < this.extents; k++) bytes += this.u(k)[(this.hpAt(k) >> 2) + H_SIZE] as number
+    return bytes
+  }
+
+  /** How many extents the chat's messages are in. */
+  get extents(): number {
+    return this.chain === null ? (this.slot < 0 ? 0 : 1) : this.chain.length >> 1
   }
 
   /** Bytes of message JSON held (each message with the comma that follows it in a page). */
@@ -130,13 +309,21 @@ export class ChatLog {
 
   /** send_time of the newest message held, or 0 when empty. */
   get lastStoredTime(): number {
-    return this.n === 0 ? 0 : (this.ring[this.at(this.n - 1)] as number)
+    if (this.n === 0) return 0
+    const u = this.arena.u32[this.tailSlot] as Uint32Array
+    return timeOf(this.arena.f64[this.tailSlot] as Float64Array, this.tailHp, (u[(this.tailHp >> 2) + H_COUNT] as number) - 1)
   }
 
   /** send_time of the i-th oldest message held. */
   timeAt(i: number): number {
-    assert(i >= 0 && i < this.n, 'index out of range')
-    return this.ring[this.at(i)] as number
+    assert(Number.isInteger(i) && i >= 0 && i < this.n, 'index out of range')
+    for (let k = 0; ; k++) {
+      const w = this.hpAt(k) >> 2
+      const u = this.u(k)
+      const live = (u[w + H_COUNT] as number) - (u[w + H_DROPPED] as number)
+      if (i < live) return timeOf(this.f(k), this.hpAt(k), (u[w + H_DROPPED] as number) + i)
+      i -= live
+    }
   }
 
   /** Hands out the next send_time: max(now, last + 1), so strictly increasing per chat. */
@@ -160,50 +347,108 @@ export class ChatLog {
   /** Appends a message. `sendTime` must be greater than every stored one. */
   append(sendTime: number, text: string, sender: string): void {
     this.checkNext(sendTime)
-    const loc = this.slab.putString(this.messageJson(sendTime, text, sender) + ',')
-    this.index(sendTime, loc, this.slab.lastLength)
+    const json = this.messageJson(sendTime, text, sender) + ','
+    const n = Buffer.byteLength(json)
+    const at = this.room(n)
+    ;(this.arena.bufs[this.tailSlot] as Buffer).write(json, at)
+    this.commit(sendTime, at, n)
   }
 
   /** Appends a message given as its JSON object, the bytes `src[from, to)` (as messageJson made them). */
   appendJson(sendTime: number, src: Buffer, from: number, to: number): void {
     this.checkNext(sendTime)
-    const loc = this.slab.putBytes(src, from, to, COMMA)
-    this.index(sendTime, loc, this.slab.lastLength)
+    const n = to - from + 1
+    const at = this.room(n)
+    const buf = this.arena.bufs[this.tailSlot] as Buffer
+    buf[copyBytes(src, from, to, buf, at)] = COMMA
+    this.commit(sendTime, at, n)
   }
 
   /**
-   * Appends a message whose bytes (its JSON and the comma after it) are already in the slab, at
-   * `loc`, `length` bytes long: recovery placed them there (recover.ts).
+   * Recovery (recover.ts): takes over extents that scans of consecutive runs of the log filled
+   * with this chat's messages (fillExtent), oldest first; the chat must be empty. Their messages
+   * become the chat's, without a copy; extents that together fit in one that would not have to
+   * chain are merged into it (a chat read as two runs is mostly small, and a pull of one extent
+   * is the cheaper kind).
    */
-  appendStored(sendTime: number, loc: number, length: number): void {
-    this.checkNext(sendTime)
-    this.index(sendTime, loc, length)
+  adoptExtents(slots: readonly number[], hps: readonly number[]): void {
+    assert(this.slot < 0 && this.n === 0, 'only an empty chat adopts extents')
+    let count = 0
+    let bytes = 0
+    for (let k = 0; k < slots.length; k++) {
+      const u = this.arena.u32[slots[k] as number] as Uint32Array
+      const w = (hps[k] as number) >> 2
+      count += u[w + H_COUNT] as number
+      bytes += u[w + H_END] as number
+    }
+    if (slots.length > 1 && extentBytes(count, bytes) <= RELOCATE_BYTES_MAX) {
+      const hp = allocExtent(this.arena, extentBytes(count, bytes))
+      const slot = this.arena.slot
+      const u = this.arena.u32[slot] as Uint32Array
+      const f = this.arena.f64[slot] as Float64Array
+      const start = blockStart(u, hp)
+      let at = 0
+      let j = 0
+      for (let k = 0; k < slots.length; k++) {
+        const ks = slots[k] as number
+        const kh = hps[k] as number
+        const ku = this.arena.u32[ks] as Uint32Array
+        const kf = this.arena.f64[ks] as Float64Array
+        const kEnd = ku[(kh >> 2) + H_END] as number
+        const kStart = blockStart(ku, kh)
+        copyBytes(this.arena.bufs[ks] as Buffer, kStart, kStart + kEnd, this.arena.bufs[slot] as Buffer, start + at)
+        for (let i = 0; i < (ku[(kh >> 2) + H_COUNT] as number); i++, j++) {
+          const a = entryWord(kh, i)
+          const b = entryWord(hp, j)
+          f[b >> 1] = kf[a >> 1] as number
+          u[b + 2] = (ku[a + 2] as number) + at
+          u[b + 3] = ku[a + 3] as number
+        }
+        at += kEnd
+        this.arena.free(ks, kStart, ku[(kh >> 2) + H_ORDER] as number)
+      }
+      u[(hp >> 2) + H_COUNT] = j
+      u[(hp >> 2) + H_END] = at
+      this.link(slot, hp)
+    } else {
+      for (let k = 0; k < slots.length; k++) this.link(slots[k] as number, hps[k] as number)
+    }
+    this.n = count
+    this.held = bytes
+    const last = this.lastStoredTime
+    if (last > this.lastSendTime) this.lastSendTime = last
   }
 
   /** Drops the `count` oldest messages (retention). */
   dropOldest(count: number): void {
     assert(count >= 0 && count <= this.n)
-    for (let i = 0; i < count; i++) {
-      const k = this.at(i)
-      const length = this.ring[k + 2] as number
-      this.slab.free(this.ring[k + 1] as number, length)
-      this.held -= length
+    let left = count
+    while (left > 0) {
+      const u = this.arena.u32[this.slot] as Uint32Array
+      const w = this.hp >> 2
+      const written = u[w + H_COUNT] as number
+      let dropped = u[w + H_DROPPED] as number
+      const d = Math.min(left, written - dropped)
+      for (let j = dropped; j < dropped + d; j++) this.held -= u[entryWord(this.hp, j) + 3] as number
+      dropped += d
+      left -= d
+      this.n -= d
+      if (dropped < written) {
+        u[w + H_DROPPED] = dropped
+      } else if (this.chain === null) {
+        // The chat's one extent, emptied: fill it again from the start.
+        u[w + H_COUNT] = 0
+        u[w + H_DROPPED] = 0
+        u[w + H_END] = 0
+      } else {
+        this.arena.free(this.slot, blockStart(u, this.hp), u[w + H_ORDER] as number)
+        this.chain.splice(0, 2)
+        this.slot = this.chain[0] as number
+        this.hp = this.chain[1] as number
+        if (this.chain.length === 2) this.chain = null
+        this.owner?.firstMoved(this)
+      }
     }
-    this.head = (this.head + count) % this.capacity
-    this.n -= count
-    if (this.n === 0) this.head = 0
-  }
-
-  /** Index of the first message with send_time >= t (n if none). */
-  lowerBound(t: number): number {
-    let lo = 0
-    let hi = this.n
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1
-      if ((this.ring[this.at(mid)] as number) < t) lo = mid + 1
-      else hi = mid
-    }
-    return lo
   }
 
   /**
@@ -212,68 +457,139 @@ export class ChatLog {
    */
   pull(cursor: number, limit: number, reverse: boolean, scratch?: PageScratch): Page {
     assert(limit >= 1)
-    if (!reverse) {
-      const first = this.lowerBound(cursor)
-      if (first >= this.n) return { json: EMPTY_ARRAY, count: 0, hasMore: false, nextCursor: cursor }
-      const end = Math.min(first + limit, this.n)
-      return { json: this.page(first, end, 1, scratch), count: end - first, hasMore: end < this.n, nextCursor: this.timeAt(end - 1) + 1 }
-    }
-    const last = cursor === 0 ? this.n - 1 : this.lowerBound(cursor + 1) - 1
-    if (last < 0) return { json: EMPTY_ARRAY, count: 0, hasMore: false, nextCursor: cursor }
-    const first = Math.max(0, last - limit + 1)
-    return { json: this.page(last, first - 1, -1, scratch), count: last - first + 1, hasMore: first > 0, nextCursor: this.timeAt(first) - 1 }
+    if (this.slot < 0) return emptyPage(cursor)
+    if (this.chain === null) return extentPage(this.arena, this.slot, this.hp, cursor, limit, reverse, scratch)
+    return reverse ? this.chainReverse(cursor, limit, scratch) : this.chainForward(cursor, limit, scratch)
   }
 
-  /**
-   * The JSON array of messages from..to (exclusive) stepping by `step`. Each stored message ends in
-   * a comma; the last one's becomes the closing bracket. Messages next to each other in the slab
-   * (a chat written in a burst, or the only busy chat) are copied as one range.
-   */
-  private page(from: number, to: number, step: 1 | -1, scratch: PageScratch | undefined): Buffer {
+  // --- more than one extent -------------------------------------------------------------------
+
+  private slotAt(k: number): number {
+    return this.chain === null ? this.slot : (this.chain[2 * k] as number)
+  }
+
+  private hpAt(k: number): number {
+    return this.chain === null ? this.hp : (this.chain[2 * k + 1] as number)
+  }
+
+  private u(k: number): Uint32Array {
+    return this.arena.u32[this.slotAt(k)] as Uint32Array
+  }
+
+  private f(k: number): Float64Array {
+    return this.arena.f64[this.slotAt(k)] as Float64Array
+  }
+
+  /** The last extent whose first held message's send_time is <= t, or -1. */
+  private extentAtOrBefore(t: number): number {
+    let lo = 0
+    let hi = this.extents
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      const hp = this.hpAt(mid)
+      if (timeOf(this.f(mid), hp, this.u(mid)[(hp >> 2) + H_DROPPED] as number) <= t) lo = mid + 1
+      else hi = mid
+    }
+    return lo - 1
+  }
+
+  /** A page over a chain: per extent, one run of bytes. */
+  private chainForward(cursor: number, limit: number, scratch: PageScratch | undefined): Page {
+    const m = this.extents
+    let k = Math.max(0, this.extentAtOrBefore(cursor))
+    let hp = this.hpAt(k)
+    let u = this.u(k)
+    let j = lowerBoundIn(this.f(k), hp, u[(hp >> 2) + H_DROPPED] as number, u[(hp >> 2) + H_COUNT] as number, cursor)
+    if (j >= (u[(hp >> 2) + H_COUNT] as number)) {
+      if (++k === m) return emptyPage(cursor)
+      j = 0
+    }
+    // A page with a message after it in the same extent: that extent's page (one copy, no arrays).
+    if (j + limit < (this.u(k)[(this.hpAt(k) >> 2) + H_COUNT] as number)) {
+      return extentPage(this.arena, this.slotAt(k), this.hpAt(k), cursor, limit, false, scratch)
+    }
+    // Per extent from k on: its index and the byte range [from, to) of the entries taken.
+    const pieces: number[] = []
+    let left = limit
     let bytes = 1
-    let runEnd = -1
-    for (let i = from; i !== to; i += step) {
-      const k = this.at(i)
-      const loc = this.ring[k + 1] as number
-      const length = this.ring[k + 2] as number
-      // Where a new run of bytes starts, read it ahead (Slab.touch); within a run, the CPU's own
-      // prefetcher follows the copy.
-      if (loc !== runEnd) this.slab.touch(loc, length)
-      runEnd = loc + length
-      bytes += length
-    }
-    let out: Buffer
-    if (scratch === undefined) out = Buffer.allocUnsafe(bytes)
-    else {
-      if (scratch.buf.length < bytes) scratch.buf = Buffer.allocUnsafeSlow(Math.max(bytes, scratch.buf.length * 2))
-      out = scratch.buf
-    }
-    out[0] = OPEN_BRACKET
-    let at = 1
-    let runLoc = 0
-    let runLength = 0
-    for (let i = from; i !== to; i += step) {
-      const k = this.at(i)
-      const loc = this.ring[k + 1] as number
-      const length = this.ring[k + 2] as number
-      if (loc === runLoc + runLength && runLength > 0) {
-        runLength += length
-      } else {
-        if (runLength > 0) at += this.slab.copy(runLoc, runLength, out, at)
-        runLoc = loc
-        runLength = length
+    let lastTime = 0
+    let hasMore = false
+    for (; k < m; k++, j = 0) {
+      hp = this.hpAt(k)
+      u = this.u(k)
+      const written = u[(hp >> 2) + H_COUNT] as number
+      const end = Math.min(written, j + left)
+      const e = entryWord(hp, end - 1)
+      const start = blockStart(u, hp)
+      const from = start + (u[entryWord(hp, j) + 2] as number)
+      const to = start + (u[e + 2] as number) + (u[e + 3] as number)
+      pieces.push(k, from, to)
+      bytes += to - from
+      lastTime = this.f(k)[e >> 1] as number
+      left -= end - j
+      if (left === 0) {
+        hasMore = end < written || k + 1 < m
+        break
       }
     }
-    this.slab.copy(runLoc, runLength, out, at)
-    out[bytes - 1] = CLOSE_BRACKET
-    return out.length === bytes ? out : out.subarray(0, bytes)
+    const out = pageBuffer(bytes, scratch)
+    let at = 1
+    for (let p = 0; p < pieces.length; p += 3) {
+      at = copyBytes(this.arena.bufs[this.slotAt(pieces[p] as number)] as Buffer, pieces[p + 1] as number, pieces[p + 2] as number, out, at)
+    }
+    return { json: closePage(out, bytes), count: limit - left, hasMore, nextCursor: lastTime + 1 }
   }
 
-  /** Where in the ring message i's three numbers start. */
-  private at(i: number): number {
-    const slot = this.head + i
-    return (slot < this.capacity ? slot : slot - this.capacity) * STRIDE
+  /** A reverse page over a chain: message by message, newest first. */
+  private chainReverse(cursor: number, limit: number, scratch: PageScratch | undefined): Page {
+    let k: number
+    let j: number
+    if (cursor === 0) {
+      k = this.extents - 1
+      j = (this.u(k)[(this.hpAt(k) >> 2) + H_COUNT] as number) - 1
+    } else {
+      k = this.extentAtOrBefore(cursor)
+      if (k < 0) return emptyPage(cursor)
+      const hp = this.hpAt(k)
+      const u = this.u(k)
+      j = lowerBoundIn(this.f(k), hp, u[(hp >> 2) + H_DROPPED] as number, u[(hp >> 2) + H_COUNT] as number, cursor + 1) - 1
+    }
+    // A page with a message before it in the same extent: that extent's page.
+    if (j - limit >= (this.u(k)[(this.hpAt(k) >> 2) + H_DROPPED] as number)) {
+      return extentPage(this.arena, this.slotAt(k), this.hpAt(k), cursor, limit, true, scratch)
+    }
+    // The messages taken, newest first: their byte ranges [from, to) and their extent.
+    const taken: number[] = []
+    let bytes = 1
+    let firstTime = 0
+    let hasMore = false
+    while (k >= 0) {
+      const hp = this.hpAt(k)
+      const u = this.u(k)
+      if (j < (u[(hp >> 2) + H_DROPPED] as number)) {
+        if (--k >= 0) j = (this.u(k)[(this.hpAt(k) >> 2) + H_COUNT] as number) - 1
+        continue
+      }
+      if (taken.length === 3 * limit) {
+        hasMore = true
+        break
+      }
+      const e = entryWord(hp, j)
+      const from = blockStart(u, hp) + (u[e + 2] as number)
+      taken.push(k, from, from + (u[e + 3] as number))
+      bytes += u[e + 3] as number
+      firstTime = this.f(k)[e >> 1] as number
+      j--
+    }
+    const out = pageBuffer(bytes, scratch)
+    let at = 1
+    for (let p = 0; p < taken.length; p += 3) {
+      at = copyBytes(this.arena.bufs[this.slotAt(taken[p] as number)] as Buffer, taken[p + 1] as number, taken[p + 2] as number, out, at)
+    }
+    return { json: closePage(out, bytes), count: taken.length / 3, hasMore, nextCursor: firstTime - 1 }
   }
+
+  // --- appending --------------------------------------------------------------------------------
 
   // Before anything is written: a full chat refuses the message whole.
   private checkNext(sendTime: number): void {
@@ -282,39 +598,109 @@ export class ChatLog {
     if (sendTime > this.lastSendTime) this.lastSendTime = sendTime
   }
 
-  private index(sendTime: number, loc: number, length: number): void {
-    if (this.n === this.capacity) this.growIndex()
-    const k = this.at(this.n)
-    this.ring[k] = sendTime
-    this.ring[k + 1] = loc
-    this.ring[k + 2] = length
-    this.held += length
+  /** Makes room for `n` bytes and one index entry in the last extent; returns where the bytes go in its chunk. */
+  private room(n: number): number {
+    if (this.slot < 0) {
+      // A chat's first message: room for it and one more like it.
+      this.place(HEADER_BYTES + 2 * (n + ENTRY_BYTES))
+    } else {
+      const u = this.arena.u32[this.tailSlot] as Uint32Array
+      const w = this.tailHp >> 2
+      if (HEADER_BYTES + (u[w + H_END] as number) + n + ((u[w + H_COUNT] as number) + 1) * ENTRY_BYTES > (u[w + H_SIZE] as number)) this.grow(n)
+    }
+    const u = this.arena.u32[this.tailSlot] as Uint32Array
+    return blockStart(u, this.tailHp) + (u[(this.tailHp >> 2) + H_END] as number)
+  }
+
+  /** Indexes the `n` bytes just written at `at` (room's answer) as the last extent's next message. */
+  private commit(sendTime: number, at: number, n: number): void {
+    const u = this.arena.u32[this.tailSlot] as Uint32Array
+    const w = this.tailHp >> 2
+    const count = u[w + H_COUNT] as number
+    const e = entryWord(this.tailHp, count)
+    const rel = at - blockStart(u, this.tailHp)
+    ;(this.arena.f64[this.tailSlot] as Float64Array)[e >> 1] = sendTime
+    u[e + 2] = rel
+    u[e + 3] = n
+    u[w + H_COUNT] = count + 1
+    u[w + H_END] = rel + n
+    this.held += n
     this.n++
   }
 
-  private growIndex(): void {
-    // By half while the index is a JS array (most chats are small, and their index is most of what
-    // they cost beyond their bytes), then by doubling (fewer copies of large indexes).
-    const small = this.capacity < INDEX_CAPACITY_SMALL_MAX
-    const capacity = Math.min(small ? Math.ceil(this.capacity * 1.5) : this.capacity * 2, this.messagesMax)
-    assert(capacity > this.capacity, 'grown past the chat limit')
-    const old = this.ring
-    const ring = newRing(capacity)
-    // Oldest first from slot 0: the part from head to the end of the ring, then the wrapped part.
-    const tail = (this.capacity - this.head) * STRIDE
-    if (ring instanceof Float64Array && old instanceof Float64Array) {
-      ring.set(old.subarray(this.head * STRIDE))
-      ring.set(old.subarray(0, this.head * STRIDE), tail)
+  /** A new extent of at least `bytes`, empty, as the first (the chat has none) or chained after the last. */
+  private place(bytes: number): void {
+    const hp = allocExtent(this.arena, bytes)
+    this.link(this.arena.slot, hp)
+  }
+
+  /** Makes the extent at slot/hp the chat's first (it has none) or chains it after the last. */
+  private link(slot: number, hp: number): void {
+    if (this.slot < 0) {
+      this.slot = slot
+      this.hp = hp
+      this.owner?.firstMoved(this)
     } else {
-      for (let i = 0; i < this.n; i++) {
-        const k = this.at(i)
-        ring[i * STRIDE] = old[k] as number
-        ring[i * STRIDE + 1] = old[k + 1] as number
-        ring[i * STRIDE + 2] = old[k + 2] as number
+      const t = this.arena.u32[this.tailSlot] as Uint32Array
+      t[(this.tailHp >> 2) + H_NEXT_SLOT] = slot + 1
+      t[(this.tailHp >> 2) + H_NEXT_HP] = hp
+      this.chain ??= [this.slot, this.hp]
+      this.chain.push(slot, hp)
+    }
+    this.tailSlot = slot
+    this.tailHp = hp
+  }
+
+  /** The last extent has no room for `n` more bytes: move the chat to a larger one, or chain one. */
+  private grow(n: number): void {
+    const u = this.arena.u32[this.slot] as Uint32Array
+    const hp = this.hp
+    const w = hp >> 2
+    const size = u[w + H_SIZE] as number
+    if (this.chain === null) {
+      const dropped = u[w + H_DROPPED] as number
+      const live = (u[w + H_COUNT] as number) - dropped
+      const from = live === 0 ? 0 : (u[entryWord(hp, dropped) + 2] as number)
+      const liveBytes = (u[w + H_END] as number) - from
+      const need = HEADER_BYTES + liveBytes + n + (live + 1) * ENTRY_BYTES
+      // An empty chat moves whatever the size: chaining would leave an empty extent first.
+      if (need <= RELOCATE_BYTES_MAX || live === 0) {
+        this.relocate(Math.max(need, Math.min(2 * size, RELOCATE_BYTES_MAX)), from, liveBytes, dropped, live)
+        return
       }
     }
-    this.ring = ring
-    this.capacity = capacity
-    this.head = 0
+    // Chain an extent of half what the chat's extents hold so far (a power of two, at least
+    // RELOCATE_BYTES_MAX, at most a chunk): the chat grows by ~1.4x an extent, and the last one,
+    // the only one not full, is at most about a third of it. A message larger than that gets a
+    // block of its own.
+    this.place(Math.max(HEADER_BYTES + n + ENTRY_BYTES, chainedBytes(this.bytes)))
+  }
+
+  /** Moves the chat's one extent to a new one of at least `bytes`, without its dropped messages (bytes from `from` on). */
+  private relocate(bytes: number, from: number, liveBytes: number, dropped: number, live: number): void {
+    const { arena } = this
+    const oldSlot = this.slot
+    const oldHp = this.hp
+    const ou = arena.u32[oldSlot] as Uint32Array
+    const of = arena.f64[oldSlot] as Float64Array
+    const oldStart = blockStart(ou, oldHp)
+    const oldOrder = ou[(oldHp >> 2) + H_ORDER] as number
+    this.slot = -1
+    this.place(bytes)
+    const slot = this.slot
+    const hp = this.hp
+    const u = arena.u32[slot] as Uint32Array
+    const f = arena.f64[slot] as Float64Array
+    copyBytes(arena.bufs[oldSlot] as Buffer, oldStart + from, oldStart + from + liveBytes, arena.bufs[slot] as Buffer, blockStart(u, hp))
+    for (let j = 0; j < live; j++) {
+      const a = entryWord(oldHp, dropped + j)
+      const b = entryWord(hp, j)
+      f[b >> 1] = of[a >> 1] as number
+      u[b + 2] = (ou[a + 2] as number) - from
+      u[b + 3] = ou[a + 3] as number
+    }
+    u[(hp >> 2) + H_COUNT] = live
+    u[(hp >> 2) + H_END] = liveBytes
+    arena.free(oldSlot, oldStart, oldOrder)
   }
 }

@@ -1,4 +1,5 @@
-// The store: shards that own chats and keep their messages in ring-indexed arrays.
+// The store: shards that own chats and keep each chat's messages and index together, in extents of
+// the shard's arena (chat-log.ts, arena.ts), found through an open-addressing table (shard-store.ts).
 export { ChatLog, type Page } from './chat-log.js'
 export { ShardStore, type StoreStats } from './shard-store.js'
 export { Shard, nowUs, NO_LOG, type MessageLog } from './shard.js'

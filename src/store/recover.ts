@@ -2,16 +2,18 @@
 //
 //   scanSegments (any thread)  reads and verifies a run of the log's segments, checks every
 //                              record (a message, its send_time after its chat's previous one in
-//                              the run), copies each message's JSON into a slab of its own, and
-//                              lists per record: its chat (an index into the run's chat ids, in
-//                              first-seen order), send_time, place in the slab, length and
-//                              segment. Plain data and ArrayBuffers: it can cross threads without
-//                              a copy (recover-task.ts).
+//                              the run), copies each message's JSON into a slab, then puts each
+//                              chat's messages of the run in extents of an arena of its own
+//                              (chat-log.ts), chat after chat. It lists per record its chat (an
+//                              index into the run's chat ids, in first-seen order), send_time and
+//                              segment, for the observer. Plain data and ArrayBuffers: it can
+//                              cross threads without a copy (recover-task.ts).
 //   joinScans                  checks that the runs follow on from each other (LSNs, and each
-//                              chat's send_times across them) and maps every run's chats and slab
-//                              places onto one shard's.
-//   applyScan    (the thread that will serve the shard)  adopts the slabs and indexes the records
-//                              chat by chat: no checksum, no string, no copy per record.
+//                              chat's send_times across them) and maps every run's chats onto one
+//                              shard's.
+//   applyScan    (the thread that will serve the shard)  joins the runs' arenas into the store's
+//                              and gives each chat its extents: no checksum, no string, no copy
+//                              (but for small chats read in several runs, merged into one extent).
 //
 // Why: a worker would otherwise replay its shards' logs one after another, and each log from its
 // first segment to its last. It scans the runs of every shard's log in parallel on helper threads
@@ -23,7 +25,9 @@
 import { WalCorruptError, joinLogParts, listSegments, readSegments, splitSegments, type LogPart, type RecoveredLog, type SegmentFile } from '../wal/index.js'
 import { messageJson, readStoredMessage } from './message-record.js'
 import type { ShardStore } from './shard-store.js'
-import { Slab, joinSlabs, type SlabState } from './slab.js'
+import { Arena, type ArenaState } from './arena.js'
+import { allocExtent, extentBytes, extentFits, fillExtent, filledExtentBytes } from './chat-log.js'
+import { Slab } from './slab.js'
 
 const COMMA = 0x2c // ,
 
@@ -60,14 +64,18 @@ export interface ShardScan {
   /** Per record, in log order: its chat's index in `chats`. */
   readonly chat: Int32Array
   readonly sendTime: Float64Array
-  /** Per record: where its bytes (JSON and comma) are in `slab`, and how many. */
-  readonly location: Float64Array
-  readonly length: Int32Array
   /** Per record: its segment's index in `segments`. */
   readonly segment: Int32Array
   /** The paths of the segments that hold records, in log order. */
   readonly segments: readonly string[]
-  readonly slab: SlabState
+  /**
+   * Every chat's messages in the run, in extents (chat-log.ts) of `arena`: chat c's are
+   * extentSlot/extentHp[extentFirst[c], extentFirst[c + 1]), oldest first.
+   */
+  readonly arena: ArenaState
+  readonly extentFirst: Int32Array
+  readonly extentSlot: Int32Array
+  readonly extentHp: Int32Array
   readonly ms: number
 }
 
@@ -78,9 +86,6 @@ export interface JoinedScan {
   /** The shard's chat ids, and per scan, each of its chats' index here. */
   readonly chats: readonly string[]
   readonly chatOf: readonly Int32Array[]
-  readonly slab: SlabState
-  /** Per scan: what to add to its locations (joinSlabs). */
-  readonly bases: readonly number[]
   readonly ms: number
 }
 
@@ -123,6 +128,7 @@ export function scanSegments(files: readonly SegmentFile[], shard: number, holds
     if (segments.at(-1) !== file) segments.push(file)
     cols.push(c, m.sendTime, loc, slab.lastLength, segments.length - 1)
   })
+  const extents = extentsByChat(slab, cols, chats.length)
   return {
     log,
     chats,
@@ -131,13 +137,61 @@ export function scanSegments(files: readonly SegmentFile[], shard: number, holds
     records: cols.n,
     chat: cols.chat.subarray(0, cols.n),
     sendTime: cols.sendTime.subarray(0, cols.n),
-    location: cols.location.subarray(0, cols.n),
-    length: cols.length.subarray(0, cols.n),
     segment: cols.segment.subarray(0, cols.n),
     segments,
-    slab: slab.export(),
+    arena: extents.arena.export(),
+    extentFirst: extents.first,
+    extentSlot: extents.slot,
+    extentHp: extents.hp,
     ms: performance.now() - t0,
   }
+}
+
+/**
+ * Copies a run's messages into one extent per chat, each chat's in log order (a counting sort):
+ * on the scan's thread, so that applyScan takes the extents over without a copy (an extent
+ * store that copied them at apply time wrote ~1.8 GB of fresh memory in the shard's thread at
+ * 10M messages: docs/performance.md, "Recovery").
+ */
+function extentsByChat(slab: Slab, cols: Columns, chats: number): { arena: Arena; first: Int32Array; slot: Int32Array; hp: Int32Array } {
+  const count = new Int32Array(chats)
+  const bytes = new Float64Array(chats)
+  for (let i = 0; i < cols.n; i++) {
+    const c = cols.chat[i] as number
+    count[c]++
+    bytes[c] += cols.length[i] as number
+  }
+  const next = new Int32Array(chats + 1)
+  for (let c = 0; c < chats; c++) next[c + 1] = (next[c] as number) + (count[c] as number)
+  const byChat = new Int32Array(cols.n)
+  for (let i = 0; i < cols.n; i++) byChat[next[cols.chat[i] as number]++] = i
+  const arena = new Arena()
+  const first = new Int32Array(chats + 1)
+  const slots: number[] = []
+  const hps: number[] = []
+  let p = 0
+  for (let c = 0; c < chats; c++) {
+    first[c] = slots.length
+    let needCount = count[c] as number
+    let needBytes = bytes[c] as number
+    let slot = -1
+    let hp = 0
+    for (const end = p + (count[c] as number); p < end; p++) {
+      const i = byChat[p] as number
+      const length = cols.length[i] as number
+      if (slot < 0 || !extentFits(arena, slot, hp, length)) {
+        hp = allocExtent(arena, filledExtentBytes(extentBytes(needCount, needBytes), extentBytes(1, length)))
+        slot = arena.slot
+        slots.push(slot)
+        hps.push(hp)
+      }
+      fillExtent(arena, slot, hp, cols.sendTime[i] as number, slab, cols.location[i] as number, length)
+      needCount--
+      needBytes -= length
+    }
+  }
+  first[chats] = slots.length
+  return { arena, first, slot: Int32Array.from(slots), hp: Int32Array.from(hps) }
 }
 
 /**
@@ -176,14 +230,11 @@ export function joinScans(scans: readonly ShardScan[]): JoinedScan | null {
     }
     chatOf.push(of)
   }
-  const { state, bases } = joinSlabs(scans.map((s) => s.slab))
   return {
     log,
     scans,
     chats,
     chatOf,
-    slab: state,
-    bases,
     ms: Math.max(0, ...scans.map((s) => s.ms)),
   }
 }
@@ -195,34 +246,54 @@ export function wholeScan(scan: ShardScan): JoinedScan {
   return joined
 }
 
-/** Phase 2: takes over a joined scan into an empty store. */
+/**
+ * Phase 2: hands a joined scan's extents to an empty store, chat by chat, without a copy (a chat
+ * read in several runs gets their extents chained, or merged when small: ChatLog.adoptExtents).
+ */
 export function applyScan(store: ShardStore, joined: JoinedScan, observer: RecoveryObserver = {}): Recovery {
   const t0 = performance.now()
-  store.adoptSlab(joined.slab)
-  // Each chat's index allocated once, at its final size: no growth, no copies.
-  const counts = new Int32Array(joined.chats.length)
+  if (!store.empty) throw new Error('only an empty store can be recovered into')
+  const { bases } = store.adoptArenas(joined.scans.map((s) => s.arena))
+  const chats = joined.chats.length
+  // Per chat, its extents in run order.
+  const slots: number[][] = Array.from({ length: chats }, () => [])
+  const hps: number[][] = Array.from({ length: chats }, () => [])
   joined.scans.forEach((scan, k) => {
     const of = joined.chatOf[k] as Int32Array
-    for (let i = 0; i < scan.records; i++) counts[of[scan.chat[i] as number] as number]++
-  })
-  const logs = joined.chats.map((id, c) => store.chatLog(id, counts[c]))
-  let overLimit = 0
-  joined.scans.forEach((scan, k) => {
-    const of = joined.chatOf[k] as Int32Array
-    const base = joined.bases[k] as number
-    const { chat, sendTime, location, length, segment, segments } = scan
-    for (let i = 0; i < scan.records; i++) {
-      const log = logs[of[chat[i] as number] as number] as (typeof logs)[number]
-      if (log.full) {
-        // Keep the newest messages, as retention would; the log itself is left as it is.
-        store.dropOldest(log.chat, 1)
-        observer.onDropOldest?.(log.chat)
-        overLimit++
+    for (let c = 0; c < scan.chats.length; c++) {
+      const g = of[c] as number
+      for (let e = scan.extentFirst[c] as number; e < (scan.extentFirst[c + 1] as number); e++) {
+        ;(slots[g] as number[]).push((bases[k] as number) + (scan.extentSlot[e] as number))
+        ;(hps[g] as number[]).push(scan.extentHp[e] as number)
       }
-      store.appendStored(log, sendTime[i] as number, base + (location[i] as number), length[i] as number)
-      observer.onRecord?.(log.chat, sendTime[i] as number, segments[segment[i] as number] as string)
     }
   })
+  let overLimit = 0
+  for (let c = 0; c < chats; c++) {
+    const chat = joined.chats[c] as string
+    store.adoptExtents(chat, slots[c] as number[], hps[c] as number[])
+    // A log written by a version that let a chat grow past its limit: keep the newest messages,
+    // as retention would (the log itself is left as it is).
+    const over = (store.get(chat)?.count ?? 0) - store.chatMessagesMax
+    if (over > 0) {
+      store.dropOldest(chat, over)
+      overLimit += over
+    }
+  }
+  // What the observer sees is in log order, as a replay one record after another would give.
+  if (observer.onRecord !== undefined || observer.onDropOldest !== undefined) {
+    const held = new Int32Array(chats)
+    joined.scans.forEach((scan, k) => {
+      const of = joined.chatOf[k] as Int32Array
+      for (let i = 0; i < scan.records; i++) {
+        const c = of[scan.chat[i] as number] as number
+        const chat = joined.chats[c] as string
+        if (held[c] === store.chatMessagesMax) observer.onDropOldest?.(chat)
+        else held[c]++
+        observer.onRecord?.(chat, scan.sendTime[i] as number, scan.segments[scan.segment[i] as number] as string)
+      }
+    })
+  }
   return { log: joined.log, records: joined.log.records, ms: joined.ms + (performance.now() - t0), scanMs: joined.ms, overLimit }
 }
 
@@ -243,8 +314,9 @@ export function recoverStore(dir: string, shard: number, store: ShardStore, obse
 
 /** The ArrayBuffers a scan can hand to another thread without a copy. */
 export function scanTransferList(scan: ShardScan): ArrayBuffer[] {
-  const buffers = [scan.chat, scan.sendTime, scan.location, scan.length, scan.segment, scan.chatFirst, scan.chatLast].map((a) => a.buffer as ArrayBuffer)
-  for (const c of scan.slab.chunks) if (c !== null) buffers.push(c)
+  const buffers = [scan.chat, scan.sendTime, scan.segment, scan.chatFirst, scan.chatLast, scan.extentFirst, scan.extentSlot, scan.extentHp].map((a) => a.buffer as ArrayBuffer)
+  for (const c of scan.arena.chunks) if (c !== null) buffers.push(c)
+  for (const o of scan.arena.orders) if (o !== null) buffers.push(o.buffer as ArrayBuffer)
   return buffers
 }
 

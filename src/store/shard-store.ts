@@ -3,46 +3,60 @@
 // Sending is two steps so that a log can sit in between: the chat's `nextSendTime()` hands out the
 // message's send_time (strictly increasing per chat), and `appendJson()` makes it visible to pulls
 // once it is durable. Messages are appended in the order their send_times were assigned.
+//
+// Chats are found through an open-addressing table, a row of four int32s per slot: the id's
+// FNV-1a hash, the chat's number + 1 (0: empty row), and where its first extent is (chat-log.ts).
+// A pull of a chat that is one extent (most are) reads the row, checks the id and goes straight to
+// the extent, without touching the chat's ChatLog object: for a chat out of cache, two dependent
+// misses before the page's bytes instead of the ~5 that a Map, the ChatLog and its index took
+// (docs/performance.md, "Pulls over many chats").
 
-import { CHAT_MESSAGES_MAX, ChatLog, type Page, type PageScratch } from './chat-log.js'
-import { Slab, type SlabState } from './slab.js'
+import { Arena, type ArenaState } from './arena.js'
+import { CHAT_MESSAGES_MAX, ChatLog, extentPage, type ExtentOwner, type Page, type PageScratch } from './chat-log.js'
 
 export interface StoreStats {
   readonly chats: number
   readonly messages: number
   /** Bytes of message JSON held. */
   readonly jsonBytes: number
-  /** Bytes allocated for messages (the slab's chunks) and the chats' indexes. */
+  /** Bytes allocated for chats' extents (the arena's chunks) and the chat table. */
   readonly bytes: number
 }
 
 const EMPTY_PAGE_JSON = Buffer.from('[]')
+const ROW = 4 // int32s per table row: hash, chat number + 1, first extent's slot, where its header is
+const TABLE_ROWS_INITIAL = 1024
 
 export interface StoreOptions {
   /** Messages one chat holds at most (tests lower it). */
   readonly chatMessagesMax?: number
 }
 
-export class ShardStore {
-  private readonly chats = new Map<string, ChatLog>()
-  private slab = new Slab()
-  private readonly chatMessagesMax: number
+/** FNV-1a over the id's UTF-16 code units. */
+function chatHash(id: string): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193)
+  return h | 0
+}
+
+export class ShardStore implements ExtentOwner {
+  private arena = new Arena()
+  private readonly logs: ChatLog[] = []
+  /** The chats' ids by number, beside `logs`: a pull checks its row's id here, not in the ChatLog. */
+  private readonly ids: string[] = []
+  private rows = new Int32Array(TABLE_ROWS_INITIAL * ROW)
+  private mask = TABLE_ROWS_INITIAL - 1
+  /** Messages one chat holds at most. */
+  readonly chatMessagesMax: number
   private messages = 0
 
   constructor(options: StoreOptions = {}) {
     this.chatMessagesMax = options.chatMessagesMax ?? CHAT_MESSAGES_MAX
   }
 
-  /** Takes over a slab's bytes (recovery's; see recover.ts). Only an empty store can. */
-  adoptSlab(state: SlabState): void {
-    if (this.chats.size !== 0 || this.messages !== 0) throw new Error('only an empty store can adopt a slab')
-    this.slab = Slab.from(state)
-  }
-
-  /** Indexes a message whose bytes are already in the slab (recovery); see ChatLog.appendStored. */
-  appendStored(log: ChatLog, sendTime: number, loc: number, length: number): void {
-    log.appendStored(sendTime, loc, length)
-    this.messages++
+  /** Whether the store holds no chat (recovery only fills an empty store). */
+  get empty(): boolean {
+    return this.logs.length === 0
   }
 
   /** Stores a message whose send_time came from its chat's `nextSendTime()` (or from the log, on recovery). */
@@ -57,9 +71,24 @@ export class ShardStore {
     this.messages++
   }
 
+  /** Takes over the arenas of recovery's scans (recover.ts), joined; only an empty store can. Their slots start at `bases`. */
+  adoptArenas(states: readonly ArenaState[]): { readonly bases: readonly number[] } {
+    if (!this.empty || this.arena.held !== 0) throw new Error('only an empty store can be recovered into')
+    const { arena, bases } = Arena.join(states)
+    this.arena = arena
+    return { bases }
+  }
+
+  /** Recovery: the chat's messages are the extents at `slots`/`hps` of the adopted arena; see ChatLog.adoptExtents. */
+  adoptExtents(chat: string, slots: readonly number[], hps: readonly number[]): void {
+    const log = this.chatLog(chat)
+    log.adoptExtents(slots, hps)
+    this.messages += log.count
+  }
+
   /** Drops the `count` oldest messages of a chat (retention). */
   dropOldest(chat: string, count: number): void {
-    const log = this.chats.get(chat)
+    const log = this.get(chat)
     if (log === undefined) return
     const n = Math.min(count, log.count)
     log.dropOldest(n)
@@ -68,32 +97,77 @@ export class ShardStore {
 
   /** A page of the chat; with `scratch`, a view of it (see PageScratch). */
   pull(chat: string, cursor: number, limit: number, reverse: boolean, scratch?: PageScratch): Page {
-    const log = this.chats.get(chat)
-    if (log === undefined) return { json: EMPTY_PAGE_JSON, count: 0, hasMore: false, nextCursor: cursor }
-    return log.pull(cursor, limit, reverse, scratch)
+    const row = this.rowOf(chat)
+    const rows = this.rows
+    const slot = row < 0 ? -1 : (rows[row + 2] as number)
+    if (slot < 0) return { json: EMPTY_PAGE_JSON, count: 0, hasMore: false, nextCursor: cursor }
+    const hp = rows[row + 3] as number
+    // One extent (no next): the page from the row alone; else the chat's log follows its chain.
+    if ((this.arena.u32[slot] as Uint32Array)[hp >> 2] === 0) return extentPage(this.arena, slot, hp, cursor, limit, reverse, scratch)
+    return (this.logs[(rows[row + 1] as number) - 1] as ChatLog).pull(cursor, limit, reverse, scratch)
   }
 
   get(chat: string): ChatLog | undefined {
-    return this.chats.get(chat)
+    const row = this.rowOf(chat)
+    return row < 0 ? undefined : this.logs[(this.rows[row + 1] as number) - 1]
   }
 
-  /** The chat's log, created empty if the chat has none yet (sized for `expected` messages). */
-  chatLog(chat: string, expected = 0): ChatLog {
-    let log = this.chats.get(chat)
-    if (log === undefined) {
-      log = new ChatLog(chat, this.slab, this.chatMessagesMax, expected)
-      this.chats.set(chat, log)
-    }
+  /** The chat's log, created empty if the chat has none yet. */
+  chatLog(chat: string): ChatLog {
+    const row = this.rowOf(chat)
+    if (row >= 0) return this.logs[(this.rows[row + 1] as number) - 1] as ChatLog
+    const no = this.logs.length
+    const log = new ChatLog(chat, this.arena, this.chatMessagesMax, this)
+    this.logs.push(log)
+    this.ids.push(chat)
+    if (2 * (no + 1) > this.mask + 1) this.rehash()
+    else this.insert(no, chatHash(chat))
     return log
   }
 
+  /** ExtentOwner: the chat's first extent moved; its row says where now. */
+  firstMoved(log: ChatLog): void {
+    const row = this.rowOf(log.chat)
+    this.rows[row + 2] = log.slot
+    this.rows[row + 3] = log.hp
+  }
+
   stats(): StoreStats {
-    let bytes = this.slab.bytes
     let jsonBytes = 0
-    for (const log of this.chats.values()) {
-      bytes += log.bytes
-      jsonBytes += log.jsonBytes
+    for (const log of this.logs) jsonBytes += log.jsonBytes
+    return { chats: this.logs.length, messages: this.messages, jsonBytes, bytes: this.arena.held + this.rows.byteLength }
+  }
+
+  /** The chat's row in the table, or -1. */
+  private rowOf(chat: string): number {
+    const h = chatHash(chat)
+    const rows = this.rows
+    const mask = this.mask
+    for (let i = h & mask; ; i = (i + 1) & mask) {
+      const r = i * ROW
+      const no = rows[r + 1] as number
+      if (no === 0) return -1
+      if (rows[r] === h && this.ids[no - 1] === chat) return r
     }
-    return { chats: this.chats.size, messages: this.messages, jsonBytes, bytes }
+  }
+
+  private insert(no: number, h: number): void {
+    const rows = this.rows
+    let i = h & this.mask
+    while (rows[i * ROW + 1] !== 0) i = (i + 1) & this.mask
+    const r = i * ROW
+    const log = this.logs[no] as ChatLog
+    rows[r] = h
+    rows[r + 1] = no + 1
+    rows[r + 2] = log.slot
+    rows[r + 3] = log.hp
+  }
+
+  // Twice the rows, at most half of them used.
+  private rehash(): void {
+    const size = 2 * (this.mask + 1)
+    this.rows = new Int32Array(size * ROW)
+    this.mask = size - 1
+    for (let no = 0; no < this.logs.length; no++) this.insert(no, chatHash(this.ids[no] as string))
   }
 }

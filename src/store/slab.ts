@@ -1,59 +1,17 @@
-// A shard's message bytes: every chat's messages, back to back in the order they were stored, in
-// 1 MiB chunks shared by all of the shard's chats.
+// A run of messages' bytes, back to back in the order they came, in 1 MiB chunks: what a
+// recovery scan (recover.ts) reads a run of the log into before it puts each chat's messages in
+// that chat's extent. Until the store moved to extents (chat-log.ts), this was the shard's store of
+// bytes; `free` (a chunk released once nothing in it is live) is left from then and tested.
 //
-// Why one slab per shard and not one buffer per chat: a chat of ten messages paid for its own
-// buffer, its growth slack and V8's per-ArrayBuffer bookkeeping, which made 1M messages in 100k
-// chats cost ~3x their JSON (docs/performance.md, "Memory"). Here the only per-message cost beyond
-// its bytes is its index entry in its chat.
-//
-// A message's place is a location: slot * 2^32 + offset, an integer below 2^53. Slots are reused
-// once their chunk is released, so locations stay small however long the process runs. A chunk is
-// released when every message in it has been dropped (retention drops a shard's oldest messages,
-// which sit in its oldest chunks). A large message (128 KiB or more) that does not fit the current
-// chunk's tail gets a chunk of its own, so that the tail is not wasted.
+// A message's place is a location: slot * 2^32 + offset, an integer below 2^53. A large message
+// (128 KiB or more) that does not fit the current chunk's tail gets a chunk of its own, so that
+// the tail is not wasted.
 
 import { copyBytes } from '../bytes.js'
 
 const CHUNK_BYTES = 1024 * 1024
 const OWN_CHUNK_BYTES = CHUNK_BYTES / 8 // messages at least this large get a chunk of their own
 const SLOT_SPAN = 2 ** 32
-const CACHE_LINE_BYTES = 64
-
-/** A slab's whole state, as plain data and ArrayBuffers: what crosses threads (see recover.ts). */
-export interface SlabState {
-  /** Each slot's chunk (its own ArrayBuffer), or null for a free slot. */
-  readonly chunks: (ArrayBuffer | null)[]
-  readonly live: number[]
-  readonly freeSlots: number[]
-  readonly current: number
-  readonly tail: number
-}
-
-/**
- * One slab's state holding the chunks of several (scans of consecutive log runs, recover.ts):
- * each state's slots follow the previous states' slots, so a location from state k is
- * `bases[k]` + its location there. The last state that has a chunk being filled keeps filling it.
- */
-export function joinSlabs(states: readonly SlabState[]): { readonly state: SlabState; readonly bases: readonly number[] } {
-  const chunks: (ArrayBuffer | null)[] = []
-  const live: number[] = []
-  const freeSlots: number[] = []
-  const bases: number[] = []
-  let current = -1
-  let tail = 0
-  for (const s of states) {
-    const first = chunks.length
-    bases.push(first * SLOT_SPAN)
-    chunks.push(...s.chunks)
-    live.push(...s.live)
-    freeSlots.push(...s.freeSlots.map((slot) => slot + first))
-    if (s.current >= 0) {
-      current = s.current + first
-      tail = s.tail
-    }
-  }
-  return { state: { chunks, live, freeSlots, current, tail }, bases }
-}
 
 export class Slab {
   private readonly chunks: (Buffer | undefined)[] = []
@@ -69,35 +27,6 @@ export class Slab {
   private held = 0
   /** Length in bytes of what the last `put*` call stored. */
   lastLength = 0
-  /** A running sum of what `touch` read (see there). */
-  touched = 0
-
-  /** A slab holding what `state` describes (state from another slab's `export()`). */
-  static from(state: SlabState): Slab {
-    const slab = new Slab()
-    state.chunks.forEach((ab, slot) => {
-      slab.chunks[slot] = ab === null ? undefined : Buffer.from(ab)
-      slab.held += ab === null ? 0 : ab.byteLength
-    })
-    slab.live.push(...state.live)
-    slab.freeSlots.push(...state.freeSlots)
-    slab.current = state.current
-    slab.tail = state.tail
-    if (state.current >= 0) slab.chunk = slab.chunks[state.current] as Buffer
-    slab.target = slab.chunk
-    return slab
-  }
-
-  /** This slab's state; its chunks' ArrayBuffers may then be transferred (and this slab dropped). */
-  export(): SlabState {
-    return {
-      chunks: this.chunks.map((c) => (c === undefined ? null : (c.buffer as ArrayBuffer))),
-      live: [...this.live],
-      freeSlots: [...this.freeSlots],
-      current: this.current,
-      tail: this.tail,
-    }
-  }
 
   /** Bytes of chunks held (allocated, including unused tails). */
   get bytes(): number {
@@ -126,21 +55,6 @@ export class Slab {
     const offset = loc - slot * SLOT_SPAN
     copyBytes(this.chunks[slot] as Buffer, offset, offset + length, out, at)
     return length
-  }
-
-  /**
-   * Reads one byte of every cache line of `length` bytes at `loc` (and the last byte). Touching
-   * the scattered messages of a page first, all of them, before copying any, lets the CPU wait for
-   * their cache misses side by side instead of one copy after another (docs/performance.md).
-   * The sum goes to `touched`, so that the reads are not optimised away.
-   */
-  touch(loc: number, length: number): void {
-    const slot = Math.floor(loc / SLOT_SPAN)
-    const offset = loc - slot * SLOT_SPAN
-    const chunk = this.chunks[slot] as Buffer
-    let sum = chunk[offset + length - 1] as number
-    for (let i = offset; i < offset + length; i += CACHE_LINE_BYTES) sum += chunk[i] as number
-    this.touched = (this.touched + sum) | 0
   }
 
   /** Marks `length` bytes at `loc` as dropped; releases the chunk when nothing in it is live. */

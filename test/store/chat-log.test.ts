@@ -1,6 +1,6 @@
 // ChatLog and ShardStore against a naive model: a plain array of messages per chat, filtered and
-// sliced on every pull. The log's ring index, the shard's shared slab and byte-copy pages must be
-// indistinguishable from it, byte for byte.
+// sliced on every pull. The log's extents (index and bytes together, moved, chained and dropped), the
+// shard's shared arena and byte-copy pages must be indistinguishable from it, byte for byte.
 //
 // Property tests are time-boxed. A failure's message holds fast-check's seed and path; replay it
 // with FC_SEED=<seed> FC_PATH=<path> npx tap test/store/chat-log.test.ts
@@ -299,7 +299,7 @@ t.test('bad calls are broken invariants and throw', async (t) => {
   t.equal(log.pull(0, 10, false).json.toString(), `[${M1},${M2},${M3}]`)
 })
 
-t.test('the ring wraps in place instead of growing', async (t) => {
+t.test('a small chat moves to a larger extent when full, leaving dropped messages behind', async (t) => {
   const log = new ChatLog('c')
   const model = new Model('c')
   const add = (st: number, txt: string): void => {
@@ -310,21 +310,21 @@ t.test('the ring wraps in place instead of growing', async (t) => {
     assertState(log, model)
     for (const c of interestingCursors(model)) for (const l of [1, 2, 10]) for (const r of [false, true]) assertPage(log.pull(c, l, r), model, c, l, r)
   }
-  // Four ~110-byte messages fill the initial 4-slot index.
+  // Four ~110-byte messages: the first extent (room for two) moves once.
   for (let i = 1; i <= 4; i++) add(i, String(i).repeat(60))
   check()
   const bytes = log.bytes
   log.dropOldest(3)
   model.dropOldest(3)
   check()
-  // Two more: index slots wrap around to the start.
+  // Two more, after three dropped: the extent has room again.
   add(5, '5'.repeat(60))
   add(6, '6'.repeat(60))
   check()
-  t.equal(log.bytes, bytes, 'the index did not grow')
+  t.equal(log.bytes, bytes, 'the extent did not grow')
   t.equal(log.count, 3)
   t.equal(log.pull(0, 10, false).json.toString(), modelJson('c', model.msgs))
-  // Now the index (4 slots) has to grow; one message of 2000 bytes.
+  // Now it has to grow; one message of 2000 bytes.
   add(7, '7'.repeat(60))
   add(8, '\u00e9'.repeat(1000))
   check()
@@ -335,7 +335,7 @@ t.test('the ring wraps in place instead of growing', async (t) => {
   )
 })
 
-t.test('large chats: the index moves off the JS heap and grows while wrapped', async (t) => {
+t.test('large chats chain extents, and drop whole extents from the front', async (t) => {
   const log = new ChatLog('big')
   const model = new Model('big')
   let st = 0
@@ -347,15 +347,18 @@ t.test('large chats: the index moves off the JS heap and grows while wrapped', a
       model.append({ send_time: st, text: txt, sender: st % 2 === 0 ? 'a' : 'b' })
     }
   }
-  add(3000) // past the JS array's 1024 slots
+  add(3000) // past RELOCATE_BYTES_MAX: a chain of extents
+  t.ok(log.extents > 1, `${log.extents} extents`)
+  const extents = log.extents
   log.dropOldest(1700)
   model.dropOldest(1700)
-  add(2500) // wraps around the ring, then grows while wrapped
+  t.ok(log.extents < extents, `dropping the oldest freed extents (${extents} -> ${log.extents})`)
+  add(2500)
   log.dropOldest(10)
   model.dropOldest(10)
   add(3000)
   assertState(log, model)
-  t.ok(log.bytes >= 24 * 6790, `index of ${log.bytes} bytes`)
+  t.ok(log.bytes >= 16 * 6790 + log.jsonBytes, `extents of ${log.bytes} bytes hold ${log.jsonBytes} bytes of JSON and an index`)
   const times = model.msgs.map((m) => m.send_time)
   for (const c of [0, 1, times[0] as number, times[1] as number, times[2000] as number, (times.at(-1) as number) - 1, times.at(-1) as number, st + 1]) {
     for (const l of [1, 7, 1000]) for (const r of [false, true]) assertPage(log.pull(c, l, r), model, c, l, r)
@@ -363,7 +366,7 @@ t.test('large chats: the index moves off the JS heap and grows while wrapped', a
   t.equal(log.count, 6790)
 })
 
-t.test('pages across slab chunks, and messages with chunks of their own', async (t) => {
+t.test('pages across extents, and messages with blocks of their own', async (t) => {
   const log = new ChatLog('wide')
   const model = new Model('wide')
   let st = 0
@@ -372,9 +375,9 @@ t.test('pages across slab chunks, and messages with chunks of their own', async 
     log.append(st, txt, 's')
     model.append({ send_time: st, text: txt, sender: 's' })
   }
-  // 50-60 KB messages: about 18 to a 1 MiB chunk, so pages cross chunk boundaries; every 7th is
-  // 200 KB, which gets a chunk of its own when the current chunk's tail is too small for it.
-  for (let i = 0; i < 60; i++) add(i % 7 === 6 ? 'b'.repeat(200_000) : String(i % 10).repeat(50_000 + i * 150))
+  // 50-60 KB messages: pages cross extents; every 7th is 200 KB, and one is larger than a chunk
+  // (a block of its own).
+  for (let i = 0; i < 60; i++) add(i === 30 ? 'c'.repeat(1_100_000) : i % 7 === 6 ? 'b'.repeat(200_000) : String(i % 10).repeat(50_000 + i * 150))
   for (const c of [0, 1, 17, 18, 19, 40, st]) for (const l of [1, 5, 25, 100]) for (const r of [false, true]) assertPage(log.pull(c, l, r), model, c, l, r)
   log.dropOldest(30)
   model.dropOldest(30)
@@ -382,6 +385,22 @@ t.test('pages across slab chunks, and messages with chunks of their own', async 
   assertState(log, model)
   for (const c of [0, 31, 45, 60, st]) for (const l of [1, 7, 100]) for (const r of [false, true]) assertPage(log.pull(c, l, r), model, c, l, r)
   t.equal(log.count, 50)
+})
+
+t.test('a chat emptied by retention, then sent a message larger than its extent, moves instead of chaining', async (t) => {
+  // Found by the chained-extents property: chaining after an empty extent left it first in the
+  // chain, and a reverse pull before the first message came back as "]".
+  const log = new ChatLog('e')
+  const model = new Model('e')
+  log.append(1, 'x'.repeat(5000), 'a')
+  model.append({ send_time: 1, text: 'x'.repeat(5000), sender: 'a' })
+  log.dropOldest(1)
+  model.dropOldest(1)
+  log.append(2, 'y'.repeat(20_000), 'b')
+  model.append({ send_time: 2, text: 'y'.repeat(20_000), sender: 'b' })
+  t.equal(log.extents, 1)
+  for (const c of interestingCursors(model)) for (const r of [false, true]) assertPage(log.pull(c, 1, r), model, c, 1, r)
+  t.equal(log.pull(1, 1, true).json.toString(), '[]')
 })
 
 // ---------------------------------------------------------------------------------------------
@@ -405,7 +424,7 @@ t.test('ChatLog behaves like the array model under any sequence of sends, pulls 
   ),
 )
 
-t.test('long retention runs: the ring wraps many times', (t) =>
+t.test('long retention runs: the extent refills and moves many times', (t) =>
   holds(
     t,
     // Steady state: bursts of sends, then drops down to a small window, repeatedly.
@@ -429,6 +448,46 @@ t.test('long retention runs: the ring wraps many times', (t) =>
     ),
   ),
 )
+
+t.test('chats past RELOCATE_BYTES_MAX chain extents: the same pages under sends, pulls and drops', (t) => {
+  let chained = 0
+  let freed = 0
+  // Texts of 1-30 KB: a few sends take a chat past the size at which it stops moving.
+  // Mixed with short ones, so that extents hold several messages and pages fall within one or across two.
+  const longText = fc.oneof(
+    { weight: 1, arbitrary: fc.tuple(text, fc.integer({ min: 1000, max: 30_000 })).map(([s, k]) => s + 'x'.repeat(k)) },
+    { weight: 2, arbitrary: text },
+  )
+  const longOp: fc.Arbitrary<Op> = fc.oneof(
+    { weight: 6, arbitrary: fc.record({ op: fc.constant('send' as const), clock, text: longText, sender }) },
+    { weight: 6, arbitrary: fc.record({ op: fc.constant('pull' as const), cursor, limit, reverse: fc.boolean() }) },
+    { weight: 2, arbitrary: fc.record({ op: fc.constant('drop' as const), n: fc.nat(6) }) },
+  )
+  return holds(
+    t,
+    fc.property(fc.array(longOp, { maxLength: 100, size: 'max' }), (ops) => {
+      const log = new ChatLog('long')
+      const model = new Model('long')
+      let most = 0
+      for (const o of ops) {
+        const before = log.extents
+        step(log, model, o)
+        most = Math.max(most, log.extents)
+        if (o.op === 'drop' && log.extents < before) freed++
+      }
+      if (most > 1) chained++
+      for (const c of interestingCursors(model)) {
+        for (const l of [1, 3, 50]) {
+          assertPage(log.pull(c, l, false), model, c, l, false)
+          assertPage(log.pull(c, l, true), model, c, l, true)
+        }
+      }
+    }),
+  ).then(() => {
+    t.ok(chained > 0, `${chained} runs chained extents`)
+    t.ok(freed > 0, `${freed} drops freed a chat's first extent`)
+  })
+})
 
 /** A fresh log and model holding `count` messages with send_times 1 + gaps. */
 function filled(gaps: readonly number[], texts: readonly string[]): { log: ChatLog; model: Model; append: (text: string) => void } {
@@ -509,7 +568,8 @@ const EMPTY = { json: '[]', count: 0, hasMore: false, nextCursor: 0 }
 
 t.test('ShardStore: unknown chats, separate chats, stats', async (t) => {
   const store = new ShardStore()
-  t.same(store.stats(), { chats: 0, messages: 0, jsonBytes: 0, bytes: 0 })
+  t.same({ ...store.stats(), bytes: 0 }, { chats: 0, messages: 0, jsonBytes: 0, bytes: 0 })
+  t.ok(store.stats().bytes <= 64 * 1024, `an empty store holds its table only (${store.stats().bytes} bytes)`)
   t.same(summary(store.pull('nobody', 0, 10, false)), EMPTY)
   t.same(summary(store.pull('nobody', 42, 10, true)), { ...EMPTY, nextCursor: 42 })
   t.equal(store.get('nobody'), undefined, 'pulling does not create a chat')
@@ -550,7 +610,7 @@ const storeOp: fc.Arbitrary<StoreOp> = fc.oneof(
   { weight: 6, arbitrary: fc.record({ op: fc.constant('send' as const), chat: fc.nat(CHATS.length - 1), clock, text, sender }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('assign' as const), chat: fc.nat(CHATS.length - 1), clock }) },
   { weight: 5, arbitrary: fc.record({ op: fc.constant('pull' as const), chat: chatIndex, cursor, limit, reverse: fc.boolean() }) },
-  // Chats share the shard's slab: dropping one chat's oldest messages must not disturb the others.
+  // Chats share the shard's arena: dropping one chat's oldest messages must not disturb the others.
   { weight: 1, arbitrary: fc.record({ op: fc.constant('drop' as const), chat: chatIndex, n: fc.nat(4) }) },
 )
 

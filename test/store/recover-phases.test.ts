@@ -8,10 +8,8 @@ import fc from 'fast-check'
 import { availableParallelism } from 'node:os'
 import t from 'tap'
 import { holds } from '../helpers/fast-check.js'
-import { ChatLog } from '../../src/store/chat-log.js'
 import { applyScan as applyJoined, recoverStore, scanShard, wholeScan, type ShardScan } from '../../src/store/recover.js'
 import { ShardStore } from '../../src/store/shard-store.js'
-import { Slab } from '../../src/store/slab.js'
 import { WalCorruptError, listSegments, shardDir } from '../../src/wal/index.js'
 import { appendAll, messages, openWriter, payloadOf, writeLog, type Msg } from '../wal/helpers.js'
 
@@ -35,23 +33,6 @@ function pages(store: ShardStore, chats: Iterable<string>): Record<string, strin
   }
   return out
 }
-
-t.test('a slab exported and rebuilt holds the same bytes and goes on filling its current chunk', async (t) => {
-  const slab = new Slab()
-  const locs = Array.from({ length: 2000 }, (_, i) => slab.putString(`{"n":${i}},`))
-  const copy = Slab.from(slab.export())
-  t.equal(copy.bytes, slab.bytes)
-  for (const [i, loc] of locs.entries()) {
-    const want = `{"n":${i}},`
-    const out = Buffer.alloc(want.length)
-    copy.copy(loc, want.length, out, 0)
-    t.equal(out.toString(), want, `message ${i}`)
-    if (i > 20) break
-  }
-  const next = copy.putString('{"n":"next"},')
-  t.equal(Math.floor(next / 2 ** 32), Math.floor((locs.at(-1) as number) / 2 ** 32), 'the next message goes in the same chunk')
-  t.ok(next > (locs.at(-1) as number), 'after the last one')
-})
 
 t.test('scan then apply builds the store that direct appends build, over several segments', async (t) => {
   const dir = t.testdir()
@@ -103,19 +84,7 @@ t.test('applyScan only into an empty store', async (t) => {
   const dir = t.testdir()
   await writeLog(dir, messages(0, 10))
   const store = direct(messages(100, 1))
-  t.throws(() => applyScan(store, scanShard(dir, 0)), /only an empty store can adopt a slab/)
-})
-
-t.test('a chat sized for what recovery will put in it: small indexes on the heap, large ones off it', async (t) => {
-  for (const expected of [0, 3, 500, 1024, 5000]) {
-    const slab = new Slab()
-    const log = new ChatLog('room', slab, undefined, expected)
-    const n = expected + 10 // and a little past it: the index still grows
-    for (let i = 1; i <= n; i++) log.append(i, `m${i}`, 'u')
-    t.equal(log.count, n, `expected ${expected}: holds ${n}`)
-    t.same(JSON.parse(log.pull(0, 3, true).json.toString()).map((m: { text: string }) => m.text), [`m${n}`, `m${n - 1}`, `m${n - 2}`])
-    t.same(JSON.parse(log.pull(0, 2, false).json.toString()).map((m: { text: string }) => m.text), ['m1', 'm2'])
-  }
+  t.throws(() => applyScan(store, scanShard(dir, 0)), /only an empty store can be recovered into/)
 })
 
 t.test('scans on helper threads (piscina) give the same stores; a corrupt log comes back as data', async (t) => {
@@ -244,7 +213,7 @@ t.test('property: a log read in 1 to 5 runs recovers the same store, or refuses 
           const what = `${JSON.stringify(d)}, ${segs.length} segments, ${parts} runs`
           const got = outcome(dir, parts, chats)
           if ('bytes' in got && 'bytes' in one) {
-            // Each run but the last leaves its last chunk's tail unused (slab.ts, joinSlabs).
+            // Each run's extents are carved from chunks of their own (arena.ts, Arena.join).
             t.ok(got.bytes <= one.bytes + (parts - 1) * 1024 * 1024, `${what}: bytes held ${got.bytes} against ${one.bytes}`)
             t.strictSame({ ...got, bytes: 0 }, { ...one, bytes: 0 }, what)
           } else t.strictSame(got, one, what)

@@ -1,0 +1,96 @@
+// The arena's buddy allocator: blocks never overlap, freed neighbours merge, and a chunk free as a
+// whole is released.
+
+import assert from 'node:assert/strict'
+import fc from 'fast-check'
+import t from 'tap'
+import { holds } from '../helpers/fast-check.js'
+import { Arena, CHUNK_BYTES, ORDER_CHUNK, ORDER_MIN, orderFor } from '../../src/store/arena.js'
+
+t.test('orderFor: the smallest block that holds the bytes', async (t) => {
+  t.equal(orderFor(1), ORDER_MIN)
+  t.equal(orderFor(256), 8)
+  t.equal(orderFor(257), 9)
+  t.equal(orderFor(CHUNK_BYTES), ORDER_CHUNK)
+  t.equal(orderFor(CHUNK_BYTES + 1), ORDER_CHUNK + 1, 'larger than a chunk: a block of its own')
+})
+
+t.test('split and merge: two halves freed make the whole again, and the chunk goes', async (t) => {
+  const a = new Arena()
+  a.alloc(ORDER_CHUNK - 1)
+  const first = { slot: a.slot, offset: a.offset }
+  a.alloc(ORDER_CHUNK - 1)
+  const second = { slot: a.slot, offset: a.offset }
+  t.same([first.slot, second.slot], [0, 0], 'both halves of one chunk')
+  t.same(new Set([first.offset, second.offset]), new Set([0, CHUNK_BYTES / 2]))
+  t.equal(a.held, CHUNK_BYTES)
+  t.equal(a.used, CHUNK_BYTES)
+  a.free(first.slot, first.offset, ORDER_CHUNK - 1)
+  t.equal(a.held, CHUNK_BYTES, 'half free: the chunk stays')
+  a.free(second.slot, second.offset, ORDER_CHUNK - 1)
+  t.equal(a.held, 0, 'all free: the chunk is released')
+  t.equal(a.used, 0)
+  a.alloc(ORDER_MIN)
+  t.equal(a.slot, 0, 'its slot is reused')
+})
+
+t.test('a block larger than a chunk is its own, released when freed', async (t) => {
+  const a = new Arena()
+  a.alloc(ORDER_CHUNK + 1, CHUNK_BYTES + 10)
+  t.equal(a.offset, 0)
+  t.equal(a.bufs[a.slot]?.length, CHUNK_BYTES + 4096, 'rounded up to 4 KiB')
+  t.equal(a.held, CHUNK_BYTES + 4096)
+  a.free(a.slot, 0, ORDER_CHUNK + 1)
+  t.equal(a.held, 0)
+})
+
+type Op = { readonly alloc: number } | { readonly free: number }
+
+t.test('any sequence of allocs and frees: no two live blocks overlap, and freeing everything releases everything', (t) =>
+  holds(
+    t,
+    fc.property(
+      fc.array(
+        fc.oneof(
+          { weight: 3, arbitrary: fc.record({ alloc: fc.integer({ min: ORDER_MIN, max: ORDER_CHUNK + 1 }) }) },
+          { weight: 2, arbitrary: fc.record({ free: fc.nat() }) },
+        ),
+        { maxLength: 300 },
+      ),
+      (ops: Op[]) => {
+        const a = new Arena()
+        const live: { slot: number; offset: number; order: number; size: number; mark: number }[] = []
+        let mark = 0
+        const check = (): void => {
+          // Each live block still holds the mark written over it: nothing else was given its bytes.
+          for (const b of live) {
+            const buf = a.bufs[b.slot] as Buffer
+            assert.ok(b.offset + b.size <= buf.length, 'inside its chunk')
+            assert.equal(buf[b.offset], b.mark, 'first byte')
+            assert.equal(buf[b.offset + b.size - 1], b.mark, 'last byte')
+          }
+          assert.equal(a.used, live.reduce((s, b) => s + b.size, 0), 'used')
+        }
+        for (const op of ops) {
+          if ('alloc' in op) {
+            const bytes = op.alloc > ORDER_CHUNK ? CHUNK_BYTES + 1 + mark * 100 : 1 << op.alloc
+            a.alloc(op.alloc, bytes)
+            const size = op.alloc > ORDER_CHUNK ? (a.bufs[a.slot] as Buffer).length : 1 << op.alloc
+            mark = (mark + 1) & 0xff
+            const b = { slot: a.slot, offset: a.offset, order: op.alloc, size, mark }
+            if (op.alloc <= ORDER_CHUNK) assert.equal(b.offset % size, 0, 'aligned to its size')
+            ;(a.bufs[b.slot] as Buffer).fill(b.mark, b.offset, b.offset + size)
+            live.push(b)
+          } else if (live.length > 0) {
+            const [b] = live.splice(op.free % live.length, 1)
+            if (b !== undefined) a.free(b.slot, b.offset, b.order)
+          }
+          check()
+        }
+        for (const b of live.splice(0)) a.free(b.slot, b.offset, b.order)
+        assert.equal(a.held, 0, 'every chunk released')
+        assert.equal(a.used, 0)
+      },
+    ),
+  ),
+)
