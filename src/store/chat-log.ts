@@ -436,10 +436,14 @@ export class ChatLog {
       if (dropped < written) {
         u[w + H_DROPPED] = dropped
       } else if (this.chain === null) {
-        // The chat's one extent, emptied: fill it again from the start.
-        u[w + H_COUNT] = 0
-        u[w + H_DROPPED] = 0
-        u[w + H_END] = 0
+        // The chat's one extent, emptied: freed, so that a chat that retention emptied holds no
+        // memory but its ChatLog and table row; its next message gets a new first extent.
+        this.arena.free(this.slot, blockStart(u, this.hp), u[w + H_ORDER] as number)
+        this.slot = -1
+        this.hp = 0
+        this.tailSlot = -1
+        this.tailHp = 0
+        this.owner?.firstMoved(this)
       } else {
         this.arena.free(this.slot, blockStart(u, this.hp), u[w + H_ORDER] as number)
         this.chain.splice(0, 2)

@@ -596,6 +596,21 @@ t.test('ShardStore: unknown chats, separate chats, stats', async (t) => {
   t.same(summary(store.pull('A:B', 7, 10, false)), { ...EMPTY, nextCursor: 7 }, 'chat ids are case sensitive')
 })
 
+t.test('ShardStore: chats that retention empties give their memory back', async (t) => {
+  const store = new ShardStore()
+  for (let c = 0; c < 1000; c++) for (let i = 1; i <= 40; i++) store.append(`c${c}`, i, 'x'.repeat(100), 'u')
+  const full = store.stats().bytes
+  t.ok(full > 40 * 1000 * 100, `${full} bytes held for 40k messages`)
+  for (let c = 0; c < 1000; c++) store.dropOldest(`c${c}`, 40)
+  const empty = store.stats()
+  t.equal(empty.messages, 0)
+  t.ok(empty.bytes <= 64 * 1024, `${empty.bytes} bytes held once every chat is empty: the table only`)
+  t.same(summary(store.pull('c1', 0, 10, false)), EMPTY)
+  store.append('c1', 41, 'again', 'u')
+  t.equal(store.pull('c1', 0, 10, false).json.toString(), '[{"chat":"c1","text":"again","sender":"u","send_time":41}]')
+  t.equal(store.pull('c1', 0, 10, true).json.toString(), '[{"chat":"c1","text":"again","sender":"u","send_time":41}]')
+})
+
 const CHATS = ['a:b', 'b:c', 'room', '😀:\ud800', 'x"y\\z']
 const UNKNOWN = ['nobody', '', 'A:B', 'a:b ']
 
