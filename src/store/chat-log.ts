@@ -35,7 +35,6 @@ import { copyBytes } from '../bytes.js'
 import { Errors, PullchatError } from '../errors.js'
 import { Arena, ORDER_CHUNK, orderFor } from './arena.js'
 import { messageJson, recordPrefix } from './message-record.js'
-import type { Slab } from './slab.js'
 
 /** Messages one chat holds at most (33.5M). */
 export const CHAT_MESSAGES_MAX = 2 ** 25
@@ -162,7 +161,7 @@ export function extentPage(arena: Arena, slot: number, hp: number, cursor: numbe
  * Allocates an empty extent of at least `bytes` (header included); its slot is `arena.slot`, and
  * the header's place is returned.
  */
-export function allocExtent(arena: Arena, bytes: number): number {
+function allocExtent(arena: Arena, bytes: number): number {
   const order = orderFor(bytes)
   arena.alloc(order, bytes)
   const { slot, offset } = arena
@@ -188,45 +187,7 @@ function chainedBytes(held: number): number {
 }
 
 /** The bytes an extent needs for `count` messages of `bytes` in all. */
-export const extentBytes = (count: number, bytes: number): number => HEADER_BYTES + bytes + count * ENTRY_BYTES
-
-/**
- * The size of the next extent for messages that need `need` bytes in all (extentBytes), the next
- * of which needs `first` (recovery, recover.ts): one extent when they would not chain, else the
- * largest power of two they fill (up to a chunk), so that a chat read back from its log is a few
- * extents that are full but for the last.
- */
-export function filledExtentBytes(need: number, first: number): number {
-  if (need <= RELOCATE_BYTES_MAX) return need
-  let size = RELOCATE_BYTES_MAX
-  while (size * 2 <= need && size < 1 << ORDER_CHUNK) size *= 2
-  return Math.max(size, first)
-}
-
-/** Whether the extent at slot/hp has room for a message of `length` bytes. */
-export function extentFits(arena: Arena, slot: number, hp: number, length: number): boolean {
-  const u = arena.u32[slot] as Uint32Array
-  const w = hp >> 2
-  return HEADER_BYTES + (u[w + H_END] as number) + length + ((u[w + H_COUNT] as number) + 1) * ENTRY_BYTES <= (u[w + H_SIZE] as number)
-}
-
-/**
- * Appends a message, `length` bytes at `loc` of `slab`, to the extent at `slot`/`hp`, which has
- * room for it (allocExtent sized it): how recovery's scans build a run's chats (recover.ts).
- */
-export function fillExtent(arena: Arena, slot: number, hp: number, sendTime: number, slab: Slab, loc: number, length: number): void {
-  const u = arena.u32[slot] as Uint32Array
-  const w = hp >> 2
-  const count = u[w + H_COUNT] as number
-  const end = u[w + H_END] as number
-  slab.copy(loc, length, arena.bufs[slot] as Buffer, blockStart(u, hp) + end)
-  const e = entryWord(hp, count)
-  ;(arena.f64[slot] as Float64Array)[e >> 1] = sendTime
-  u[e + 2] = end
-  u[e + 3] = length
-  u[w + H_COUNT] = count + 1
-  u[w + H_END] = end + length
-}
+const extentBytes = (count: number, bytes: number): number => HEADER_BYTES + bytes + count * ENTRY_BYTES
 
 export class ChatLog {
   readonly chat: string
@@ -295,6 +256,14 @@ export class ChatLog {
     let bytes = 0
     for (let k = 0; k < this.extents; k++) bytes += this.u(k)[(this.hpAt(k) >> 2) + H_SIZE] as number
     return bytes
+  }
+
+  /** Appends the chat's extents' slots and headers, oldest first, to `slots` and `hps` (recovery's scans). */
+  extentList(slots: number[], hps: number[]): void {
+    for (let k = 0; k < this.extents; k++) {
+      slots.push(this.slotAt(k))
+      hps.push(this.hpAt(k))
+    }
   }
 
   /** How many extents the chat's messages are in. */
@@ -366,7 +335,8 @@ export class ChatLog {
 
   /**
    * Recovery (recover.ts): takes over extents that scans of consecutive runs of the log filled
-   * with this chat's messages (fillExtent), oldest first; the chat must be empty. Their messages
+   * with this chat's messages (their own ChatLogs, extentList), oldest first; the chat must be
+   * empty. Their messages
    * become the chat's, without a copy; extents that together fit in one that would not have to
    * chain are merged into it (a chat read as two runs is mostly small, and a pull of one extent
    * is the cheaper kind).

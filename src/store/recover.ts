@@ -2,9 +2,9 @@
 //
 //   scanSegments (any thread)  reads and verifies a run of the log's segments, checks every
 //                              record (a message, its send_time after its chat's previous one in
-//                              the run), copies each message's JSON into a slab, then puts each
-//                              chat's messages of the run in extents of an arena of its own
-//                              (chat-log.ts), chat after chat. It lists per record its chat (an
+//                              the run) and appends each message's JSON to its chat's extents
+//                              in an arena of its own, as live sends do (a ChatLog per chat of
+//                              the run, chat-log.ts). It lists per record its chat (an
 //                              index into the run's chat ids, in first-seen order), send_time and
 //                              segment, for the observer. Plain data and ArrayBuffers: it can
 //                              cross threads without a copy (recover-task.ts).
@@ -23,13 +23,11 @@
 // `recoverStore` does all of it in the calling thread.
 
 import { WalCorruptError, joinLogParts, listSegments, readSegments, splitSegments, type LogPart, type RecoveredLog, type SegmentFile } from '../wal/index.js'
-import { messageJson, readStoredMessage } from './message-record.js'
+import { readStoredMessage } from './message-record.js'
 import type { ShardStore } from './shard-store.js'
 import { Arena, type ArenaState } from './arena.js'
-import { allocExtent, extentBytes, extentFits, fillExtent, filledExtentBytes } from './chat-log.js'
-import { Slab } from './slab.js'
+import { ChatLog } from './chat-log.js'
 
-const COMMA = 0x2c // ,
 
 export interface Recovery {
   readonly log: RecoveredLog
@@ -100,9 +98,10 @@ export function scanShard(dir: string, shard: number): ShardScan {
  */
 export function scanSegments(files: readonly SegmentFile[], shard: number, holdsLast: boolean): ShardScan {
   const t0 = performance.now()
-  const slab = new Slab()
+  const arena = new Arena()
   const chatIndex = new Map<string, number>()
   const chats: string[] = []
+  const logs: ChatLog[] = [] // per chat: its messages of the run, in extents of `arena`
   const first: number[] = [] // per chat: its first send_time in the run
   const last: number[] = [] // per chat: the newest send_time so far
   const cols = new Columns()
@@ -115,6 +114,7 @@ export function scanSegments(files: readonly SegmentFile[], shard: number, holds
       c = chats.length
       chatIndex.set(m.chat, c)
       chats.push(m.chat)
+      logs.push(new ChatLog(m.chat, arena))
       first.push(m.sendTime)
       last.push(0)
     }
@@ -123,12 +123,23 @@ export function scanSegments(files: readonly SegmentFile[], shard: number, holds
       throw new WalCorruptError(file, offset, `record ${lsn}: send_time ${m.sendTime} does not follow ${prev} in chat ${JSON.stringify(m.chat)}`)
     }
     last[c] = m.sendTime
+    const chatLog = logs[c] as ChatLog
+    // A chat past the most any chat holds (a log of an earlier version): its oldest go, as applyScan's limit would drop them.
+    if (chatLog.full) chatLog.dropOldest(1)
     const v1 = m.message
-    const loc = v1 === null ? slab.putBytes(m.json as Buffer, m.jsonFrom, (m.json as Buffer).length, COMMA) : slab.putString(messageJson(m.chat, v1.sender, v1.text, m.sendTime) + ',')
+    if (v1 === null) chatLog.appendJson(m.sendTime, m.json as Buffer, m.jsonFrom, (m.json as Buffer).length)
+    else chatLog.append(m.sendTime, v1.text, v1.sender)
     if (segments.at(-1) !== file) segments.push(file)
-    cols.push(c, m.sendTime, loc, slab.lastLength, segments.length - 1)
+    cols.push(c, m.sendTime, segments.length - 1)
   })
-  const extents = extentsByChat(slab, cols, chats.length)
+  const extentFirst = new Int32Array(chats.length + 1)
+  const slots: number[] = []
+  const hps: number[] = []
+  for (let c = 0; c < chats.length; c++) {
+    extentFirst[c] = slots.length
+    ;(logs[c] as ChatLog).extentList(slots, hps)
+  }
+  extentFirst[chats.length] = slots.length
   return {
     log,
     chats,
@@ -139,59 +150,12 @@ export function scanSegments(files: readonly SegmentFile[], shard: number, holds
     sendTime: cols.sendTime.subarray(0, cols.n),
     segment: cols.segment.subarray(0, cols.n),
     segments,
-    arena: extents.arena.export(),
-    extentFirst: extents.first,
-    extentSlot: extents.slot,
-    extentHp: extents.hp,
+    arena: arena.export(),
+    extentFirst,
+    extentSlot: Int32Array.from(slots),
+    extentHp: Int32Array.from(hps),
     ms: performance.now() - t0,
   }
-}
-
-/**
- * Copies a run's messages into one extent per chat, each chat's in log order (a counting sort):
- * on the scan's thread, so that applyScan takes the extents over without a copy (an extent
- * store that copied them at apply time wrote ~1.8 GB of fresh memory in the shard's thread at
- * 10M messages: docs/performance.md, "Recovery").
- */
-function extentsByChat(slab: Slab, cols: Columns, chats: number): { arena: Arena; first: Int32Array; slot: Int32Array; hp: Int32Array } {
-  const count = new Int32Array(chats)
-  const bytes = new Float64Array(chats)
-  for (let i = 0; i < cols.n; i++) {
-    const c = cols.chat[i] as number
-    count[c]++
-    bytes[c] += cols.length[i] as number
-  }
-  const next = new Int32Array(chats + 1)
-  for (let c = 0; c < chats; c++) next[c + 1] = (next[c] as number) + (count[c] as number)
-  const byChat = new Int32Array(cols.n)
-  for (let i = 0; i < cols.n; i++) byChat[next[cols.chat[i] as number]++] = i
-  const arena = new Arena()
-  const first = new Int32Array(chats + 1)
-  const slots: number[] = []
-  const hps: number[] = []
-  let p = 0
-  for (let c = 0; c < chats; c++) {
-    first[c] = slots.length
-    let needCount = count[c] as number
-    let needBytes = bytes[c] as number
-    let slot = -1
-    let hp = 0
-    for (const end = p + (count[c] as number); p < end; p++) {
-      const i = byChat[p] as number
-      const length = cols.length[i] as number
-      if (slot < 0 || !extentFits(arena, slot, hp, length)) {
-        hp = allocExtent(arena, filledExtentBytes(extentBytes(needCount, needBytes), extentBytes(1, length)))
-        slot = arena.slot
-        slots.push(slot)
-        hps.push(hp)
-      }
-      fillExtent(arena, slot, hp, cols.sendTime[i] as number, slab, cols.location[i] as number, length)
-      needCount--
-      needBytes -= length
-    }
-  }
-  first[chats] = slots.length
-  return { arena, first, slot: Int32Array.from(slots), hp: Int32Array.from(hps) }
 }
 
 /**
@@ -325,17 +289,13 @@ class Columns {
   n = 0
   chat = new Int32Array(1024)
   sendTime = new Float64Array(1024)
-  location = new Float64Array(1024)
-  length = new Int32Array(1024)
   segment = new Int32Array(1024)
 
-  push(chat: number, sendTime: number, location: number, length: number, segment: number): void {
+  push(chat: number, sendTime: number, segment: number): void {
     if (this.n === this.chat.length) this.grow()
     const i = this.n++
     this.chat[i] = chat
     this.sendTime[i] = sendTime
-    this.location[i] = location
-    this.length[i] = length
     this.segment[i] = segment
   }
 
@@ -348,8 +308,6 @@ class Columns {
     }
     this.chat = grown(this.chat, (n) => new Int32Array(n))
     this.sendTime = grown(this.sendTime, (n) => new Float64Array(n))
-    this.location = grown(this.location, (n) => new Float64Array(n))
-    this.length = grown(this.length, (n) => new Int32Array(n))
     this.segment = grown(this.segment, (n) => new Int32Array(n))
   }
 }
