@@ -94,3 +94,37 @@ t.test('any sequence of allocs and frees: no two live blocks overlap, and freein
     ),
   ),
 )
+
+t.test('join: arenas exported by other threads become one, their slots renumbered and their free blocks reusable', async (t) => {
+  const a = new Arena()
+  // Two chunks' worth of quarter-chunk blocks; then every block of the first chunk freed, which
+  // releases it (its slot stays, empty), and one block of the second.
+  const blocks: { slot: number; offset: number }[] = []
+  for (let i = 0; i < 8; i++) {
+    a.alloc(ORDER_CHUNK - 2)
+    blocks.push({ slot: a.slot, offset: a.offset })
+    ;(a.bufs[a.slot] as Buffer).fill(i + 1, a.offset, a.offset + CHUNK_BYTES / 4)
+  }
+  for (const b of blocks.slice(0, 4)) a.free(b.slot, b.offset, ORDER_CHUNK - 2)
+  const kept = blocks.slice(5)
+  a.free((blocks[4] as { slot: number }).slot, (blocks[4] as { offset: number }).offset, ORDER_CHUNK - 2)
+  const b = new Arena()
+  b.alloc(ORDER_MIN)
+  ;(b.bufs[b.slot] as Buffer).fill(0xee, b.offset, b.offset + 256)
+  const bLoc = { slot: b.slot, offset: b.offset }
+  const { arena, bases } = Arena.join([a.export(), b.export()])
+  t.same(bases, [0, 2], "b's slots follow a's, the released one included")
+  t.equal(arena.held, CHUNK_BYTES * 2, 'the released chunk holds nothing; one chunk from each')
+  t.equal(arena.used, 3 * (CHUNK_BYTES / 4) + 256, 'what is allocated: three quarters of one chunk, one block of the other')
+  for (const [i, k] of kept.entries()) t.equal(arena.bufs[k.slot]?.[k.offset], i + 6, `a's block ${i + 5} kept its bytes`)
+  t.equal(arena.bufs[bLoc.slot + 2]?.[bLoc.offset], 0xee, "b's block kept its bytes")
+  // The free quarter in a's second chunk is reused before any new chunk.
+  arena.alloc(ORDER_CHUNK - 2)
+  t.equal(arena.held, CHUNK_BYTES * 2, 'no new chunk for a block that fits a free one')
+  // Freeing everything releases everything.
+  arena.free(arena.slot, arena.offset, ORDER_CHUNK - 2)
+  for (const k of kept) arena.free(k.slot, k.offset, ORDER_CHUNK - 2)
+  arena.free(bLoc.slot + 2, bLoc.offset, ORDER_MIN)
+  t.equal(arena.held, 0)
+  t.equal(arena.used, 0)
+})
