@@ -41,9 +41,9 @@ export const CHAT_MESSAGES_MAX = 2 ** 25
 /** A chat whose one extent would grow past this chains extents instead of moving. */
 export const RELOCATE_BYTES_MAX = 8 * 1024
 
-// Extent header, in 32-bit words from the extent's start.
-const H_NEXT_SLOT = 0 // next extent's slot + 1 (0: none)
-const H_NEXT_HP = 1 // where its header is
+// Extent header, in 32-bit words from where it starts (the block's last 32 bytes).
+const H_CHAINED = 0 // 1 when another extent of the chat follows this one (ShardStore.pull reads it)
+// word 1: unused
 const H_COUNT = 2 // index entries written, dropped ones included
 const H_DROPPED = 3 // entries dropped from the front (first extent only)
 const H_END = 4 // where the next message's bytes go, from the extent's start (its block's)
@@ -169,8 +169,7 @@ function allocExtent(arena: Arena, bytes: number): number {
   const hp = offset + size - HEADER_BYTES
   const u = arena.u32[slot] as Uint32Array
   const w = hp >> 2
-  u[w + H_NEXT_SLOT] = 0
-  u[w + H_NEXT_HP] = 0
+  u[w + H_CHAINED] = 0
   u[w + H_COUNT] = 0
   u[w + H_DROPPED] = 0
   u[w + H_END] = 0
@@ -188,6 +187,34 @@ function chainedBytes(held: number): number {
 
 /** The bytes an extent needs for `count` messages of `bytes` in all. */
 const extentBytes = (count: number, bytes: number): number => HEADER_BYTES + bytes + count * ENTRY_BYTES
+
+/**
+ * Appends messages [from, to) of the extent at slot/hp, their bytes and index entries, to the
+ * extent at dSlot/dHp, which has room for them; then frees the first extent. How a chat moves to a
+ * larger extent, and how recovery merges a small chat's extents.
+ */
+function moveMessages(arena: Arena, slot: number, hp: number, from: number, to: number, dSlot: number, dHp: number): void {
+  const u = arena.u32[slot] as Uint32Array
+  const f = arena.f64[slot] as Float64Array
+  const du = arena.u32[dSlot] as Uint32Array
+  const df = arena.f64[dSlot] as Float64Array
+  const start = blockStart(u, hp)
+  const end = u[(hp >> 2) + H_END] as number
+  const first = from < to ? (u[entryWord(hp, from) + 2] as number) : end
+  const j0 = du[(dHp >> 2) + H_COUNT] as number
+  const at = du[(dHp >> 2) + H_END] as number
+  copyBytes(arena.bufs[slot] as Buffer, start + first, start + end, arena.bufs[dSlot] as Buffer, blockStart(du, dHp) + at)
+  for (let i = from; i < to; i++) {
+    const a = entryWord(hp, i)
+    const b = entryWord(dHp, j0 + i - from)
+    df[b >> 1] = f[a >> 1] as number
+    du[b + 2] = (u[a + 2] as number) - first + at
+    du[b + 3] = u[a + 3] as number
+  }
+  du[(dHp >> 2) + H_COUNT] = j0 + to - from
+  du[(dHp >> 2) + H_END] = at + end - first
+  arena.free(slot, start, u[(hp >> 2) + H_ORDER] as number)
+}
 
 export class ChatLog {
   readonly chat: string
@@ -354,31 +381,11 @@ export class ChatLog {
     if (slots.length > 1 && extentBytes(count, bytes) <= RELOCATE_BYTES_MAX) {
       const hp = allocExtent(this.arena, extentBytes(count, bytes))
       const slot = this.arena.slot
-      const u = this.arena.u32[slot] as Uint32Array
-      const f = this.arena.f64[slot] as Float64Array
-      const start = blockStart(u, hp)
-      let at = 0
-      let j = 0
       for (let k = 0; k < slots.length; k++) {
         const ks = slots[k] as number
         const kh = hps[k] as number
-        const ku = this.arena.u32[ks] as Uint32Array
-        const kf = this.arena.f64[ks] as Float64Array
-        const kEnd = ku[(kh >> 2) + H_END] as number
-        const kStart = blockStart(ku, kh)
-        copyBytes(this.arena.bufs[ks] as Buffer, kStart, kStart + kEnd, this.arena.bufs[slot] as Buffer, start + at)
-        for (let i = 0; i < (ku[(kh >> 2) + H_COUNT] as number); i++, j++) {
-          const a = entryWord(kh, i)
-          const b = entryWord(hp, j)
-          f[b >> 1] = kf[a >> 1] as number
-          u[b + 2] = (ku[a + 2] as number) + at
-          u[b + 3] = ku[a + 3] as number
-        }
-        at += kEnd
-        this.arena.free(ks, kStart, ku[(kh >> 2) + H_ORDER] as number)
+        moveMessages(this.arena, ks, kh, 0, (this.arena.u32[ks] as Uint32Array)[(kh >> 2) + H_COUNT] as number, slot, hp)
       }
-      u[(hp >> 2) + H_COUNT] = j
-      u[(hp >> 2) + H_END] = at
       this.link(slot, hp)
     } else {
       for (let k = 0; k < slots.length; k++) this.link(slots[k] as number, hps[k] as number)
@@ -616,8 +623,7 @@ export class ChatLog {
       this.owner?.firstMoved(this)
     } else {
       const t = this.arena.u32[this.tailSlot] as Uint32Array
-      t[(this.tailHp >> 2) + H_NEXT_SLOT] = slot + 1
-      t[(this.tailHp >> 2) + H_NEXT_HP] = hp
+      t[(this.tailHp >> 2) + H_CHAINED] = 1
       this.chain ??= [this.slot, this.hp]
       this.chain.push(slot, hp)
     }
@@ -634,12 +640,11 @@ export class ChatLog {
     if (this.chain === null) {
       const dropped = u[w + H_DROPPED] as number
       const live = (u[w + H_COUNT] as number) - dropped
-      const from = live === 0 ? 0 : (u[entryWord(hp, dropped) + 2] as number)
-      const liveBytes = (u[w + H_END] as number) - from
+      assert(live > 0, 'an emptied extent is freed (dropOldest)')
+      const liveBytes = (u[w + H_END] as number) - (u[entryWord(hp, dropped) + 2] as number)
       const need = HEADER_BYTES + liveBytes + n + (live + 1) * ENTRY_BYTES
-      // An empty chat moves whatever the size: chaining would leave an empty extent first.
-      if (need <= RELOCATE_BYTES_MAX || live === 0) {
-        this.relocate(Math.max(need, Math.min(2 * size, RELOCATE_BYTES_MAX)), from, liveBytes, dropped, live)
+      if (need <= RELOCATE_BYTES_MAX) {
+        this.relocate(Math.max(need, Math.min(2 * size, RELOCATE_BYTES_MAX)))
         return
       }
     }
@@ -650,31 +655,14 @@ export class ChatLog {
     this.place(Math.max(HEADER_BYTES + n + ENTRY_BYTES, chainedBytes(this.bytes)))
   }
 
-  /** Moves the chat's one extent to a new one of at least `bytes`, without its dropped messages (bytes from `from` on). */
-  private relocate(bytes: number, from: number, liveBytes: number, dropped: number, live: number): void {
-    const { arena } = this
+  /** Moves the chat's one extent to a new one of at least `bytes`, without its dropped messages. */
+  private relocate(bytes: number): void {
     const oldSlot = this.slot
     const oldHp = this.hp
-    const ou = arena.u32[oldSlot] as Uint32Array
-    const of = arena.f64[oldSlot] as Float64Array
-    const oldStart = blockStart(ou, oldHp)
-    const oldOrder = ou[(oldHp >> 2) + H_ORDER] as number
+    const u = this.arena.u32[oldSlot] as Uint32Array
     this.slot = -1
     this.place(bytes)
-    const slot = this.slot
-    const hp = this.hp
-    const u = arena.u32[slot] as Uint32Array
-    const f = arena.f64[slot] as Float64Array
-    copyBytes(arena.bufs[oldSlot] as Buffer, oldStart + from, oldStart + from + liveBytes, arena.bufs[slot] as Buffer, blockStart(u, hp))
-    for (let j = 0; j < live; j++) {
-      const a = entryWord(oldHp, dropped + j)
-      const b = entryWord(hp, j)
-      f[b >> 1] = of[a >> 1] as number
-      u[b + 2] = (ou[a + 2] as number) - from
-      u[b + 3] = ou[a + 3] as number
-    }
-    u[(hp >> 2) + H_COUNT] = live
-    u[(hp >> 2) + H_END] = liveBytes
-    arena.free(oldSlot, oldStart, oldOrder)
+    moveMessages(this.arena, oldSlot, oldHp, u[(oldHp >> 2) + H_DROPPED] as number, u[(oldHp >> 2) + H_COUNT] as number, this.slot, this.hp)
   }
+
 }

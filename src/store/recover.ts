@@ -24,10 +24,9 @@
 
 import { WalCorruptError, joinLogParts, listSegments, readSegments, splitSegments, type LogPart, type RecoveredLog, type SegmentFile } from '../wal/index.js'
 import { readStoredMessage } from './message-record.js'
-import type { ShardStore } from './shard-store.js'
 import { Arena, type ArenaState } from './arena.js'
 import { ChatLog } from './chat-log.js'
-
+import type { ShardStore } from './shard-store.js'
 
 export interface Recovery {
   readonly log: RecoveredLog
@@ -216,7 +215,6 @@ export function wholeScan(scan: ShardScan): JoinedScan {
  */
 export function applyScan(store: ShardStore, joined: JoinedScan, observer: RecoveryObserver = {}): Recovery {
   const t0 = performance.now()
-  if (!store.empty) throw new Error('only an empty store can be recovered into')
   const { bases } = store.adoptArenas(joined.scans.map((s) => s.arena))
   const chats = joined.chats.length
   // Per chat, its extents in run order.

@@ -73,7 +73,7 @@ export class ShardStore implements ExtentOwner {
 
   /** Takes over the arenas of recovery's scans (recover.ts), joined; only an empty store can. Their slots start at `bases`. */
   adoptArenas(states: readonly ArenaState[]): { readonly bases: readonly number[] } {
-    if (!this.empty || this.arena.held !== 0) throw new Error('only an empty store can be recovered into')
+    if (!this.empty) throw new Error('only an empty store can be recovered into')
     const { arena, bases } = Arena.join(states)
     this.arena = arena
     return { bases }
@@ -102,7 +102,8 @@ export class ShardStore implements ExtentOwner {
     const slot = row < 0 ? -1 : (rows[row + 2] as number)
     if (slot < 0) return { json: EMPTY_PAGE_JSON, count: 0, hasMore: false, nextCursor: cursor }
     const hp = rows[row + 3] as number
-    // One extent (no next): the page from the row alone; else the chat's log follows its chain.
+    // One extent (its header's first word, H_CHAINED, is 0): the page from the row alone; else the
+    // chat's log follows its chain.
     if ((this.arena.u32[slot] as Uint32Array)[hp >> 2] === 0) return extentPage(this.arena, slot, hp, cursor, limit, reverse, scratch)
     return (this.logs[(rows[row + 1] as number) - 1] as ChatLog).pull(cursor, limit, reverse, scratch)
   }
