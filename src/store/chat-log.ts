@@ -27,6 +27,8 @@
 // - an extent's messages are contiguous: message j+1 starts where message j ends;
 // - only the first extent has dropped messages (retention drops the oldest); an extent after the
 //   first holds at least one message;
+// - every message's bytes start `{"chat":<the chat's id as JSON>`, as messageJson writes them (a
+//   pull confirms its chat from them: extentIsChat; recovery refuses a record that does not);
 // - `held` is the sum of the held messages' lengths;
 // - n + unstored <= messagesMax: a send is refused before it is logged, never after.
 
@@ -414,7 +416,7 @@ export class ChatLog {
     this.commit(sendTime, at, n)
   }
 
-  /** Appends a message given as its JSON object, the bytes `src[from, to)` (as messageJson made them). */
+  /** Appends a message given as its JSON object, the bytes `src[from, to)` (as messageJson made them, for this chat). */
   appendJson(sendTime: number, src: Buffer, from: number, to: number): void {
     this.checkNext(sendTime)
     const n = to - from + 1

@@ -6,10 +6,12 @@
 //
 // Chats are found through an open-addressing table, a row of four int32s per slot: the id's
 // FNV-1a hash, the chat's number + 1 (0: empty row), and where its first extent is (chat-log.ts).
-// A pull of a chat that is one extent (most are) reads the row, checks the id and goes straight to
-// the extent, without touching the chat's ChatLog object: for a chat out of cache, two dependent
-// misses before the page's bytes instead of the ~5 that a Map, the ChatLog and its index took
-// (docs/performance.md, "Pulls over many chats").
+// A pull of a chat that is one extent (most are) reads the row and goes straight to the extent,
+// without touching the chat's ChatLog object or its id's string: the row's hash, then the chat id
+// at the start of the extent's first message (extentIsChat), say it is the chat. For a chat out of
+// cache that is two dependent misses before the page's bytes, instead of the ~5 that a Map, the
+// ChatLog and its index took (docs/performance.md, "Pulls over many chats"), and a batch of pulls
+// takes them for all its chats at once (prefetch; "Pulls in batches").
 
 import { Arena, type ArenaState } from './arena.js'
 import { CHAT_MESSAGES_MAX, ChatLog, extentIsChat, extentPage, prefetchExtents, type ExtentOwner, type Page, type PageScratch } from './chat-log.js'
