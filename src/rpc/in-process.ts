@@ -7,8 +7,15 @@
 // (docs/performance.md, "Workers that host their shards"). Requests for a shard in the caller's own
 // thread skip them.
 //
+// Pulls are answered in batches, once per turn of the event loop (setImmediate: after every request
+// that this turn's poll delivered): the shard is told every chat of the batch first (prefetch), and
+// reads ahead for all of them, so that a batch of pulls of chats out of cache waits on memory about
+// once instead of once per pull (docs/performance.md, "Pulls in batches"). Sends are not batched
+// here: the log batches them.
+//
 // Invariants (as ShardClient's): every call's callback runs exactly once; operating errors
-// (PullchatError) are answered, anything else is a broken invariant and propagates.
+// (PullchatError) are answered, anything else is a broken invariant and propagates (from
+// flushPulls, for pulls; the pulls queued after it are answered on the next turn).
 
 import { PullchatError, fromWire } from '../errors.js'
 import type { PullCallback, SendCallback, ShardCaller } from './client.js'
@@ -19,15 +26,24 @@ export class InProcessClient implements ShardCaller {
   readonly shard: number
   private readonly service: ShardService
   private sending = 0
+  // The pulls of this turn, in columns: [next, queued) are waiting.
+  private readonly chats: string[] = []
+  private readonly cursors: number[] = []
+  private readonly limits: number[] = []
+  private readonly reverses: boolean[] = []
+  private readonly callbacks: PullCallback[] = []
+  private next = 0
+  private queued = 0
+  private readonly flush = (): void => this.flushPulls()
 
   constructor(shard: number, service: ShardService) {
     this.shard = shard
     this.service = service
   }
 
-  /** Sends waiting for their log round (pulls are answered before the call returns). */
+  /** Sends waiting for their log round, and pulls waiting for the end of the loop's turn. */
   get inflight(): number {
-    return this.sending
+    return this.sending + this.queued - this.next
   }
 
   send(chat: string, text: string, sender: string, cb: SendCallback): void {
@@ -64,6 +80,33 @@ export class InProcessClient implements ShardCaller {
   }
 
   pull(chat: string, cursor: number, limit: number, reverse: boolean, cb: PullCallback): void {
+    const i = this.queued++
+    this.chats[i] = chat
+    this.cursors[i] = cursor
+    this.limits[i] = limit
+    this.reverses[i] = reverse
+    this.callbacks[i] = cb
+    if (i === 0) setImmediate(this.flush)
+  }
+
+  /** Answers the pulls queued so far (at the end of the loop's turn; tests call it directly). */
+  flushPulls(): void {
+    const { chats, cursors, limits, reverses, callbacks } = this
+    try {
+      if (this.next === 0 && this.queued > 0) this.service.prefetch?.(chats, this.queued)
+      while (this.next < this.queued) {
+        const i = this.next++
+        const cb = callbacks[i] as PullCallback
+        callbacks[i] = NO_CALLBACK // the batch's columns are reused: let go of what they held
+        this.pullNow(chats[i] as string, cursors[i] as number, limits[i] as number, reverses[i] as boolean, cb)
+      }
+    } finally {
+      if (this.next < this.queued) setImmediate(this.flush) // after a broken invariant: the rest next turn
+      else this.next = this.queued = 0
+    }
+  }
+
+  private pullNow(chat: string, cursor: number, limit: number, reverse: boolean, cb: PullCallback): void {
     let res
     try {
       // The page is passed on, and copied into the reply, before this returns: a view will do.
@@ -78,3 +121,5 @@ export class InProcessClient implements ShardCaller {
     else cb(null, { messages: res.messages, hasMore: res.has_more, nextCursor: res.next_cursor, count: res.count })
   }
 }
+
+const NO_CALLBACK: PullCallback = () => {}

@@ -9,7 +9,7 @@
 
 import type { MessagePort } from 'node:worker_threads'
 import { Errors, PullchatError, asPullchatError } from '../errors.js'
-import { OP_SEND, decodeFrame, encodeFrame, entryId, isRequestEntry } from './codec.js'
+import { OP_PULL, OP_SEND, decodeFrame, encodeFrame, entryId, isRequestEntry } from './codec.js'
 import { CODE_OK, type PullResponse, type SendResponse, type ShardService } from './types.js'
 
 export interface ServeOptions {
@@ -49,7 +49,16 @@ export class ShardEndpoint {
       this.onBadFrame(asPullchatError(err))
       return
     }
+    this.prefetch(entries)
     for (const e of entries) this.dispatch(e)
+  }
+
+  // Tells the shard which chats this frame pulls before any is pulled (ShardService.prefetch).
+  private prefetch(entries: unknown[]): void {
+    if (this.service.prefetch === undefined) return
+    const chats: string[] = []
+    for (const e of entries) if (Array.isArray(e) && e[0] === OP_PULL && typeof e[2] === 'string') chats.push(e[2])
+    if (chats.length > 1) this.service.prefetch(chats, chats.length)
   }
 
   private dispatch(e: unknown): void {

@@ -57,6 +57,11 @@ export interface ShardService {
    */
   pullView?(req: PullRequest): PullResponse
   /**
+   * A hint that pulls of `chats[0, n)` follow at once: the service may read ahead for them, so that
+   * a batch of pulls waits on memory once rather than once per pull. Optional.
+   */
+  prefetch?(chats: readonly string[], n: number): void
+  /**
    * As `send`, with the text and sender as the JSON literals a request carried (send-bytes.ts):
    * for a caller in the same thread, so that the literals are copied into the log record as they
    * are. `fields.bytes` is not kept after the call returns. Optional.

@@ -27,6 +27,8 @@
 // - an extent's messages are contiguous: message j+1 starts where message j ends;
 // - only the first extent has dropped messages (retention drops the oldest); an extent after the
 //   first holds at least one message;
+// - every message's bytes start `{"chat":<the chat's id as JSON>`, as messageJson writes them (a
+//   pull confirms its chat from them: extentIsChat; recovery refuses a record that does not);
 // - `held` is the sum of the held messages' lengths;
 // - n + unstored <= messagesMax: a send is refused before it is logged, never after.
 
@@ -114,6 +116,70 @@ function closePage(out: Buffer, bytes: number): Buffer {
   out[0] = OPEN_BRACKET
   out[bytes - 1] = CLOSE_BRACKET
   return out.length === bytes ? out : out.subarray(0, bytes)
+}
+
+const QUOTE = 0x22 // "
+const BACKSLASH = 0x5c
+/** `{"chat":"`: what every message's bytes start with, before its chat's id. */
+const CHAT_KEY_BYTES = 9
+
+/**
+ * Whether the extent at `slot`/`hp`, a chat's first, is chat `chat`'s, read from the bytes of its
+ * first held message: every message's JSON starts `{"chat":<its chat's id as JSON>` (messageJson,
+ * recordPrefix; recovery checks each record's, readStoredMessage). 1: it is; 0: it is not; -1: the
+ * bytes cannot tell (no message held, or an id with a character that JSON escapes or that UTF-8
+ * spells in more than one byte), compare ids instead. This is how a pull confirms the chat its
+ * table row leads to without reading the id's string, which lies elsewhere in memory
+ * (ShardStore.pull).
+ */
+export function extentIsChat(arena: Arena, slot: number, hp: number, chat: string): number {
+  const u = arena.u32[slot] as Uint32Array
+  const w = hp >> 2
+  const dropped = u[w + H_DROPPED] as number
+  if (dropped === (u[w + H_COUNT] as number)) return -1
+  const buf = arena.bufs[slot] as Buffer
+  const at = hp + HEADER_BYTES - (u[w + H_SIZE] as number) + (u[entryWord(hp, dropped) + 2] as number) + CHAT_KEY_BYTES
+  const n = chat.length
+  for (let i = 0; i < n; i++) {
+    const c = chat.charCodeAt(i)
+    if (c >= 0x80 || c === QUOTE || c === BACKSLASH) return -1
+    if (buf[at + i] !== c) return 0
+  }
+  return buf[at + n] === QUOTE ? 1 : 0
+}
+
+/**
+ * Reads ahead, for pulls about to be made, the extents at `slots[i]`/`hps[i]` for i < n (slots
+ * below 0 are skipped): their headers, then their first held index entries, then those messages'
+ * first bytes, each step for every extent before the next step, so that the cache misses of
+ * different extents overlap instead of following one another. Returns a sum of what it read
+ * (only so that the reads are not optimised away).
+ */
+export function prefetchExtents(arena: Arena, slots: Int32Array, hps: Int32Array, n: number): number {
+  const { u32 } = arena
+  let sum = 0
+  for (let i = 0; i < n; i++) {
+    const slot = slots[i] as number
+    if (slot >= 0) sum += (u32[slot] as Uint32Array)[((hps[i] as number) >> 2) + H_DROPPED] as number
+  }
+  for (let i = 0; i < n; i++) {
+    const slot = slots[i] as number
+    if (slot < 0) continue
+    const hp = hps[i] as number
+    const u = u32[slot] as Uint32Array
+    sum += u[entryWord(hp, u[(hp >> 2) + H_DROPPED] as number) + 2] as number
+  }
+  for (let i = 0; i < n; i++) {
+    const slot = slots[i] as number
+    if (slot < 0) continue
+    const hp = hps[i] as number
+    const u = u32[slot] as Uint32Array
+    const w = hp >> 2
+    const dropped = u[w + H_DROPPED] as number
+    if (dropped === (u[w + H_COUNT] as number)) continue
+    sum += u[(hp + HEADER_BYTES - (u[w + H_SIZE] as number) + (u[entryWord(hp, dropped) + 2] as number)) >> 2] as number
+  }
+  return sum
 }
 
 /**
@@ -350,7 +416,7 @@ export class ChatLog {
     this.commit(sendTime, at, n)
   }
 
-  /** Appends a message given as its JSON object, the bytes `src[from, to)` (as messageJson made them). */
+  /** Appends a message given as its JSON object, the bytes `src[from, to)` (as messageJson made them, for this chat). */
   appendJson(sendTime: number, src: Buffer, from: number, to: number): void {
     this.checkNext(sendTime)
     const n = to - from + 1

@@ -159,7 +159,38 @@ export function readStoredMessage(payload: Buffer): StoredMessage | null {
   const jsonFrom = jsonOffset(payload)
   if (!Number.isSafeInteger(sendTime) || sendTime < 1 || jsonFrom + 2 > payload.length) return null
   if (payload[jsonFrom] !== OPEN_BRACE || payload[payload.length - 1] !== CLOSE_BRACE) return null
-  return { chat: payload.toString('utf8', HEADER_BYTES, jsonFrom), sendTime, json: payload, jsonFrom, message: null }
+  const chat = payload.toString('utf8', HEADER_BYTES, jsonFrom)
+  if (!namesChat(payload, jsonFrom, chat)) return null
+  return { chat, sendTime, json: payload, jsonFrom, message: null }
+}
+
+const CHAT_KEY = Buffer.from('{"chat":')
+const QUOTE = 0x22 // "
+const BACKSLASH = 0x5c
+
+/**
+ * Whether a version 2 record's JSON starts `{"chat":<its chat's id as JSON>`, as every message the
+ * store holds must: a pull confirms its chat from those bytes (chat-log.ts, extentIsChat). The
+ * id's bytes are in the record's header (from HEADER_BYTES to jsonFrom); an id with nothing that
+ * JSON escapes appears in the JSON as those bytes between quotes.
+ */
+function namesChat(payload: Buffer, jsonFrom: number, chat: string): boolean {
+  const idBytes = jsonFrom - HEADER_BYTES
+  let plain = true
+  for (let i = HEADER_BYTES; i < jsonFrom && plain; i++) {
+    const b = payload[i] as number
+    plain = b >= 0x20 && b !== QUOTE && b !== BACKSLASH
+  }
+  const at = jsonFrom + CHAT_KEY.length
+  if (!plain) {
+    const key = Buffer.from(`{"chat":${JSON.stringify(chat)}`)
+    return payload.length >= jsonFrom + key.length && payload.compare(key, 0, key.length, jsonFrom, jsonFrom + key.length) === 0
+  }
+  if (payload.length < at + idBytes + 2) return false
+  for (let i = 0; i < CHAT_KEY.length; i++) if (payload[jsonFrom + i] !== CHAT_KEY[i]) return false
+  if (payload[at] !== QUOTE || payload[at + 1 + idBytes] !== QUOTE) return false
+  for (let i = 0; i < idBytes; i++) if (payload[at + 1 + i] !== payload[HEADER_BYTES + i]) return false
+  return true
 }
 
 /** Decodes a record fully (either version), checking every field; null when it is not a message. */

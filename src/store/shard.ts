@@ -39,6 +39,8 @@ export class Shard implements ShardService {
   private readonly clock: () => number
   private readonly onStored: ((chat: string, sendTime: number) => void) | undefined
   private readonly scratch: PageScratch = { buf: Buffer.allocUnsafeSlow(64 * 1024) }
+  /** A sum of what the last prefetch read: kept, so that the compiler keeps the reads. */
+  readAhead = 0
 
   constructor(
     id: number,
@@ -107,6 +109,10 @@ export class Shard implements ShardService {
   /** As pull, but the page is a view that this shard's next pullView overwrites. */
   pullView(req: PullRequest): PullResponse {
     return this.page(req, this.scratch)
+  }
+
+  prefetch(chats: readonly string[], n: number): void {
+    this.readAhead = this.store.prefetch(chats, n)
   }
 
   private page(req: PullRequest, scratch: PageScratch | undefined): PullResponse {

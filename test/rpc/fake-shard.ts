@@ -34,6 +34,8 @@ export function record<T>(start: (cb: (err: PullchatError | null, value: T | nul
 export class FakeShard implements ShardService {
   readonly sends: Message[] = []
   readonly pulls: PullRequest[] = []
+  /** The chats of each prefetch, and how many pulls had been made before it. */
+  readonly prefetches: { chats: string[]; pullsBefore: number }[] = []
   private held: Array<() => void> = []
 
   send(req: SendRequest, reply: (res: SendResponse) => void): void {
@@ -53,6 +55,10 @@ export class FakeShard implements ShardService {
     this.pulls.push(req)
     if (req.chat === 'throw') throw new PullchatError(Errors.INVALID_FIELD, 'limit must be at least 1')
     return { code: 0, msg: '', messages: Buffer.from(JSON.stringify(req)), has_more: req.reverse, next_cursor: req.cursor + req.limit, count: 0 }
+  }
+
+  prefetch(chats: readonly string[], n: number): void {
+    this.prefetches.push({ chats: chats.slice(0, n), pullsBefore: this.pulls.length })
   }
 
   get holding(): number {

@@ -1,7 +1,8 @@
 // The in-process transport answers exactly as the RPC channel does: the same calls against the
 // same fake shard, once through ShardClient over a real MessageChannel and once through
 // InProcessClient, give the same values and the same errors. Plus what only the in-process
-// transport can get wrong: a throwing callback, a broken invariant, its in-flight count.
+// transport can get wrong: a throwing callback, a broken invariant, its in-flight count, and
+// pulls answered in batches, one per turn of the event loop, with one prefetch each.
 
 import { MessageChannel } from 'node:worker_threads'
 import t, { type Test } from 'tap'
@@ -72,20 +73,51 @@ t.test('every kind of answer is the same in-process as over the channel', async 
   t.same(local.pulls, remote.shard.pulls, 'and the same pulls')
 })
 
-t.test('inflight counts sends waiting for their answer; pulls are answered before the call returns', async (t) => {
+t.test('inflight counts sends waiting for their answer, and pulls until the end of the turn', async (t) => {
   const shard = new FakeShard()
   const c = new InProcessClient(0, shard)
   const held = [send(c, 'room', 'hold:1'), send(c, 'room', 'hold:2')]
   t.equal(c.inflight, 2)
   const p = pull(c, 'room', 0, 10, false)
-  t.equal(p.calls, 1, 'pull answered synchronously')
-  t.equal(c.inflight, 2)
+  t.equal(p.calls, 0, 'a pull waits for the end of the turn')
+  t.equal(c.inflight, 3)
   send(c, 'room', 'throw')
-  t.equal(c.inflight, 2, 'a refused send is not in flight')
+  t.equal(c.inflight, 3, 'a refused send is not in flight')
+  await p.done
+  t.equal(p.calls, 1)
+  t.equal(c.inflight, 2)
   shard.release()
   await Promise.all(held.map((h) => h.done))
   t.equal(c.inflight, 0)
   t.same(held.map((h) => h.value).sort(), [1, 2])
+})
+
+t.test("one turn's pulls are one batch: one prefetch of their chats, then each answered in order", async (t) => {
+  const shard = new FakeShard()
+  const c = new InProcessClient(0, shard)
+  const order: string[] = []
+  const chats = ['a:b', 'room', 'throw', 'a:b', 'c:d']
+  const first = chats.map((chat, i) => record<PullPage>((cb) => c.pull(chat, i, 10, false, (err, page) => (order.push(chat), cb(err, page)))))
+  t.same(shard.prefetches, [], 'nothing before the end of the turn')
+  await Promise.all(first.map((p) => p.done))
+  t.same(order, chats, 'answered in the order asked')
+  t.same(shard.prefetches, [{ chats, pullsBefore: 0 }], 'one prefetch, of every chat of the batch, before the first pull')
+  t.same(shard.pulls.map((p) => p.cursor), [0, 1, 2, 3, 4])
+  t.equal(first[2]?.err?.code, 'IM_ERR_INVALID_FIELD', "one pull's error is its own")
+  t.ok(first.every((p, i) => p.calls === 1 && (i === 2 || p.err === null)), 'every other pull answered once, without error')
+  const second = pull(c, 'e:f', 0, 1, true)
+  await second.done
+  t.same(shard.prefetches.at(-1), { chats: ['e:f'], pullsBefore: 5 }, 'the next turn is a batch of its own')
+  t.equal(c.inflight, 0)
+})
+
+t.test("over the channel too, the shard is told a frame's pulls before it answers them", async (t) => {
+  const { client, shard } = overChannel(t)
+  const chats = ['a:b', 'room', 'c:d']
+  await Promise.all(chats.map((chat) => pull(client, chat, 0, 10, false).done))
+  t.same(shard.prefetches, [{ chats, pullsBefore: 0 }], 'one frame: one prefetch, before its pulls')
+  await Promise.all([pull(client, 'e:f', 0, 1, false).done, send(client, 'room', 'n:3').done])
+  t.equal(shard.prefetches.length, 1, 'a frame with one pull is not worth a prefetch')
 })
 
 t.test('a callback that throws is not answered again, and its error propagates', async (t) => {
@@ -102,15 +134,18 @@ t.test('a callback that throws is not answered again, and its error propagates',
   t.equal(calls, 1)
   t.equal(c.inflight, 0)
   let pulls = 0
-  t.throws(
-    () =>
-      c.pull('room', 0, 1, false, () => {
-        pulls++
-        throw new Error('from the pull callback')
-      }),
-    { message: 'from the pull callback' },
-  )
+  c.pull('room', 0, 1, false, () => {
+    pulls++
+    throw new Error('from the pull callback')
+  })
+  const after = pull(c, 'room', 0, 1, false)
+  t.throws(() => c.flushPulls(), { message: 'from the pull callback' }, 'from the batch, at the end of the turn')
   t.equal(pulls, 1)
+  t.equal(after.calls, 0, 'the rest of the batch waits for the next turn')
+  await after.done
+  t.equal(after.calls, 1)
+  t.equal(pulls, 1, 'the throwing callback is not called again')
+  t.equal(c.inflight, 0)
 })
 
 t.test('a broken invariant (not a PullchatError) propagates instead of being answered', async (t) => {
@@ -124,6 +159,7 @@ t.test('a broken invariant (not a PullchatError) propagates instead of being ans
   }
   const c = new InProcessClient(0, broken)
   t.throws(() => c.send('room', 'x', 'alice', () => t.fail('answered')), TypeError)
-  t.throws(() => c.pull('room', 0, 1, false, () => t.fail('answered')), RangeError)
+  c.pull('room', 0, 1, false, () => t.fail('answered'))
+  t.throws(() => c.flushPulls(), RangeError)
   t.equal(c.inflight, 0)
 })

@@ -10,7 +10,7 @@ import fc from 'fast-check'
 import t, { type Test } from 'tap'
 import { holds } from '../helpers/fast-check.js'
 import { ChatLog, type Page } from '../../src/store/chat-log.js'
-import { ShardStore } from '../../src/store/shard-store.js'
+import { ShardStore, chatHash } from '../../src/store/shard-store.js'
 
 // ---------------------------------------------------------------------------------------------
 // The model
@@ -611,14 +611,56 @@ t.test('ShardStore: chats that retention empties give their memory back', async 
   t.equal(store.pull('c1', 0, 10, true).json.toString(), '[{"chat":"c1","text":"again","sender":"u","send_time":41}]')
 })
 
-const CHATS = ['a:b', 'b:c', 'room', '😀:\ud800', 'x"y\\z']
-const UNKNOWN = ['nobody', '', 'A:B', 'a:b ']
+/**
+ * Two ids, `${a}${i}` and `${b}${j}`, with the same table hash (chatHash): a pull of either finds
+ * the other's row first, or second, depending on which chat came first, and must tell them apart.
+ */
+function sameHash(a: string, b: string): [string, string] {
+  const seen = new Map<number, string>()
+  for (let i = 0; i < 100_000; i++) seen.set(chatHash(`${a}${i}`), `${a}${i}`)
+  for (let j = 0; ; j++) {
+    const other = seen.get(chatHash(`${b}${j}`))
+    if (other !== undefined) return [other, `${b}${j}`]
+  }
+}
+// Ids whose bytes a pull can compare with a message's (plain), and ids it cannot: JSON escapes a
+// quote, and UTF-8 spells 'é' in two bytes (chat-log.ts, extentIsChat).
+const [PLAIN_A, PLAIN_B] = sameHash('p', 'r')
+const [PLAIN_C, QUOTED] = sameHash('k', 'q"')
+const [ACCENTED, PLAIN_D] = sameHash('é', 'w')
+const CHATS = ['a:b', 'b:c', 'room', '😀:\ud800', 'x"y\\z', PLAIN_A, PLAIN_B, QUOTED, ACCENTED]
+const UNKNOWN = ['nobody', '', 'A:B', 'a:b ', PLAIN_C, PLAIN_D]
+
+t.test('ShardStore: chats whose ids hash alike each get their own pages, whether a pull can read their ids in the bytes or not', async (t) => {
+  const pairs = [
+    [PLAIN_A, PLAIN_B],
+    [PLAIN_B, PLAIN_A],
+    [QUOTED, PLAIN_C],
+    [PLAIN_C, QUOTED],
+    [ACCENTED, PLAIN_D],
+    [PLAIN_D, ACCENTED],
+  ]
+  for (const [x = '', y = ''] of pairs) {
+    t.equal(chatHash(x), chatHash(y), `${x} and ${y} hash alike`)
+    const store = new ShardStore()
+    const json = (chat: string, text: string, st: number) => JSON.stringify([{ chat, text, sender: 'u', send_time: st }])
+    store.append(x, 1, 'to x', 'u')
+    t.same(summary(store.pull(y, 0, 10, false)), EMPTY, `${y}: the row of ${x} is not its own`)
+    store.append(y, 2, 'to y', 'u')
+    t.equal(store.pull(x, 0, 10, false).json.toString(), json(x, 'to x', 1))
+    t.equal(store.pull(y, 0, 10, true).json.toString(), json(y, 'to y', 2), `${y}: found past ${x}'s row`)
+    store.dropOldest(x, 1)
+    t.same(summary(store.pull(x, 0, 10, false)), EMPTY, `${x} emptied by retention (its extent freed)`)
+    t.equal(store.pull(y, 0, 10, false).json.toString(), json(y, 'to y', 2), `${y} still found`)
+  }
+})
 
 type StoreOp =
   | { readonly op: 'send'; readonly chat: number; readonly clock: Clock; readonly text: string; readonly sender: string }
   | { readonly op: 'assign'; readonly chat: number; readonly clock: Clock }
   | { readonly op: 'pull'; readonly chat: number; readonly cursor: CursorSpec; readonly limit: number; readonly reverse: boolean }
   | { readonly op: 'drop'; readonly chat: number; readonly n: number }
+  | { readonly op: 'prefetch'; readonly chats: readonly number[] }
 
 const chatIndex = fc.nat(CHATS.length + UNKNOWN.length - 1)
 const storeOp: fc.Arbitrary<StoreOp> = fc.oneof(
@@ -627,6 +669,8 @@ const storeOp: fc.Arbitrary<StoreOp> = fc.oneof(
   { weight: 5, arbitrary: fc.record({ op: fc.constant('pull' as const), chat: chatIndex, cursor, limit, reverse: fc.boolean() }) },
   // Chats share the shard's arena: dropping one chat's oldest messages must not disturb the others.
   { weight: 1, arbitrary: fc.record({ op: fc.constant('drop' as const), chat: chatIndex, n: fc.nat(4) }) },
+  // A hint before pulls (a batch of them, in-process.ts): it must change nothing.
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('prefetch' as const), chats: fc.array(chatIndex, { maxLength: 8 }) }) },
 )
 
 t.test('ShardStore keeps chats separate and counts them (model per chat)', (t) =>
@@ -648,6 +692,9 @@ t.test('ShardStore keeps chats separate and counts them (model per chat)', (t) =
           const model = models.get(chat) ?? new Model(chat)
           const c = readCursor(o.cursor, model)
           assertPage(store.pull(chat, c, o.limit, o.reverse), model, c, o.limit, o.reverse)
+        } else if (o.op === 'prefetch') {
+          const chats = o.chats.map((c) => all[c] ?? '')
+          assert.ok(Number.isFinite(store.prefetch([...chats, 'not pulled'], chats.length)), 'prefetch reads numbers')
         } else if (o.op === 'drop') {
           store.dropOldest(chat, o.n)
           const model = models.get(chat)

@@ -40,12 +40,28 @@ t.test('version 2 round-trips any message, and its JSON is what a pull serves', 
   ),
 )
 
+t.test('a version 2 record whose JSON does not start with its own chat is not a message, to recovery or repair', async (t) => {
+  // A pull confirms its chat from its messages' first bytes (chat-log.ts, extentIsChat).
+  for (const [chat, other] of [
+    ['a:b', 'a:c'],
+    ['x"y\\z', 'x"y\\Z'],
+    ['é:ü', 'é:ö'],
+  ] as const) {
+    const record = encodeMessage(chat, 'a', 'hi', 5)
+    t.ok(readStoredMessage(record) !== null, `${chat}: as written, it replays`)
+    const edited = Buffer.from(record.toString('utf8').replace(`"chat":${JSON.stringify(chat)}`, `"chat":${JSON.stringify(other)}`))
+    t.equal(edited.length, record.length, `${chat}: the edit keeps the length`)
+    t.equal(readStoredMessage(edited), null, `${chat}: its JSON names another chat than its header`)
+    t.equal(decodeMessage(edited), null)
+    t.match(messageRecordChecker()(edited), /not a message/)
+  }
+  const record = encodeMessage('a:b', 'a', 'hi', 5)
+  const unquoted = Buffer.from(record.toString('latin1').replace('"chat":"a:b"', '"chat":[a:b]'), 'latin1')
+  t.equal(readStoredMessage(unquoted), null, 'the id, unquoted, is not the id')
+})
+
 t.test('repair refuses a version 2 record whose JSON is not what the store would write', async (t) => {
   const record = encodeMessage('a:b', 'a', 'hi', 5)
-  const edited = Buffer.from(record.toString('latin1').replace('"chat":"a:b"', '"chat":"a:c"'), 'latin1')
-  t.ok(readStoredMessage(edited) !== null, 'its framing is fine (recovery trusts the checksum)')
-  t.equal(decodeMessage(edited), null, 'but its JSON names another chat than its header')
-  t.match(messageRecordChecker()(edited), /not a message/)
   const spaced = Buffer.from(record.toString('latin1').replace('"text":', '"text": '), 'latin1')
   t.equal(decodeMessage(spaced), null, 'equivalent JSON spelled differently is refused too')
 })
