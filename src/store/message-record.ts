@@ -171,26 +171,23 @@ const BACKSLASH = 0x5c
 /**
  * Whether a version 2 record's JSON starts `{"chat":<its chat's id as JSON>`, as every message the
  * store holds must: a pull confirms its chat from those bytes (chat-log.ts, extentIsChat). The
- * id's bytes are in the record's header (from HEADER_BYTES to jsonFrom); an id with nothing that
- * JSON escapes appears in the JSON as those bytes between quotes.
+ * id's bytes are in the record's header (from HEADER_BYTES to jsonFrom). Up to its first character
+ * that JSON escapes (most ids have none), an id appears in the JSON as those bytes.
  */
 function namesChat(payload: Buffer, jsonFrom: number, chat: string): boolean {
-  const idBytes = jsonFrom - HEADER_BYTES
-  let plain = true
-  for (let i = HEADER_BYTES; i < jsonFrom && plain; i++) {
-    const b = payload[i] as number
-    plain = b >= 0x20 && b !== QUOTE && b !== BACKSLASH
-  }
-  const at = jsonFrom + CHAT_KEY.length
-  if (!plain) {
-    const key = Buffer.from(`{"chat":${JSON.stringify(chat)}`)
-    return payload.length >= jsonFrom + key.length && payload.compare(key, 0, key.length, jsonFrom, jsonFrom + key.length) === 0
-  }
-  if (payload.length < at + idBytes + 2) return false
   for (let i = 0; i < CHAT_KEY.length; i++) if (payload[jsonFrom + i] !== CHAT_KEY[i]) return false
-  if (payload[at] !== QUOTE || payload[at + 1 + idBytes] !== QUOTE) return false
-  for (let i = 0; i < idBytes; i++) if (payload[at + 1 + i] !== payload[HEADER_BYTES + i]) return false
-  return true
+  const at = jsonFrom + CHAT_KEY.length + 1 // past the id's opening quote
+  if (payload[at - 1] !== QUOTE) return false
+  const idBytes = jsonFrom - HEADER_BYTES
+  for (let i = 0; i < idBytes; i++) {
+    const b = payload[HEADER_BYTES + i] as number
+    if (b < 0x20 || b === QUOTE || b === BACKSLASH) {
+      const key = Buffer.from(`{"chat":${JSON.stringify(chat)}`)
+      return payload.length >= jsonFrom + key.length && payload.compare(key, 0, key.length, jsonFrom, jsonFrom + key.length) === 0
+    }
+    if (payload[at + i] !== b) return false
+  }
+  return payload[at + idBytes] === QUOTE
 }
 
 /** Decodes a record fully (either version), checking every field; null when it is not a message. */
