@@ -2,12 +2,15 @@
 // What a pull costs in the store alone, for one hot chat against many cold ones, and what this
 // machine's memory makes the floor. No HTTP, no threads: one ShardStore in this process.
 //
-// bench:scale puts pulls over 100k chats at ~0.86 of pulls of one chat (0.70 before the store
-// kept each chat in extents; docs/performance.md). This says where the store's share of that goes,
-// step by step (lookup and index build on each other; pull is the store's own, whole):
+// bench:scale puts pulls over 100k chats at 1.02-1.06 of pulls of one chat (0.84-0.86 before pulls
+// were batched, 0.70 before the store kept each chat in extents; docs/performance.md). This says
+// what the store's part of a pull costs, step by step (lookup and index build on each other; pull
+// is the store's own, whole; batched is pull as the server makes it under load):
 //   lookup  the chat's log by id (the shard's table, then its ChatLog);
 //   index   and the send_times of its first and tenth messages (ChatLog.timeAt);
-//   pull    the whole page (ShardStore.pull: the table's row, the extent, the bytes copied out).
+//   pull    the whole page (ShardStore.pull: the table's row, the extent, the bytes copied out);
+//   batched pulls in batches of STORE_BATCH (32), the store reading ahead for each batch first
+//           (ShardStore.prefetch), as the server does for the pulls of one event-loop turn.
 // and what a cache miss costs here: one load after another over 4 MB (cache) and 256 MB (memory),
 // and loads that do not wait for each other over 256 MB.
 //
@@ -20,6 +23,7 @@
 //
 //   npm run build && node bench/store-pull.mjs   (STORE_MESSAGES=1000000 STORE_CHATS=100000
 //                                                 STORE_LAYOUT=interleaved|grouped STORE_ROUNDS=5
+//                                                 STORE_BATCH=32
 //                                                 BENCH_OUT)
 
 import { writeFileSync } from 'node:fs'
@@ -74,6 +78,22 @@ function time(/** @type {(id: string) => void} */ step, /** @type {boolean} */ m
   return Number(process.hrtime.bigint() - t0) / OPS
 }
 
+// Pulls as the server makes them under load: a batch of requests whose chats the store is told
+// first (ShardStore.prefetch: what the in-process transport does once per turn of the event loop).
+const BATCH = Number(env.STORE_BATCH ?? 32)
+
+/** ns per pull, in batches of BATCH, to the hot chat or over every chat in turn. */
+function timeBatched(/** @type {boolean} */ many) {
+  const batch = new Array(BATCH)
+  const t0 = process.hrtime.bigint()
+  for (let i = 0; i < OPS; i += BATCH) {
+    for (let k = 0; k < BATCH; k++) batch[k] = fresh(many ? (ids[(i + k) % ids.length] ?? HOT_CHAT) : HOT_CHAT)
+    sink += store.prefetch(batch, BATCH)
+    for (let k = 0; k < BATCH; k++) sink += store.pull(batch[k], 0, 10, false, scratch).json.length
+  }
+  return Number(process.hrtime.bigint() - t0) / OPS
+}
+
 /** ns per load: a chase through `bytes` of memory (each load's address from the one before), or independent loads. */
 function memory(/** @type {number} */ bytes, /** @type {boolean} */ dependent) {
   const slots = bytes / 4
@@ -104,7 +124,7 @@ const median = (/** @type {number[]} */ xs) => {
 }
 
 /** @type {Record<string, { hot: number[], many: number[] }>} */
-const samples = Object.fromEntries(Object.keys(steps).map((k) => [k, { hot: [], many: [] }]))
+const samples = Object.fromEntries([...Object.keys(steps), 'batched'].map((k) => [k, { hot: [], many: [] }]))
 for (let r = 0; r < rounds + 1; r++) {
   for (const [name, step] of Object.entries(steps)) {
     const hot = time(step, false)
@@ -114,6 +134,12 @@ for (let r = 0; r < rounds + 1; r++) {
       samples[name]?.hot.push(hot)
       samples[name]?.many.push(many)
     }
+  }
+  const hot = timeBatched(false)
+  const many = timeBatched(true)
+  if (r > 0) {
+    samples.batched?.hot.push(hot)
+    samples.batched?.many.push(many)
   }
 }
 // The flat layout, simulated (see the top of this file). Region of a chat: [id length][id bytes]
@@ -230,10 +256,10 @@ const mem = { cacheDependent: memory(4 << 20, true), memoryDependent: memory(256
 
 const result = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, { hotNs: Math.round(median(v.hot)), manyNs: Math.round(median(v.many)) }]))
 console.log(`store of ${HOT_MESSAGES} messages in the hot chat and ${messages} in ${chats} chats (${grouped ? 'grouped' : 'interleaved'}), ${cpus()[0]?.model.trim()}`)
-console.log('ns per request, median of rounds (each step includes the ones above it):')
+console.log(`ns per request, median of rounds (each step includes the ones above it; batched: pulls in batches of ${BATCH}, read ahead first):`)
 for (const [k, v] of Object.entries(result)) console.log(`  ${k.padEnd(7)} hot chat ${String(v.hotNs).padStart(5)}   over ${chats} chats ${String(v.manyNs).padStart(5)}`)
 const flatResult = { hotNs: Math.round(median(flat.hot)), manyNs: Math.round(median(flat.many)) }
 console.log(`  flat layout, simulated (not the store's): pull: hot chat ${String(flatResult.hotNs).padStart(5)}   over ${chats} chats ${String(flatResult.manyNs).padStart(5)}`)
 console.log(`memory: a load that waits for the one before, within 4 MB ${mem.cacheDependent.toFixed(0)} ns, within 256 MB ${mem.memoryDependent.toFixed(0)} ns; loads that do not wait, within 256 MB ${mem.memoryIndependent.toFixed(0)} ns each`)
-writeFileSync(`${out}.json`, JSON.stringify({ date: new Date().toISOString(), machine: { cores: cpus().length, model: cpus()[0]?.model.trim() }, settings: { messages, chats, layout: grouped ? 'grouped' : 'interleaved', rounds, ops: OPS }, steps: result, flatLayoutPullNs: flatResult, memoryNs: mem, sink: sink % 2 }, null, 2) + '\n')
+writeFileSync(`${out}.json`, JSON.stringify({ date: new Date().toISOString(), machine: { cores: cpus().length, model: cpus()[0]?.model.trim() }, settings: { messages, chats, layout: grouped ? 'grouped' : 'interleaved', rounds, ops: OPS, batch: BATCH }, steps: result, flatLayoutPullNs: flatResult, memoryNs: mem, sink: sink % 2 }, null, 2) + '\n')
 console.log(`written: ${out}.json`)
