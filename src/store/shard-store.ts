@@ -103,7 +103,7 @@ export class ShardStore implements ExtentOwner {
 
   /** A page of the chat; with `scratch`, a view of it (see PageScratch). */
   pull(chat: string, cursor: number, limit: number, reverse: boolean, scratch?: PageScratch): Page {
-    const row = this.rowToPull(chat)
+    const row = this.rowOf(chat, true)
     const rows = this.rows
     const slot = row < 0 ? -1 : (rows[row + 2] as number)
     if (slot < 0) return { json: EMPTY_PAGE_JSON, count: 0, hasMore: false, nextCursor: cursor }
@@ -182,11 +182,12 @@ export class ShardStore implements ExtentOwner {
   }
 
   /**
-   * As rowOf, for a pull: a row with the chat's hash is confirmed from its extent's bytes where
-   * they can tell (extentIsChat), which a pull reads next anyway, and from the ids only where they
-   * cannot. For a chat out of cache that is a load or two fewer, on memory pages of their own.
+   * The chat's row in the table, or -1. A row with the chat's hash is confirmed by its id; for a
+   * pull (`fromExtent`), from its extent's bytes where they can tell (extentIsChat), which a pull
+   * reads next anyway, and from the id's string only where they cannot. For a chat out of cache
+   * that is a load or two fewer, on memory pages of their own.
    */
-  private rowToPull(chat: string): number {
+  private rowOf(chat: string, fromExtent = false): number {
     const h = chatHash(chat)
     const rows = this.rows
     const mask = this.mask
@@ -195,22 +196,13 @@ export class ShardStore implements ExtentOwner {
       const no = rows[r + 1] as number
       if (no === 0) return -1
       if (rows[r] !== h) continue
-      const slot = rows[r + 2] as number
-      const is = slot < 0 ? -1 : extentIsChat(this.arena, slot, rows[r + 3] as number, chat)
-      if (is === 1 || (is === -1 && this.ids[no - 1] === chat)) return r
-    }
-  }
-
-  /** The chat's row in the table, or -1. */
-  private rowOf(chat: string): number {
-    const h = chatHash(chat)
-    const rows = this.rows
-    const mask = this.mask
-    for (let i = h & mask; ; i = (i + 1) & mask) {
-      const r = i * ROW
-      const no = rows[r + 1] as number
-      if (no === 0) return -1
-      if (rows[r] === h && this.ids[no - 1] === chat) return r
+      if (fromExtent) {
+        const slot = rows[r + 2] as number
+        const is = slot < 0 ? -1 : extentIsChat(this.arena, slot, rows[r + 3] as number, chat)
+        if (is === 1) return r
+        if (is === 0) continue
+      }
+      if (this.ids[no - 1] === chat) return r
     }
   }
 
