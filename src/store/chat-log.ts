@@ -416,6 +416,30 @@ export class ChatLog {
     this.commit(sendTime, at, n)
   }
 
+  /**
+   * Reads ahead, for appends about to be made to `logs[0, n)`, where each will write: its last
+   * extent's header, then its newest index entry and the end of its bytes, each step for every log
+   * before the next (as prefetchExtents does for pulls). Returns a sum of what it read (only so
+   * that the reads are not optimised away).
+   */
+  static prefetchTails(logs: readonly ChatLog[], n: number): number {
+    let sum = 0
+    for (let i = 0; i < n; i++) {
+      const log = logs[i] as ChatLog
+      if (log.tailSlot >= 0) sum += (log.arena.u32[log.tailSlot] as Uint32Array)[(log.tailHp >> 2) + H_COUNT] as number
+    }
+    for (let i = 0; i < n; i++) {
+      const log = logs[i] as ChatLog
+      if (log.tailSlot < 0) continue
+      const u = log.arena.u32[log.tailSlot] as Uint32Array
+      const hp = log.tailHp
+      const w = hp >> 2
+      const count = u[w + H_COUNT] as number
+      sum += (u[entryWord(hp, count > 0 ? count - 1 : 0)] as number) + (u[(blockStart(u, hp) + (u[w + H_END] as number)) >> 2] as number)
+    }
+    return sum
+  }
+
   /** Appends a message given as its JSON object, the bytes `src[from, to)` (as messageJson made them, for this chat). */
   appendJson(sendTime: number, src: Buffer, from: number, to: number): void {
     this.checkNext(sendTime)

@@ -23,7 +23,7 @@
 // `recoverStore` does all of it in the calling thread.
 
 import { WalCorruptError, joinLogParts, listSegments, readSegments, splitSegments, type LogPart, type RecoveredLog, type SegmentFile } from '../wal/index.js'
-import { readStoredMessage } from './message-record.js'
+import { readStoredMessage, type StoredMessage } from './message-record.js'
 import { Arena, type ArenaState } from './arena.js'
 import { ChatLog } from './chat-log.js'
 import type { ShardStore } from './shard-store.js'
@@ -95,6 +95,11 @@ export function scanShard(dir: string, shard: number): ShardScan {
  * Phase 1 over a run of consecutive segments (readSegments: `holdsLast` when the run ends with the
  * log's last segment). Throws WalCorruptError.
  */
+/** Records appended together after their chats' tails are read ahead (scanSegments). */
+const APPEND_BATCH = 32
+/** A sum of what the scans read ahead: kept, so that the compiler keeps the reads. */
+let readAhead = 0
+
 export function scanSegments(files: readonly SegmentFile[], shard: number, holdsLast: boolean): ShardScan {
   const t0 = performance.now()
   const arena = new Arena()
@@ -105,6 +110,26 @@ export function scanSegments(files: readonly SegmentFile[], shard: number, holds
   const last: number[] = [] // per chat: the newest send_time so far
   const cols = new Columns()
   const segments: string[] = [] // a segment's records come together, in log order
+  // Checked records wait in a batch of APPEND_BATCH before they are appended, so that their chats'
+  // tail extents are read ahead together (ChatLog.prefetchTails): records of chats written in turn
+  // each find their chat's extent out of cache, and the misses of a batch then overlap. Nothing in
+  // an append can fail for a record that passed the checks, so errors come in log order as before.
+  const queue: StoredMessage[] = []
+  const queueLogs: ChatLog[] = []
+  let queued = 0
+  const appendQueued = (): void => {
+    readAhead += ChatLog.prefetchTails(queueLogs, queued)
+    for (let i = 0; i < queued; i++) {
+      const m = queue[i] as StoredMessage
+      const chatLog = queueLogs[i] as ChatLog
+      // A chat past the most any chat holds (a log of an earlier version): its oldest go, as applyScan's limit would drop them.
+      if (chatLog.full) chatLog.dropOldest(1)
+      const v1 = m.message
+      if (v1 === null) chatLog.appendJson(m.sendTime, m.json as Buffer, m.jsonFrom, (m.json as Buffer).length)
+      else chatLog.append(m.sendTime, v1.text, v1.sender)
+    }
+    queued = 0
+  }
   const log = readSegments(files, shard, holdsLast, (payload, lsn, file, offset) => {
     const m = readStoredMessage(payload)
     if (m === null) throw new WalCorruptError(file, offset, `record ${lsn} has a valid checksum but is not a message`)
@@ -122,15 +147,13 @@ export function scanSegments(files: readonly SegmentFile[], shard: number, holds
       throw new WalCorruptError(file, offset, `record ${lsn}: send_time ${m.sendTime} does not follow ${prev} in chat ${JSON.stringify(m.chat)}`)
     }
     last[c] = m.sendTime
-    const chatLog = logs[c] as ChatLog
-    // A chat past the most any chat holds (a log of an earlier version): its oldest go, as applyScan's limit would drop them.
-    if (chatLog.full) chatLog.dropOldest(1)
-    const v1 = m.message
-    if (v1 === null) chatLog.appendJson(m.sendTime, m.json as Buffer, m.jsonFrom, (m.json as Buffer).length)
-    else chatLog.append(m.sendTime, v1.text, v1.sender)
+    const q = queued++
+    queue[q] = m
+    queueLogs[q] = logs[c] as ChatLog
+    if (queued === APPEND_BATCH) appendQueued()
     if (segments.at(-1) !== file) segments.push(file)
     cols.push(c, m.sendTime, segments.length - 1)
-  })
+  }, appendQueued)
   const extentFirst = new Int32Array(chats.length + 1)
   const slots: number[] = []
   const hps: number[] = []

@@ -196,12 +196,15 @@ export interface LogPart extends Omit<RecoveredLog, 'lastLsn'> {
  * readLog for a run of consecutive segments of one log (oldest first). `holdsLast` says whether the
  * run ends with the log's last segment, the only one that may end torn. Checks everything readLog
  * checks inside the run; whether the run follows the one before is joinLogParts's to check.
+ * `onRecord`'s payload is a view of its segment's bytes, valid until `onSegmentEnd` returns for
+ * that segment (the next segment is read into the same buffer).
  */
 export function readSegments(
   segments: readonly SegmentFile[],
   shard: number,
   holdsLast: boolean,
   onRecord: (payload: Buffer, lsn: number, file: string, offset: number) => void,
+  onSegmentEnd: () => void = () => {},
 ): LogPart {
   let firstLsn: number | null = null
   let lsn: number | null = null
@@ -238,6 +241,8 @@ export function readSegments(
     lsn = at
     records += scan.records
     if (scan.outcome.kind === 'corrupt') throw new WalCorruptError(seg.path, scan.outcome.offset, scan.outcome.reason)
+    // The payloads passed to onRecord are views of this segment's bytes, which the next segment's overwrite.
+    onSegmentEnd()
     if (scan.outcome.kind === 'torn') torn = { file: seg.path, offset: scan.outcome.offset, reason: scan.outcome.reason, bytes: buf.length - scan.goodEnd }
     lastSegmentBytes = scan.goodEnd
     // A clean segment is records, then (the last one) zeros to its end.
