@@ -91,15 +91,15 @@ export function scanShard(dir: string, shard: number): ShardScan {
   return scanSegments(listSegments(dir), shard, true)
 }
 
-/**
- * Phase 1 over a run of consecutive segments (readSegments: `holdsLast` when the run ends with the
- * log's last segment). Throws WalCorruptError.
- */
 /** Records appended together after their chats' tails are read ahead (scanSegments). */
 const APPEND_BATCH = 32
 /** A sum of what the scans read ahead: kept, so that the compiler keeps the reads. */
 let readAhead = 0
 
+/**
+ * Phase 1 over a run of consecutive segments (readSegments: `holdsLast` when the run ends with the
+ * log's last segment). Throws WalCorruptError.
+ */
 export function scanSegments(files: readonly SegmentFile[], shard: number, holdsLast: boolean): ShardScan {
   const t0 = performance.now()
   const arena = new Arena()
