@@ -18,7 +18,7 @@ import t, { type Test } from 'tap'
 import { holds as holdsProperty } from '../helpers/fast-check.js'
 import { recoverStore } from '../../src/store/recover.js'
 import { ShardStore } from '../../src/store/shard-store.js'
-import { SEGMENT_HEADER_BYTES, WalCorruptError, crc32, encodeHeader, segmentName, type RecoveredLog } from '../../src/wal/index.js'
+import { SEGMENT_HEADER_BYTES, WalCorruptError, crc32, encodeHeader, listSegments, readSegments, segmentName, type RecoveredLog } from '../../src/wal/index.js'
 import {
   appendAll,
   assertStore,
@@ -672,4 +672,24 @@ t.test('property oracle sanity: an undamaged log is predicted clean and whole', 
   const bytes = new Map(segs.map((s) => [s.path, readFileSync(s.path)]))
   t.same(predict(segs, bytes, bytes), { kind: 'clean', survivors: 10 })
   t.ok(segs.length > 1, 'several segments')
+})
+
+t.test("readSegments: a segment's payloads stay as read until its onSegmentEnd (the next segment reuses the buffer)", async (t) => {
+  const dir = t.testdir()
+  await writeLog(dir, messages(0, 30), { segmentBytes: SMALL_SEGMENT_BYTES, batchBytesMax: BATCH_BYTES_MAX })
+  const segs = layout(dir)
+  t.ok(segs.length >= 4, `${segs.length} segments`)
+  const events: string[] = []
+  let held: { payload: Buffer; copy: Buffer }[] = []
+  readSegments(listSegments(dir), 0, true, (payload, lsn, file) => {
+    events.push(`${file}#${lsn}`)
+    held.push({ payload, copy: Buffer.from(payload) })
+  }, () => {
+    // What a caller that keeps payloads for a while (recovery's batched appends) relies on.
+    t.ok(held.every((h) => h.payload.equals(h.copy)), `${held.length} payloads intact at the segment's end`)
+    held = []
+    events.push('end')
+  })
+  const want = segs.flatMap((s) => [...s.records.map((r) => `${s.path}#${r.lsn}`), 'end'])
+  t.same(events, want, "each segment's records, then its end")
 })
