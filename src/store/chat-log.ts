@@ -36,7 +36,7 @@ import assert from 'node:assert'
 import { copyBytes } from '../bytes.js'
 import { Errors, PullchatError } from '../errors.js'
 import { Arena, ORDER_CHUNK, orderFor } from './arena.js'
-import { messageJson, recordPrefix } from './message-record.js'
+import { CHAT_KEY, jsonKeeps, messageJson, recordPrefix } from './message-record.js'
 
 /** Messages one chat holds at most (33.5M). */
 export const CHAT_MESSAGES_MAX = 2 ** 25
@@ -119,9 +119,6 @@ function closePage(out: Buffer, bytes: number): Buffer {
 }
 
 const QUOTE = 0x22 // "
-const BACKSLASH = 0x5c
-/** `{"chat":"`: what every message's bytes start with, before its chat's id. */
-const CHAT_KEY_BYTES = 9
 
 /**
  * Whether the extent at `slot`/`hp`, a chat's first, is chat `chat`'s, read from the bytes of its
@@ -138,11 +135,12 @@ export function extentIsChat(arena: Arena, slot: number, hp: number, chat: strin
   const dropped = u[w + H_DROPPED] as number
   if (dropped === (u[w + H_COUNT] as number)) return -1
   const buf = arena.bufs[slot] as Buffer
-  const at = hp + HEADER_BYTES - (u[w + H_SIZE] as number) + (u[entryWord(hp, dropped) + 2] as number) + CHAT_KEY_BYTES
+  // Past `{"chat":` and the id's opening quote.
+  const at = blockStart(u, hp) + (u[entryWord(hp, dropped) + 2] as number) + CHAT_KEY.length + 1
   const n = chat.length
   for (let i = 0; i < n; i++) {
     const c = chat.charCodeAt(i)
-    if (c >= 0x80 || c === QUOTE || c === BACKSLASH) return -1
+    if (c >= 0x80 || !jsonKeeps(c)) return -1
     if (buf[at + i] !== c) return 0
   }
   return buf[at + n] === QUOTE ? 1 : 0

@@ -164,9 +164,13 @@ export function readStoredMessage(payload: Buffer): StoredMessage | null {
   return { chat, sendTime, json: payload, jsonFrom, message: null }
 }
 
-const CHAT_KEY = Buffer.from('{"chat":')
+/** What every message's JSON starts with, before its chat's id as a JSON string. */
+export const CHAT_KEY = Buffer.from('{"chat":')
 const QUOTE = 0x22 // "
 const BACKSLASH = 0x5c
+
+/** Whether JSON.stringify writes the character (below 0x80) or UTF-8 byte `c` as it is, unescaped. */
+export const jsonKeeps = (c: number): boolean => c >= 0x20 && c !== QUOTE && c !== BACKSLASH
 
 /**
  * Whether a version 2 record's JSON starts `{"chat":<its chat's id as JSON>`, as every message the
@@ -181,7 +185,7 @@ function namesChat(payload: Buffer, jsonFrom: number, chat: string): boolean {
   const idBytes = jsonFrom - HEADER_BYTES
   for (let i = 0; i < idBytes; i++) {
     const b = payload[HEADER_BYTES + i] as number
-    if (b < 0x20 || b === QUOTE || b === BACKSLASH) {
+    if (!jsonKeeps(b)) {
       const key = Buffer.from(`{"chat":${JSON.stringify(chat)}`)
       return payload.length >= jsonFrom + key.length && payload.compare(key, 0, key.length, jsonFrom, jsonFrom + key.length) === 0
     }

@@ -628,7 +628,7 @@ function sameHash(a: string, b: string): [string, string] {
 const [PLAIN_A, PLAIN_B] = sameHash('p', 'r')
 const [PLAIN_C, QUOTED] = sameHash('k', 'q"')
 const [ACCENTED, PLAIN_D] = sameHash('é', 'w')
-const CHATS = ['a:b', 'b:c', 'room', '😀:\ud800', 'x"y\\z', PLAIN_A, PLAIN_B, QUOTED, ACCENTED]
+const CHATS = ['a:b', 'b:c', 'room', '😀:\ud800', 'x"y\\z', 'tab\there', PLAIN_A, PLAIN_B, QUOTED, ACCENTED]
 const UNKNOWN = ['nobody', '', 'A:B', 'a:b ', PLAIN_C, PLAIN_D]
 
 t.test('ShardStore: chats whose ids hash alike each get their own pages, whether a pull can read their ids in the bytes or not', async (t) => {
