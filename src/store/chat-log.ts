@@ -175,7 +175,7 @@ export function prefetchExtents(arena: Arena, slots: Int32Array, hps: Int32Array
     const w = hp >> 2
     const dropped = u[w + H_DROPPED] as number
     if (dropped === (u[w + H_COUNT] as number)) continue
-    sum += u[(hp + HEADER_BYTES - (u[w + H_SIZE] as number) + (u[entryWord(hp, dropped) + 2] as number)) >> 2] as number
+    sum += u[(blockStart(u, hp) + (u[entryWord(hp, dropped) + 2] as number)) >> 2] as number
   }
   return sum
 }
@@ -192,7 +192,7 @@ export function extentPage(arena: Arena, slot: number, hp: number, cursor: numbe
   const w = hp >> 2
   const count = u[w + H_COUNT] as number
   const dropped = u[w + H_DROPPED] as number
-  const start = hp + HEADER_BYTES - (u[w + H_SIZE] as number)
+  const start = blockStart(u, hp)
   if (!reverse) {
     const first = lowerBoundIn(f, hp, dropped, count, cursor)
     if (first >= count) return emptyPage(cursor)
