@@ -142,6 +142,31 @@ t.test('appends made in one synchronous burst go out in one write and one fdatas
   t.same(readBack(dir).msgs, msgs, 'all read back in order')
 })
 
+// uWS drains the microtask queue after each request's callback; appends made in one turn of the
+// event loop must still share a round, or every send is a write of its own (unsafe-none and
+// interval have no sync in flight to batch them).
+for (const fsync of [{ kind: 'always' }, { kind: 'interval', ms: 60_000 }, { kind: 'unsafe-none' }] as const) {
+  t.test(`${fsync.kind}: appends made across microtask checkpoints within one turn of the event loop go out in one round`, async (t) => {
+    const dir = t.testdir()
+    const io = new TestIo()
+    const writer = openWriter(dir, EMPTY_STATE, { io, fsync })
+    const msgs = messages(0, 4)
+    const acked: number[] = []
+    for (const [i, m] of msgs.entries()) {
+      writer.append(encodeMessage(m.chat, m.sender, m.text, m.sendTime), (err) => {
+        if (err === null) acked.push(i)
+      })
+      await Promise.resolve() // a microtask checkpoint between one request's callback and the next
+    }
+    t.same(io.writes, [], 'nothing is written before the turn ends')
+    await until('all four to be acked', () => acked.length === 4)
+    t.same(io.writes, [recordBytes(msgs)], 'one write of all four records')
+    t.same(acked, [0, 1, 2, 3], 'acked in order')
+    await writer.close()
+    t.same(readBack(dir).msgs, msgs, 'all read back in order')
+  })
+}
+
 t.test('appends made while a sync is in flight go in the next round, written before the finished round is acked; callbacks wait for the fdatasync that covers them', async (t) => {
   const dir = t.testdir()
   const io = new TestIo()
