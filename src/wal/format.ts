@@ -6,23 +6,34 @@
 //
 // Segment header, 32 bytes:
 //   0..7    magic "PCHATWAL"
-//   8..9    format version, u16 LE (1)
+//   8..9    format version, u16 LE (2; this build also reads 1)
 //   10..11  shard index, u16 LE
 //   12..15  reserved, zero
 //   16..23  LSN of the segment's first record, u64 LE
 //   24..27  CRC-32 of bytes 0..23, u32 LE
 //   28..31  reserved, zero (outside the CRC: recovery refuses a header where they are not zero)
 // Record, 8 + n bytes, back to back after the header:
-//   0..3    payload length n, u32 LE, 1 <= n <= RECORD_PAYLOAD_BYTES_MAX
-//   4..7    CRC-32 (zlib.crc32, IEEE polynomial) of the payload, u32 LE
+//   0..3    payload length n, u32 LE, 1 <= n <= RECORD_PAYLOAD_BYTES_MAX; in version 2, the top bit
+//           (ROUND_START) is set on the first record of each group-commit round
+//   4..7    CRC-32 (zlib.crc32, IEEE polynomial) of the payload, u32 LE; inverted (every bit
+//           flipped) on a record that starts a round, so that the mark is checked too
 //   8..     payload: the caller's bytes (the store's message records: src/store/message-record.ts)
+//
+// Version 1 had no round marks. A crash can tear only the last round (with FSYNC=always no round
+// is written before the previous one is durable), and the marks let recovery tell such a round,
+// whatever order its pages reached the disk in, from damage to records before it (reader.ts).
 //
 // This module knows bytes only: nothing about chats or HTTP.
 
 import { crc32 } from 'node:zlib'
 
 export const SEGMENT_MAGIC = Buffer.from('PCHATWAL', 'latin1')
-export const FORMAT_VERSION = 1
+/** The version new segments are written in. */
+export const FORMAT_VERSION = 2
+/** The first version with round marks. */
+export const ROUND_MARKS_VERSION = 2
+/** In a record's length word: this record starts a round. */
+export const ROUND_START = 0x8000_0000
 export const SEGMENT_HEADER_BYTES = 32
 export const RECORD_HEADER_BYTES = 8
 export const RECORD_PAYLOAD_BYTES_MAX = 1024 * 1024 // 1 MiB: far above any valid message
@@ -63,7 +74,7 @@ export function decodeHeader(b: Uint8Array): SegmentHeader | string {
   if (!buf.subarray(0, 8).equals(SEGMENT_MAGIC)) return 'bad magic'
   if (buf.readUInt32LE(24) !== crc32(buf.subarray(0, 24))) return 'header checksum mismatch'
   const version = buf.readUInt16LE(8)
-  if (version !== FORMAT_VERSION) return `unsupported format version ${version}`
+  if (version !== 1 && version !== FORMAT_VERSION) return `unsupported format version ${version}`
   // Bytes 28..31 are outside the checksum: reserved, written as zeros, so anything else is damage.
   if (buf.readUInt32LE(28) !== 0) return 'reserved header bytes 28..31 are not zero'
   return { version, shard: buf.readUInt16LE(10), firstLsn: Number(buf.readBigUInt64LE(16)) }
@@ -76,6 +87,12 @@ export function encodeRecord(payload: Uint8Array): Buffer {
   b.writeUInt32LE(crc32(payload), 4)
   b.set(payload, RECORD_HEADER_BYTES)
   return b
+}
+
+/** Marks an encoded record (encodeRecord's buffer) as the first of its round, in place. */
+export function markRoundStart(record: Buffer): void {
+  record.writeUInt32LE((record.readUInt32LE(0) | ROUND_START) >>> 0, 0)
+  record.writeUInt32LE(~record.readUInt32LE(4) >>> 0, 4)
 }
 
 export { crc32 }

@@ -4,10 +4,12 @@
 // - The last segment may end in zeros: space the writer preallocated (or a crash's unwritten
 //   round). That is clean; appending resumes at the first zero.
 // - Only the last segment may end in a torn tail: an incomplete record or a bad checksum on the
-//   final record, which is what a crash in the middle of a write leaves. The tail is cut at the
-//   last good record and the cut is reported.
-// - Any other defect is corruption: a bad record followed by a valid one, any defect in a sealed
-//   segment, a bad header, a gap in LSNs. Recovery refuses, naming the file and offset; `repair`
+//   final record, which is what a crash in the middle of a write leaves; or (format 2, whose
+//   records mark where each round starts) a defect followed by valid records none of which starts
+//   a round: the last round, torn by a crash that persisted its pages out of order. The tail is
+//   cut at the first bad record and the cut is reported.
+// - Any other defect is corruption: a bad record followed by a valid one of a later round (or, in
+//   format 1, by any valid one), any defect in a sealed segment, a bad header, a gap in LSNs. Recovery refuses, naming the file and offset; `repair`
 //   can cut the log there (the cut-off part is kept as *.broken).
 // Every input lands in exactly one of: clean, torn tail (cut), corrupt (refuse).
 
@@ -16,6 +18,8 @@ import { join } from 'node:path'
 import {
   RECORD_HEADER_BYTES,
   RECORD_PAYLOAD_BYTES_MAX,
+  ROUND_MARKS_VERSION,
+  ROUND_START,
   SEGMENT_HEADER_BYTES,
   crc32,
   decodeHeader,
@@ -53,19 +57,34 @@ export interface SegmentScan {
 
 const ZEROS = Buffer.alloc(64 * 1024)
 
+/**
+ * The payload length of the record whose length word is `word`, and whether it starts a round:
+ * a length of -1 when the word is none a record can have (the mark is only in version 2).
+ */
+function lengthOf(word: number, rounds: boolean): number {
+  const len = rounds && word >= ROUND_START ? word - ROUND_START : word
+  return len === 0 || len > RECORD_PAYLOAD_BYTES_MAX ? -1 : len
+}
+
+const startsRound = (word: number, rounds: boolean): boolean => rounds && word >= ROUND_START
+
+/** The checksum a record with this length word and payload stores. */
+const storedCrc = (word: number, rounds: boolean, payload: Buffer): number => (startsRound(word, rounds) ? ~crc32(payload) >>> 0 : crc32(payload))
+
 /** Where a well-formed record starting at `at` ends, or -1 if none starts there. */
-function validRecordEnd(buf: Buffer, at: number): number {
+function validRecordEnd(buf: Buffer, at: number, rounds: boolean): number {
   if (buf.length - at < RECORD_HEADER_BYTES) return -1
-  const len = buf.readUInt32LE(at)
-  if (len === 0 || len > RECORD_PAYLOAD_BYTES_MAX || len > buf.length - at - RECORD_HEADER_BYTES) return -1
+  const word = buf.readUInt32LE(at)
+  const len = lengthOf(word, rounds)
+  if (len === -1 || len > buf.length - at - RECORD_HEADER_BYTES) return -1
   const end = at + RECORD_HEADER_BYTES + len
-  return buf.readUInt32LE(at + 4) === crc32(buf.subarray(at + RECORD_HEADER_BYTES, end)) ? end : -1
+  return buf.readUInt32LE(at + 4) === storedCrc(word, rounds, buf.subarray(at + RECORD_HEADER_BYTES, end)) ? end : -1
 }
 
 // After a defect at `at`, is there any valid record later in the file? A record can start at any
 // offset once framing is lost, so every offset is tried: a crash-torn tail has none, corruption
 // in the middle of a log has its later records intact.
-function validRecordAfter(buf: Buffer, at: number): number {
+function validRecordAfter(buf: Buffer, at: number, rounds: boolean): number {
   for (let i = at + 1; i + RECORD_HEADER_BYTES < buf.length; i++) {
     // A length of 1..RECORD_PAYLOAD_BYTES_MAX has a non-zero byte among its first three, so no
     // record starts in the first 4094 bytes of an all-zero 4 KiB block: skip a preallocated tail.
@@ -73,9 +92,25 @@ function validRecordAfter(buf: Buffer, at: number): number {
       i += 4093
       continue
     }
-    if (validRecordEnd(buf, i) !== -1) return i
+    if (validRecordEnd(buf, i, rounds) !== -1) return i
   }
   return -1
+}
+
+// Whether any valid record from `from` (a valid record's offset) on starts a round: the records
+// after the first one found are read in order, skipping again over bytes that are none.
+function roundStartFrom(buf: Buffer, from: number, rounds: boolean): boolean {
+  let at = from
+  while (at !== -1) {
+    const end = validRecordEnd(buf, at, rounds)
+    if (end === -1) {
+      at = validRecordAfter(buf, at, rounds)
+      continue
+    }
+    if (startsRound(buf.readUInt32LE(at), rounds)) return true
+    at = end
+  }
+  return false
 }
 
 /** Whether every byte from `from` on is zero (a preallocated tail can be megabytes: compared in blocks). */
@@ -89,14 +124,25 @@ function isZero(buf: Buffer, from: number): boolean {
 
 /**
  * Verifies one segment's records, calling `onRecord` for each good one in order. `isLast` says
- * whether a torn tail is acceptable here.
+ * whether a torn tail is acceptable here; `version` is the segment's format version (round marks
+ * from ROUND_MARKS_VERSION on).
  */
-export function scanSegment(buf: Buffer, isLast: boolean, onRecord: (payload: Buffer, offset: number) => void): SegmentScan {
+export function scanSegment(buf: Buffer, isLast: boolean, version: number, onRecord: (payload: Buffer, offset: number) => void): SegmentScan {
+  const rounds = version >= ROUND_MARKS_VERSION
   let at = SEGMENT_HEADER_BYTES
   let records = 0
   const defect = (reason: string, tornOk: boolean): SegmentScan => {
-    const later = validRecordAfter(buf, at)
-    if (isLast && tornOk && later === -1) return { records, goodEnd: at, outcome: { kind: 'torn', offset: at, reason } }
+    const later = validRecordAfter(buf, at, rounds)
+    if (isLast && tornOk) {
+      if (later === -1) return { records, goodEnd: at, outcome: { kind: 'torn', offset: at, reason } }
+      // Valid records after the damage, none of them the start of a round: they are all of the
+      // damaged record's round, the last one. Only that round can have been torn by a crash (the
+      // writer starts none before the previous one is durable), in whatever order its pages
+      // reached the disk; none of it was acknowledged.
+      if (rounds && !roundStartFrom(buf, later, rounds)) {
+        return { records, goodEnd: at, outcome: { kind: 'torn', offset: at, reason: `${reason} in the last round, whose later records are cut with it` } }
+      }
+    }
     const why = later === -1 ? `${reason} in a sealed segment` : `${reason}, followed by a valid record at offset ${later}`
     return { records, goodEnd: at, outcome: { kind: 'corrupt', offset: at, reason: why } }
   }
@@ -108,13 +154,15 @@ export function scanSegment(buf: Buffer, isLast: boolean, onRecord: (payload: Bu
   while (at < buf.length) {
     const rest = buf.length - at
     if (rest < RECORD_HEADER_BYTES) return zeroTail() ?? defect(`incomplete record header (${rest} bytes)`, true)
-    const len = buf.readUInt32LE(at)
-    if (len === 0) return zeroTail() ?? defect('zero-length record', true)
+    const word = buf.readUInt32LE(at)
+    if (word === 0) return zeroTail() ?? defect('zero-length record', true)
+    const len = startsRound(word, rounds) ? word - ROUND_START : word
+    if (len === 0) return defect('zero-length record', true)
     if (len > RECORD_PAYLOAD_BYTES_MAX) return defect(`record length ${len} exceeds the maximum`, true)
     if (len > rest - RECORD_HEADER_BYTES) return defect(`record length ${len} exceeds the ${rest - RECORD_HEADER_BYTES} bytes that remain`, true)
     const end = at + RECORD_HEADER_BYTES + len
     const payload = buf.subarray(at + RECORD_HEADER_BYTES, end)
-    if (buf.readUInt32LE(at + 4) !== crc32(payload)) return defect('checksum mismatch', true)
+    if (buf.readUInt32LE(at + 4) !== storedCrc(word, rounds, payload)) return defect('checksum mismatch', true)
     onRecord(payload, at)
     records++
     at = end
@@ -234,7 +282,7 @@ export function readSegments(
     if (lsn !== null && header.firstLsn !== lsn + 1) throw lsnGap(seg.path, lsn, header.firstLsn)
     firstLsn ??= header.firstLsn
     let at = header.firstLsn - 1
-    const scan = scanSegment(buf, isLast, (payload, offset) => {
+    const scan = scanSegment(buf, isLast, header.version, (payload, offset) => {
       at++
       onRecord(payload, at, seg.path, offset)
     })

@@ -47,7 +47,7 @@ export function repairLog(dir: string, shard: number, check: (payload: Buffer) =
       let records = 0
       let badAt = -1
       let badWhy = ''
-      const scan = scanSegment(buf, isLast, (payload, offset) => {
+      const scan = scanSegment(buf, isLast, header.version, (payload, offset) => {
         if (badAt !== -1) return
         const why = check(payload)
         if (why === null) records++

@@ -23,6 +23,10 @@
 // extent needs a journal commit at its first write anyway. (PostgreSQL's wal_init_zero, etcd's
 // preallocated segments.)
 //
+// Each round's first record carries the round mark (format.ts), so that recovery knows which
+// records a crash can have torn: those of the last round only, as no round is written before the
+// previous one's fdatasync returned.
+//
 // Failures:
 // - A failed write (ENOSPC, EIO...) fails that round's callbacks and cuts the segment back to its
 //   last durable size, so the log never holds a partial round. Later rounds try again, so writes
@@ -35,9 +39,9 @@
 //   not). Later appends throw WalStoppedError.
 
 import { performance } from 'node:perf_hooks' // the global is a getter, called on every use
-import { closeSync, fdatasync, fdatasyncSync, fsyncSync, ftruncateSync, openSync, unlinkSync, writeSync } from 'node:fs'
+import { closeSync, fdatasync, fdatasyncSync, fsyncSync, ftruncateSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
-import { SEGMENT_HEADER_BYTES, encodeHeader, encodeRecord, segmentName } from './format.js'
+import { FORMAT_VERSION, ROUND_MARKS_VERSION, SEGMENT_HEADER_BYTES, decodeHeader, encodeHeader, encodeRecord, markRoundStart, segmentName } from './format.js'
 import type { RecoveredLog } from './reader.js'
 import { syncDir } from './sync.js'
 
@@ -160,6 +164,11 @@ export class WalWriter {
    * a failed extension, maybe only some of them). Rounds below it overwrite; sealing cuts it.
    */
   private capacity: number
+  /**
+   * Whether the current segment's format marks each round's first record (format.ts): every
+   * segment this writer creates; one of format 1 that it resumes gets no marks.
+   */
+  private marksRounds: boolean
   /** The next zero extension's length; doubles within a segment. */
   private extendBytes = PREALLOCATE_BYTES_MIN
   /** An extension failed (ENOSPC...): none more in this segment. Rounds still append. */
@@ -191,9 +200,14 @@ export class WalWriter {
       this.segmentPath = created.path
       this.size = SEGMENT_HEADER_BYTES
       this.capacity = SEGMENT_HEADER_BYTES
+      this.marksRounds = FORMAT_VERSION >= ROUND_MARKS_VERSION
     } else {
       this.segmentPath = state.lastSegment.path
       this.fd = openSync(this.segmentPath, 'r+')
+      const header = Buffer.alloc(SEGMENT_HEADER_BYTES)
+      readSync(this.fd, header, 0, SEGMENT_HEADER_BYTES, 0)
+      const decoded = decodeHeader(header) // recovery checked it
+      this.marksRounds = typeof decoded !== 'string' && decoded.version >= ROUND_MARKS_VERSION
       this.size = state.lastSegment.bytes
       this.capacity = Math.max(this.size, state.lastSegment.capacity ?? 0)
       if (this.capacity === this.size) {
@@ -300,6 +314,7 @@ export class WalWriter {
       }
     }
     this.inFlight = true
+    if (this.marksRounds) markRoundStart(records[0] as Buffer)
     const buf = records.length === 1 ? (records[0] as Buffer) : Buffer.concat(records, bytes)
     const position = this.size
     this.io.write(this.fd, buf, position, (err, written) => {
@@ -429,6 +444,7 @@ export class WalWriter {
     this.segmentPath = next.path
     this.size = SEGMENT_HEADER_BYTES
     this.capacity = SEGMENT_HEADER_BYTES
+    this.marksRounds = FORMAT_VERSION >= ROUND_MARKS_VERSION
     this.extendBytes = PREALLOCATE_BYTES_MIN
     this.extendFailed = false
   }

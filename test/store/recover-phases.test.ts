@@ -72,7 +72,7 @@ function sendTimesIn(path: string): number[] {
   const buf = readFileSync(path)
   const out: number[] = []
   for (let at = 32; at + 8 <= buf.length; ) {
-    const len = buf.readUInt32LE(at)
+    const len = buf.readUInt32LE(at) & 0x7fff_ffff // without the round mark (src/wal/format.ts)
     if (len === 0) break
     out.push(buf.readDoubleLE(at + 8 + 1))
     at += 8 + len

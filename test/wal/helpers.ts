@@ -9,6 +9,7 @@ import { decodeMessage, encodeMessage } from '../../src/store/message-record.js'
 import type { ShardStore } from '../../src/store/shard-store.js'
 import {
   RECORD_HEADER_BYTES,
+  ROUND_START,
   SEGMENT_HEADER_BYTES,
   WalWriter,
   listSegments,
@@ -95,6 +96,8 @@ export interface RecordLoc {
   readonly path: string
   readonly offset: number
   readonly end: number
+  /** Whether the record starts a group-commit round (the mark in its length word). */
+  readonly roundStart: boolean
 }
 
 export interface SegLoc {
@@ -116,9 +119,10 @@ export function layout(dir: string): SegLoc[] {
     let at = SEGMENT_HEADER_BYTES
     let lsn = seg.firstLsn
     while (at < buf.length) {
-      const end = at + RECORD_HEADER_BYTES + buf.readUInt32LE(at)
+      const word = buf.readUInt32LE(at)
+      const end = at + RECORD_HEADER_BYTES + (word & ~ROUND_START)
       assert.ok(end <= buf.length, `layout: ${seg.path} is not a clean log`)
-      records.push({ lsn: lsn++, path: seg.path, offset: at, end })
+      records.push({ lsn: lsn++, path: seg.path, offset: at, end, roundStart: (word & ROUND_START) !== 0 })
       at = end
     }
     return { path: seg.path, name: seg.name, firstLsn: seg.firstLsn, size: buf.length, records }

@@ -63,6 +63,27 @@ function u32(n: number): Buffer {
   return b
 }
 
+/**
+ * Rewrites a segment as format 1 wrote it: version 1 in the header, no round marks (a data
+ * directory from before them).
+ */
+function toFormat1(path: string): void {
+  const buf = readFileSync(path)
+  buf.writeUInt16LE(1, 8)
+  buf.writeUInt32LE(crc32(buf.subarray(0, 24)), 24)
+  for (let at = SEGMENT_HEADER_BYTES; at + 8 <= buf.length; ) {
+    const word = buf.readUInt32LE(at)
+    if (word === 0) break
+    const len = word & 0x7fff_ffff
+    if (len !== word) {
+      buf.writeUInt32LE(len, at)
+      buf.writeUInt32LE(~buf.readUInt32LE(at + 4) >>> 0, at + 4)
+    }
+    at += 8 + len
+  }
+  writeFileSync(path, buf)
+}
+
 /** Every file in `dir` with its bytes: recovery must leave them all as they were. */
 function snapshot(dir: string): Map<string, Buffer> {
   const out = new Map<string, Buffer>()
@@ -105,6 +126,13 @@ class Ctx {
     return recs[Math.floor(recs.length / 2)] as RecordLoc
   }
 
+  /** Indexes (in `records`) of the first record of the last round, and of the round before it. */
+  get rounds(): { readonly last: number; readonly previous: number } {
+    const starts = this.records.flatMap((r, i) => (r.roundStart ? [i] : []))
+    assert.ok(starts.length >= 2, `fixture: ${starts.length} rounds, want at least 2`)
+    return { last: starts.at(-1) as number, previous: starts.at(-2) as number }
+  }
+
   rec(i: number): RecordLoc {
     return this.records.at(i) as RecordLoc
   }
@@ -138,12 +166,14 @@ interface Case {
   readonly name: string
   /** Write a log of several segments (SMALL_SEGMENT_BYTES each). */
   readonly segmented?: boolean
+  /** The writer's WAL_BATCH_BYTES_MAX (default BATCH_BYTES_MAX: a round per record). */
+  readonly batchBytesMax?: number
   readonly mutate: (c: Ctx) => void
   readonly expect: Expect
 }
 
-function writerOptions(segmented: boolean): TestWriterOptions {
-  return { segmentBytes: segmented ? SMALL_SEGMENT_BYTES : 1024 * 1024, batchBytesMax: BATCH_BYTES_MAX }
+function writerOptions(segmented: boolean, batchBytesMax = BATCH_BYTES_MAX): TestWriterOptions {
+  return { segmentBytes: segmented ? SMALL_SEGMENT_BYTES : 1024 * 1024, batchBytesMax }
 }
 
 /** Recovers into a fresh store; checks the log read back record by record against `want`. */
@@ -161,7 +191,7 @@ function recoverExpecting(dir: string, want: readonly Msg[]): RecoveredLog {
 
 async function runCase(t: Test, c: Case): Promise<void> {
   const dir = t.testdir()
-  const opts = writerOptions(c.segmented === true)
+  const opts = writerOptions(c.segmented === true, c.batchBytesMax)
   const originals = messages(0, N)
   await writeLog(dir, originals, opts)
   const ctx = new Ctx(dir, layout(dir))
@@ -331,9 +361,10 @@ const cases: Case[] = [
     expect: { kind: 'torn', survivors: (c) => all(c) - 1, at: lastAt, reason: /^checksum mismatch$/ },
   },
   {
+    // The top bit is the round mark (format 2), which the record's checksum covers.
     name: "the top bit flipped in the last record's length",
     mutate: (c) => flipBit(c.last.path, c.last.offset + 3, 7),
-    expect: { kind: 'torn', survivors: (c) => all(c) - 1, at: lastAt, reason: /exceeds the maximum/ },
+    expect: { kind: 'torn', survivors: (c) => all(c) - 1, at: lastAt, reason: /^checksum mismatch$/ },
   },
   {
     name: 'an empty last segment (a crash right after creating it)',
@@ -359,6 +390,64 @@ const cases: Case[] = [
     name: 'a last segment of zeros, longer than a header',
     mutate: (c) => writeFileSync(nextSegPath(c), Buffer.alloc(SEGMENT_HEADER_BYTES + 1)),
     expect: { kind: 'refuse', at: (c) => ({ file: nextSegPath(c), offset: 0 }), reason: /^bad magic$/ },
+  },
+
+  // A crash that persisted the last round's pages out of order (format 2 marks where rounds
+  // start): valid records after the damage, none of them the start of a round. Rounds here are
+  // of ~5 records (WAL_BATCH_BYTES_MAX 1000).
+  {
+    name: 'a record of the last round damaged, a later record of that round intact: the round is cut from there',
+    batchBytesMax: 1000,
+    mutate: (c) => {
+      const r = c.rec(c.rounds.last + 1)
+      assert.ok(c.rounds.last + 2 < c.records.length, 'fixture: the last round holds at least 3 records')
+      flipBit(r.path, r.end - 4, 1)
+    },
+    expect: { kind: 'torn', survivors: (c) => c.rounds.last + 1, at: (c) => recAt(c.rec(c.rounds.last + 1)), reason: /^checksum mismatch in the last round, whose later records are cut with it$/ },
+  },
+  {
+    name: "the last round's first record still zeros (its page never reached the disk), the rest of the round there: the round is cut",
+    batchBytesMax: 1000,
+    mutate: (c) => {
+      const r = c.rec(c.rounds.last)
+      zeroRange(r.path, r.offset, r.end - r.offset)
+    },
+    expect: { kind: 'torn', survivors: (c) => c.rounds.last, at: (c) => recAt(c.rec(c.rounds.last)), reason: /^zero-length record in the last round/ },
+  },
+  {
+    name: 'the start of the last round damaged, its later records intact: the round is cut',
+    batchBytesMax: 1000,
+    mutate: (c) => flipBit(c.rec(c.rounds.last).path, c.rec(c.rounds.last).offset + 12, 0),
+    expect: { kind: 'torn', survivors: (c) => c.rounds.last, at: (c) => recAt(c.rec(c.rounds.last)), reason: /^checksum mismatch in the last round/ },
+  },
+  {
+    name: 'a record of the round before the last damaged: the last round is intact after it, refuse',
+    batchBytesMax: 1000,
+    mutate: (c) => flipBit(c.rec(c.rounds.previous + 1).path, c.rec(c.rounds.previous + 1).end - 4, 1),
+    expect: { kind: 'refuse', at: (c) => recAt(c.rec(c.rounds.previous + 1)), reason: /^checksum mismatch, followed by a valid record at offset \d+$/ },
+  },
+  {
+    name: 'the last record of the round before the last damaged: refuse',
+    batchBytesMax: 1000,
+    mutate: (c) => flipBit(c.rec(c.rounds.last - 1).path, c.rec(c.rounds.last - 1).end - 4, 1),
+    expect: { kind: 'refuse', at: (c) => recAt(c.rec(c.rounds.last - 1)), reason: /followed by a valid record/ },
+  },
+  {
+    // A data directory from before the marks: read as it was, and appending goes on without them.
+    name: 'format 1 (no round marks), clean: read whole, resumed in format 1',
+    batchBytesMax: 1000,
+    mutate: (c) => toFormat1(c.lastSeg.path),
+    expect: { kind: 'clean' },
+  },
+  {
+    name: 'format 1: a record of the last round damaged, a later one intact: refuse, as format 1 cannot tell rounds apart',
+    batchBytesMax: 1000,
+    mutate: (c) => {
+      const r = c.rec(c.rounds.last + 1)
+      toFormat1(c.lastSeg.path)
+      flipBit(r.path, r.end - 4, 1)
+    },
+    expect: { kind: 'refuse', at: (c) => recAt(c.rec(c.rounds.last + 1)), reason: /^checksum mismatch, followed by a valid record/ },
   },
 
   // Corruption: recovery refuses, naming the file and offset.
@@ -466,11 +555,11 @@ const cases: Case[] = [
     name: 'an unsupported format version',
     mutate: (c) => {
       const h = encodeHeader(0, 1)
-      h.writeUInt16LE(2, 8)
+      h.writeUInt16LE(3, 8)
       h.writeUInt32LE(crc32(h.subarray(0, 24)), 24)
       writeAt(c.lastSeg.path, 0, h)
     },
-    expect: { kind: 'refuse', at: (c) => headerAt(c.lastSeg, 0), reason: /^unsupported format version 2$/ },
+    expect: { kind: 'refuse', at: (c) => headerAt(c.lastSeg, 0), reason: /^unsupported format version 3$/ },
   },
   {
     name: 'a segment of another shard',
@@ -549,8 +638,10 @@ function predict(segs: readonly SegLoc[], before: ReadonlyMap<string, Buffer>, a
     // Zeros from a record's start to the end of the last segment: preallocated space (or a round
     // that never reached the disk), clean.
     if (isLast && b.subarray(r.offset).every((x) => x === 0)) return { kind: 'clean', survivors }
-    const laterIntact = seg.records.slice(k + 1).some(intact)
-    if (isLast && !laterIntact) return { kind: 'torn', survivors, file: seg.path, offset: r.offset }
+    // Torn: nothing intact after the damage, or nothing intact that starts a round (only the last
+    // round can be torn by a crash; format 2 marks where each round starts).
+    const laterRound = seg.records.slice(k + 1).some((x) => intact(x) && x.roundStart)
+    if (isLast && !laterRound) return { kind: 'torn', survivors, file: seg.path, offset: r.offset }
     return { kind: 'refuse', file: seg.path, offset: r.offset }
   }
   return { kind: 'clean', survivors }

@@ -3,7 +3,7 @@
 // (the round fails, the file is cut back, writes resume), a failed fdatasync (fatal, never
 // retried), backpressure; and what a shard answers when its log cannot take a message.
 
-import { appendFileSync, closeSync, openSync, readFileSync, readdirSync, statSync, writeSync } from 'node:fs'
+import { appendFileSync, closeSync, openSync, readFileSync, readdirSync, statSync, writeFileSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { Errors } from '../../src/errors.js'
@@ -236,6 +236,49 @@ t.test('a round carries at most batchBytesMax bytes, and at least one record', a
   t.same(readBack(join(root, 'b')).msgs, msgs, 'read back in order')
 })
 
+t.test("each round's first record carries the round mark, and no other record does (format 2)", async (t) => {
+  const dir = t.testdir()
+  const msgs = messages(0, 7, () => 50)
+  const size = recordBytes(msgs.slice(0, 1))
+  const writer = openWriter(dir, EMPTY_STATE, { batchBytesMax: 2 * size + Math.floor(size / 2) })
+  await appendAll(writer, msgs)
+  await appendAll(writer, messages(7, 1, () => 50))
+  await writer.close()
+  const [seg] = layout(dir)
+  t.equal(readFileSync((seg as SegLoc).path).readUInt16LE(8), FORMAT_VERSION, 'written in the current format')
+  t.same((seg as SegLoc).records.map((r) => r.roundStart), [true, false, true, false, true, false, true, true], 'rounds of two, two, two, one, then one more')
+  t.same(readBack(dir).msgs, messages(0, 8, () => 50), 'read back in order')
+})
+
+t.test('a segment of format 1 is resumed without round marks; the segment after the next roll has them', async (t) => {
+  const dir = t.testdir()
+  const msgs = messages(0, 4, () => 50)
+  const size = recordBytes(msgs.slice(0, 1))
+  const opts = { segmentBytes: SEGMENT_HEADER_BYTES + 6 * size, batchBytesMax: 1 }
+  await writeLog(dir, msgs.slice(0, 2), opts)
+  // Make it what format 1 wrote: version 1, no marks.
+  const path = join(dir, segmentName(1))
+  const buf = readFileSync(path)
+  buf.writeUInt16LE(1, 8)
+  buf.writeUInt32LE(crc32(buf.subarray(0, 24)), 24)
+  for (const r of (layout(dir)[0] as SegLoc).records) {
+    buf.writeUInt32LE(buf.readUInt32LE(r.offset) & 0x7fff_ffff, r.offset)
+    buf.writeUInt32LE(~buf.readUInt32LE(r.offset + 4) >>> 0, r.offset + 4)
+  }
+  writeFileSync(path, buf)
+  const back = readBack(dir)
+  t.same(back.msgs, msgs.slice(0, 2), 'format 1 read back')
+  const writer = openWriter(dir, resumeState(back.log), opts)
+  const more = messages(2, 8, () => 50)
+  await appendAll(writer, more)
+  await writer.close()
+  const segs = layout(dir)
+  t.equal(segs.length, 2, 'rolled once')
+  t.same(segs.map((s) => readFileSync(s.path).readUInt16LE(8)), [1, FORMAT_VERSION], 'the first segment stays format 1, the new one is current')
+  t.same(segs.map((s) => s.records.map((r) => r.roundStart)), [Array(6).fill(false), Array(4).fill(true)], 'no marks in format 1; a round per record after the roll')
+  t.same(readBack(dir).msgs, [...msgs.slice(0, 2), ...more], 'everything read back in order')
+})
+
 // ---------------------------------------------------------------------------------------------
 // Segments
 
@@ -348,7 +391,7 @@ t.test('preallocation: never past segmentBytes; a sealed segment is cut to its r
   t.ok(segs.length >= 3, `${segs.length} segments`)
   for (const seg of segs.slice(0, -1)) {
     const buf = readFileSync(seg.path)
-    const scan = scanSegment(buf, false, () => {})
+    const scan = scanSegment(buf, false, FORMAT_VERSION, () => {})
     t.same([scan.outcome.kind, scan.goodEnd], ['clean', buf.length], `${seg.name}: sealed, cut to its records`)
     t.ok(buf.length <= segmentBytes, `${seg.name}: no longer than segmentBytes`)
   }
@@ -416,14 +459,39 @@ t.test('preallocation: a round torn over the zeros by a crash is cut; appending 
   t.equal(all.log.torn, null, 'clean after resuming')
 })
 
-t.test('preallocation: a page of the last round that never reached the disk, with valid records after it, is refused as before; the search for them crosses zero pages', async (t) => {
+// A power cut in the middle of a round's fdatasync can persist its pages in any order. Over
+// preallocated zeros, a page that did not make it reads as zeros.
+t.test('preallocation: a page of the last round that never reached the disk, with later pages of that round there, cuts the round there; the search for them crosses zero pages', async (t) => {
   const dir = t.testdir()
-  await writeLog(dir, messages(0, 80, () => 120))
+  const msgs = messages(0, 80, () => 120)
+  await writeLog(dir, msgs) // one burst: one round
   const [seg] = layout(dir) as [SegLoc]
   t.ok(seg.size > 3 * 4096, `fixture: ${seg.size} bytes`)
+  t.same(seg.records.filter((r) => r.roundStart).length, 1, 'fixture: one round')
   appendFileSync(seg.path, Buffer.alloc(64 * 1024)) // the preallocated zeros after the records
   const fd = openSync(seg.path, 'r+')
   writeSync(fd, Buffer.alloc(4096), 0, 4096, 4096) // one whole page of the round lost
+  closeSync(fd)
+  const k = seg.records.findIndex((r) => r.end > 4096)
+  const damaged = seg.records[k] as RecordLoc
+  const back = readBack(dir)
+  t.same(back.msgs, msgs.slice(0, k), 'the records before the lost page')
+  t.same(back.log.torn && { offset: back.log.torn.offset, reason: back.log.torn.reason }, { offset: damaged.offset, reason: 'checksum mismatch in the last round, whose later records are cut with it' })
+})
+
+t.test('preallocation: a page lost from a round that a later round follows is refused: that round was durable', async (t) => {
+  const dir = t.testdir()
+  const msgs = messages(0, 80, () => 120)
+  const writer = openWriter(dir, EMPTY_STATE)
+  await appendAll(writer, msgs.slice(0, 70))
+  await appendAll(writer, msgs.slice(70))
+  await writer.close()
+  const [seg] = layout(dir) as [SegLoc]
+  t.same(seg.records.flatMap((r, i) => (r.roundStart ? [i] : [])), [0, 70], 'fixture: two rounds')
+  t.ok(seg.records[70]!.offset > 8192, 'fixture: the second round starts after the page that is lost')
+  appendFileSync(seg.path, Buffer.alloc(64 * 1024)) // the preallocated zeros after the records
+  const fd = openSync(seg.path, 'r+')
+  writeSync(fd, Buffer.alloc(4096), 0, 4096, 4096)
   closeSync(fd)
   const damaged = seg.records.find((r) => r.end > 4096) as RecordLoc
   const nextValid = seg.records.find((r) => r.offset >= 8192) as RecordLoc
