@@ -9,8 +9,9 @@
 //   a round: the last round, torn by a crash that persisted its pages out of order. The tail is
 //   cut at the first bad record and the cut is reported.
 // - Any other defect is corruption: a bad record followed by a valid one of a later round (or, in
-//   format 1, by any valid one), any defect in a sealed segment, a bad header, a gap in LSNs. Recovery refuses, naming the file and offset; `repair`
-//   can cut the log there (the cut-off part is kept as *.broken).
+//   format 1, by any valid one), any defect in a sealed segment, a bad header, a gap in LSNs.
+//   Recovery refuses, naming the file and offset; `repair` can cut the log there (the cut-off part
+//   is kept as *.broken).
 // Every input lands in exactly one of: clean, torn tail (cut), corrupt (refuse).
 
 import { closeSync, fstatSync, openSync, readdirSync, readSync } from 'node:fs'
@@ -58,8 +59,8 @@ export interface SegmentScan {
 const ZEROS = Buffer.alloc(64 * 1024)
 
 /**
- * The payload length of the record whose length word is `word`, and whether it starts a round:
- * a length of -1 when the word is none a record can have (the mark is only in version 2).
+ * The payload length of the record whose length word is `word` (without its round mark, which only
+ * version 2 has), or -1 when no record has that word.
  */
 function lengthOf(word: number, rounds: boolean): number {
   const len = rounds && word >= ROUND_START ? word - ROUND_START : word

@@ -73,6 +73,8 @@ export const realIo: WalIo = {
 export const PREALLOCATE_BYTES_MAX = 256 * 1024
 const PREALLOCATE_BYTES_MIN = 64 * 1024
 let zeros: Buffer | null = null
+/** Segments this writer creates are in FORMAT_VERSION. */
+const NEW_SEGMENTS_MARK_ROUNDS = FORMAT_VERSION >= ROUND_MARKS_VERSION
 
 export interface WriterOptions {
   readonly dir: string
@@ -200,7 +202,7 @@ export class WalWriter {
       this.segmentPath = created.path
       this.size = SEGMENT_HEADER_BYTES
       this.capacity = SEGMENT_HEADER_BYTES
-      this.marksRounds = FORMAT_VERSION >= ROUND_MARKS_VERSION
+      this.marksRounds = NEW_SEGMENTS_MARK_ROUNDS
     } else {
       this.segmentPath = state.lastSegment.path
       this.fd = openSync(this.segmentPath, 'r+')
@@ -444,7 +446,7 @@ export class WalWriter {
     this.segmentPath = next.path
     this.size = SEGMENT_HEADER_BYTES
     this.capacity = SEGMENT_HEADER_BYTES
-    this.marksRounds = FORMAT_VERSION >= ROUND_MARKS_VERSION
+    this.marksRounds = NEW_SEGMENTS_MARK_ROUNDS
     this.extendBytes = PREALLOCATE_BYTES_MIN
     this.extendFailed = false
   }
