@@ -16,6 +16,7 @@
 //   checkout's build (`git worktree add /tmp/old <commit> && cd /tmp/old && npm ci && npm run build`).
 //   node=<flags> starts that server's node with these flags (comma-separated; `node=` for none)
 //   instead of SERVER_NODE_FLAGS, those `npm start` uses (bench/lib.mjs).
+//   Each build preloads its own store (with its own bench/lib.mjs), in the log format it reads.
 //   The preloaded store has this build's default shard count unless SHARDS says otherwise: give a
 //   build from before SHARDS=auto (a180e27 and earlier, default 2) SHARDS=2.
 //   Default 'THREADS=1;THREADS=2'.
@@ -32,6 +33,7 @@
 import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { DEFAULT_SHARDS, HOT_CHAT, SERVER_NODE_FLAGS, cpuSeconds, requireWrk, root, runWrk, spreadChats, startProcess, stopProcess, writeBenchStore, wrkPull, wrkScript, wrkSend } from './lib.mjs'
 
 const env = process.env
@@ -88,21 +90,25 @@ const dir = mkdtempSync(join(env.BENCH_DIR ?? tmpdir(), 'pullchat-compare-'))
 /** @type {import('node:child_process').ChildProcess[]} */
 const procs = []
 try {
-  // One store per shard count, copied for each server that uses it.
-  /** @type {Map<number, string>} */
+  // One store per build and shard count, copied for each server that uses it. Each build writes
+  // its own (its bench/lib.mjs, its dist): an earlier build cannot read a later log format.
+  /** @type {Map<string, string>} */
   const stores = new Map()
+  const storeKey = (/** @type {{ dir: string, shards: number }} */ s) => `${s.dir}\n${s.shards}`
   for (const s of servers) {
-    if (stores.has(s.shards)) continue
-    const d = join(dir, `store-${s.shards}`)
+    if (stores.has(storeKey(s))) continue
+    const d = join(dir, `store-${stores.size}`)
     mkdirSync(d)
-    console.log(`preloading ${messages} messages in ${chats} chats (+ the hot chat) for ${s.shards} shard(s)`)
-    await writeBenchStore(d, s.shards, { messages, chats })
-    stores.set(s.shards, d)
+    console.log(`preloading ${messages} messages in ${chats} chats (+ the hot chat) for ${s.shards} shard(s)${s.dir === root ? '' : ` with the build in ${s.dir}`}`)
+    /** @type {typeof writeBenchStore} */
+    const write = s.dir === root ? writeBenchStore : (await import(pathToFileURL(join(s.dir, 'bench', 'lib.mjs')).href)).writeBenchStore
+    await write(d, s.shards, { messages, chats })
+    stores.set(storeKey(s), d)
   }
   const running = []
   for (const [i, s] of servers.entries()) {
     const dataDir = join(dir, `server-${i}`)
-    cpSync(/** @type {string} */ (stores.get(s.shards)), dataDir, { recursive: true })
+    cpSync(/** @type {string} */ (stores.get(storeKey(s))), dataDir, { recursive: true })
     const p = await startProcess([...s.nodeFlags, join(s.dir, 'dist', 'cluster.js')], { PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info', ...s.settings })
     procs.push(p.proc)
     running.push({ ...s, port: p.port, pid: p.proc.pid })

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ConfigError, parseConfig } from './config.js'
 import { messageRecordChecker } from './store/index.js'
-import { DataDirError, META_FILE, lockDataDir, repairLog, shardDir } from './wal/index.js'
+import { DataDirError, META_FILE, WalLaterFormatError, lockDataDir, repairLog, shardDir } from './wal/index.js'
 
 function main(): number {
   let dataDir: string
@@ -53,6 +53,10 @@ function main(): number {
     }
     process.stdout.write(repaired === 0 ? `no corruption found in ${shards} shard logs under ${dataDir}\n` : `repaired; start the server to recover what remains\n`)
     return 0
+  } catch (err) {
+    if (!(err instanceof WalLaterFormatError)) throw err
+    process.stderr.write(`pullchat repair: ${err.message}\n`)
+    return 1
   } finally {
     lock.release()
   }

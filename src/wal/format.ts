@@ -34,6 +34,11 @@ export const FORMAT_VERSION = 2
 export const ROUND_MARKS_VERSION = 2
 /** In a record's length word: this record starts a round. */
 export const ROUND_START = 0x8000_0000
+/**
+ * In a header's refusal: a later pullchat wrote the segment. That is no damage, and nothing for
+ * `repair` to cut; the release that wrote it reads it.
+ */
+export const LATER_FORMAT = 'written by a later pullchat'
 export const SEGMENT_HEADER_BYTES = 32
 export const RECORD_HEADER_BYTES = 8
 export const RECORD_PAYLOAD_BYTES_MAX = 1024 * 1024 // 1 MiB: far above any valid message
@@ -74,7 +79,8 @@ export function decodeHeader(b: Uint8Array): SegmentHeader | string {
   if (!buf.subarray(0, 8).equals(SEGMENT_MAGIC)) return 'bad magic'
   if (buf.readUInt32LE(24) !== crc32(buf.subarray(0, 24))) return 'header checksum mismatch'
   const version = buf.readUInt16LE(8)
-  if (version !== 1 && version !== FORMAT_VERSION) return `unsupported format version ${version}`
+  if (version > FORMAT_VERSION) return `format version ${version}, ${LATER_FORMAT} (this one reads versions 1 to ${FORMAT_VERSION})`
+  if (version < 1) return `unsupported format version ${version}`
   // Bytes 28..31 are outside the checksum: reserved, written as zeros, so anything else is damage.
   if (buf.readUInt32LE(28) !== 0) return 'reserved header bytes 28..31 are not zero'
   return { version, shard: buf.readUInt16LE(10), firstLsn: Number(buf.readBigUInt64LE(16)) }

@@ -17,6 +17,7 @@
 import { closeSync, fstatSync, openSync, readdirSync, readSync } from 'node:fs'
 import { join } from 'node:path'
 import {
+  LATER_FORMAT,
   RECORD_HEADER_BYTES,
   RECORD_PAYLOAD_BYTES_MAX,
   ROUND_MARKS_VERSION,
@@ -176,7 +177,11 @@ export class WalCorruptError extends Error {
   readonly offset: number
   readonly reason: string
   constructor(file: string, offset: number, reason: string) {
-    super(`write-ahead log is corrupt: ${file} at offset ${offset}: ${reason}; run "npm run repair" to cut the log there (the rest is kept as *.broken)`)
+    super(
+      reason.includes(LATER_FORMAT)
+        ? `write-ahead log cannot be read by this release: ${file} at offset ${offset}: ${reason}; run the release that wrote it (this is no damage: do not run "npm run repair", which would cut the segment off)`
+        : `write-ahead log is corrupt: ${file} at offset ${offset}: ${reason}; run "npm run repair" to cut the log there (the rest is kept as *.broken)`,
+    )
     this.name = 'WalCorruptError'
     this.file = file
     this.offset = offset

@@ -2,8 +2,8 @@
 // the damaged segment is copied to `<name>.broken` before it is truncated, and every later
 // segment (whose records no longer follow on) is renamed to `<name>.broken`.
 
-import { closeSync, copyFileSync, existsSync, fsyncSync, ftruncateSync, openSync, readFileSync, renameSync } from 'node:fs'
-import { decodeHeader } from './format.js'
+import { closeSync, copyFileSync, existsSync, fsyncSync, ftruncateSync, openSync, readFileSync, readSync, renameSync } from 'node:fs'
+import { LATER_FORMAT, SEGMENT_HEADER_BYTES, decodeHeader } from './format.js'
 import { headerNeverWritten, listSegments, scanSegment } from './reader.js'
 import { syncDir, syncFile } from './sync.js'
 
@@ -14,6 +14,24 @@ export interface RepairAction {
   readonly offset?: number
   readonly brokenCopy: string
   readonly reason: string
+}
+
+/** A segment that a later pullchat wrote: no damage, and not this release's to cut. */
+export class WalLaterFormatError extends Error {
+  constructor(file: string, reason: string) {
+    super(`${file}: ${reason}; nothing was changed: run the repair of the release that wrote it`)
+    this.name = 'WalLaterFormatError'
+  }
+}
+
+function readHeader(path: string): Buffer {
+  const fd = openSync(path, 'r')
+  try {
+    const buf = Buffer.alloc(SEGMENT_HEADER_BYTES)
+    return buf.subarray(0, readSync(fd, buf, 0, SEGMENT_HEADER_BYTES, 0))
+  } finally {
+    closeSync(fd)
+  }
 }
 
 function brokenName(path: string): string {
@@ -29,6 +47,12 @@ function brokenName(path: string): string {
  */
 export function repairLog(dir: string, shard: number, check: (payload: Buffer) => string | null = () => null): RepairAction[] {
   const segments = listSegments(dir)
+  // Before anything is cut: a segment of a later format anywhere means this release must not
+  // touch the log (cutting an earlier segment would move it aside too).
+  for (const seg of segments) {
+    const header = decodeHeader(readHeader(seg.path))
+    if (typeof header === 'string' && header.includes(LATER_FORMAT)) throw new WalLaterFormatError(seg.path, header)
+  }
   const actions: RepairAction[] = []
   let expectLsn = 0
   for (let i = 0; i < segments.length; i++) {
