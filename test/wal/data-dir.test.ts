@@ -10,8 +10,8 @@ import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import { recoverStore } from '../../src/store/recover.js'
 import { ShardStore } from '../../src/store/shard-store.js'
-import { DataDirError, LOCK_FILE, META_FILE, crc32, lockDataDir, readShardCount, recordShardCount, processStartTime, repairLog, segmentName, shardDir } from '../../src/wal/index.js'
-import { appendAll, assertStore, layout, messages, openWriter, payloadOf, readBack, resumeState, writeLog, type RecordLoc, type SegLoc } from './helpers.js'
+import { DataDirError, LOCK_FILE, META_FILE, lockDataDir, readShardCount, recordShardCount, processStartTime, repairLog, segmentName, shardDir } from '../../src/wal/index.js'
+import { appendAll, assertStore, layout, messages, openWriter, payloadOf, readBack, resumeState, setFormatVersion, writeLog, type RecordLoc, type SegLoc } from './helpers.js'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 // Only PATH: no loader flags of the test runner, no configuration from the environment.
@@ -316,19 +316,11 @@ t.test('node dist/repair.js: repairs the corrupt shard, leaves the healthy one, 
   t.same(second, { status: 0, stdout: `no corruption found in 2 shard logs under ${dataDir}\n`, stderr: '' }, 'a second run finds nothing')
 })
 
-/** Rewrites a segment's header as a later release (format version 3) would have written it. */
-function laterFormat(path: string): void {
-  const buf = readFileSync(path)
-  buf.writeUInt16LE(3, 8)
-  buf.writeUInt32LE(crc32(buf.subarray(0, 24)), 24)
-  writeFileSync(path, buf)
-}
-
 t.test('repairLog: a segment a later release wrote is no damage: nothing is cut, even with damage in an earlier segment', async (t) => {
   const dir = t.testdir()
   const { segs } = await threeSegments(dir)
   damageSegment2(segs)
-  laterFormat((segs[2] as SegLoc).path)
+  setFormatVersion((segs[2] as SegLoc).path, 3)
   const before = snapshot(dir)
   t.throws(() => repairLog(dir, 0), { name: 'WalLaterFormatError', message: /written by a later pullchat.*nothing was changed/ })
   t.same(snapshot(dir), before, 'no file changed')
@@ -340,7 +332,7 @@ t.test('node dist/repair.js: a later release\'s log is left as it is, and said s
   recordShardCount(dataDir, 1)
   mkdirSync(shardDir(dataDir, 0))
   await writeLog(shardDir(dataDir, 0), messages(0, 5))
-  laterFormat(join(shardDir(dataDir, 0), segmentName(1)))
+  setFormatVersion(join(shardDir(dataDir, 0), segmentName(1)), 3)
   const before = snapshot(shardDir(dataDir, 0))
   const res = repairCli(dataDir)
   t.equal(res.status, 1, 'exit code 1')

@@ -3,7 +3,7 @@
 // the writer state a shard's host derives from a recovery.
 
 import assert from 'node:assert/strict'
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 export { resumeState } from '../../src/wal/index.js'
 import { decodeMessage, encodeMessage } from '../../src/store/message-record.js'
 import type { ShardStore } from '../../src/store/shard-store.js'
@@ -11,6 +11,7 @@ import {
   RECORD_HEADER_BYTES,
   ROUND_START,
   SEGMENT_HEADER_BYTES,
+  crc32,
   WalWriter,
   listSegments,
   readLog,
@@ -127,6 +128,29 @@ export function layout(dir: string): SegLoc[] {
     }
     return { path: seg.path, name: seg.name, firstLsn: seg.firstLsn, size: buf.length, records }
   })
+}
+
+/**
+ * Rewrites a segment's header with format `version` (its checksum recomputed). To 1, the records'
+ * round marks go too, as format 1 wrote them: a data directory from before the marks.
+ */
+export function setFormatVersion(path: string, version: number): void {
+  const buf = readFileSync(path)
+  buf.writeUInt16LE(version, 8)
+  buf.writeUInt32LE(crc32(buf.subarray(0, 24)), 24)
+  if (version === 1) {
+    for (let at = SEGMENT_HEADER_BYTES; at + RECORD_HEADER_BYTES <= buf.length; ) {
+      const word = buf.readUInt32LE(at)
+      if (word === 0) break
+      const len = word & ~ROUND_START
+      if (len !== word) {
+        buf.writeUInt32LE(len, at)
+        buf.writeUInt32LE(~buf.readUInt32LE(at + 4) >>> 0, at + 4)
+      }
+      at += RECORD_HEADER_BYTES + len
+    }
+  }
+  writeFileSync(path, buf)
 }
 
 export interface ReadBack {

@@ -18,7 +18,7 @@ import t, { type Test } from 'tap'
 import { holds as holdsProperty } from '../helpers/fast-check.js'
 import { recoverStore } from '../../src/store/recover.js'
 import { ShardStore } from '../../src/store/shard-store.js'
-import { SEGMENT_HEADER_BYTES, WalCorruptError, crc32, encodeHeader, listSegments, readSegments, segmentName, type RecoveredLog } from '../../src/wal/index.js'
+import { SEGMENT_HEADER_BYTES, WalCorruptError, encodeHeader, listSegments, readSegments, segmentName, type RecoveredLog } from '../../src/wal/index.js'
 import {
   appendAll,
   assertStore,
@@ -28,6 +28,7 @@ import {
   payloadOf,
   readBack,
   resumeState,
+  setFormatVersion,
   writeLog,
   type Msg,
   type RecordLoc,
@@ -61,27 +62,6 @@ function u32(n: number): Buffer {
   const b = Buffer.alloc(4)
   b.writeUInt32LE(n)
   return b
-}
-
-/**
- * Rewrites a segment as format 1 wrote it: version 1 in the header, no round marks (a data
- * directory from before them).
- */
-function toFormat1(path: string): void {
-  const buf = readFileSync(path)
-  buf.writeUInt16LE(1, 8)
-  buf.writeUInt32LE(crc32(buf.subarray(0, 24)), 24)
-  for (let at = SEGMENT_HEADER_BYTES; at + 8 <= buf.length; ) {
-    const word = buf.readUInt32LE(at)
-    if (word === 0) break
-    const len = word & 0x7fff_ffff
-    if (len !== word) {
-      buf.writeUInt32LE(len, at)
-      buf.writeUInt32LE(~buf.readUInt32LE(at + 4) >>> 0, at + 4)
-    }
-    at += 8 + len
-  }
-  writeFileSync(path, buf)
 }
 
 /** Every file in `dir` with its bytes: recovery must leave them all as they were. */
@@ -439,7 +419,7 @@ const cases: Case[] = [
     // A data directory from before the marks: read as it was, and appending goes on without them.
     name: 'format 1 (no round marks), clean: read whole, resumed in format 1',
     batchBytesMax: 1000,
-    mutate: (c) => toFormat1(c.lastSeg.path),
+    mutate: (c) => setFormatVersion(c.lastSeg.path, 1),
     expect: { kind: 'clean' },
   },
   {
@@ -447,7 +427,7 @@ const cases: Case[] = [
     batchBytesMax: 1000,
     mutate: (c) => {
       const r = c.rec(c.rounds.last + 1)
-      toFormat1(c.lastSeg.path)
+      setFormatVersion(c.lastSeg.path, 1)
       flipBit(r.path, r.end - 4, 1)
     },
     expect: { kind: 'refuse', at: (c) => recAt(c.rec(c.rounds.last + 1)), reason: /^checksum mismatch, followed by a valid record/ },
@@ -555,23 +535,13 @@ const cases: Case[] = [
     expect: { kind: 'refuse', at: (c) => headerAt(c.seg(1), 0), reason: /^reserved header bytes 28\.\.31 are not zero$/ },
   },
   {
-    name: 'an unsupported format version',
-    mutate: (c) => {
-      const h = encodeHeader(0, 1)
-      h.writeUInt16LE(3, 8)
-      h.writeUInt32LE(crc32(h.subarray(0, 24)), 24)
-      writeAt(c.lastSeg.path, 0, h)
-    },
+    name: 'a later format version',
+    mutate: (c) => setFormatVersion(c.lastSeg.path, 3),
     expect: { kind: 'refuse', at: (c) => headerAt(c.lastSeg, 0), reason: /^format version 3, written by a later pullchat \(this one reads versions 1 to 2\)$/ },
   },
   {
     name: 'format version 0',
-    mutate: (c) => {
-      const h = encodeHeader(0, 1)
-      h.writeUInt16LE(0, 8)
-      h.writeUInt32LE(crc32(h.subarray(0, 24)), 24)
-      writeAt(c.lastSeg.path, 0, h)
-    },
+    mutate: (c) => setFormatVersion(c.lastSeg.path, 0),
     expect: { kind: 'refuse', at: (c) => headerAt(c.lastSeg, 0), reason: /^unsupported format version 0$/ },
   },
   {

@@ -3,7 +3,7 @@
 // (the round fails, the file is cut back, writes resume), a failed fdatasync (fatal, never
 // retried), backpressure; and what a shard answers when its log cannot take a message.
 
-import { appendFileSync, closeSync, openSync, readFileSync, readdirSync, statSync, writeFileSync, writeSync } from 'node:fs'
+import { appendFileSync, closeSync, openSync, readFileSync, readdirSync, statSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { Errors } from '../../src/errors.js'
@@ -29,7 +29,7 @@ import {
   segmentName,
   type WalIo,
 } from '../../src/wal/index.js'
-import { EMPTY_STATE, appendAll, layout, messages, openWriter, payloadOf, readBack, writeLog, type Msg, type RecordLoc, type SegLoc } from './helpers.js'
+import { EMPTY_STATE, appendAll, layout, messages, openWriter, payloadOf, readBack, setFormatVersion, writeLog, type Msg, type RecordLoc, type SegLoc } from './helpers.js'
 
 // ---------------------------------------------------------------------------------------------
 // The shim: counts calls, holds fdatasyncs, injects failures
@@ -256,16 +256,8 @@ t.test('a segment of format 1 is resumed without round marks; the segment after 
   const size = recordBytes(msgs.slice(0, 1))
   const opts = { segmentBytes: SEGMENT_HEADER_BYTES + 6 * size, batchBytesMax: 1 }
   await writeLog(dir, msgs.slice(0, 2), opts)
-  // Make it what format 1 wrote: version 1, no marks.
-  const path = join(dir, segmentName(1))
-  const buf = readFileSync(path)
-  buf.writeUInt16LE(1, 8)
-  buf.writeUInt32LE(crc32(buf.subarray(0, 24)), 24)
-  for (const r of (layout(dir)[0] as SegLoc).records) {
-    buf.writeUInt32LE(buf.readUInt32LE(r.offset) & 0x7fff_ffff, r.offset)
-    buf.writeUInt32LE(~buf.readUInt32LE(r.offset + 4) >>> 0, r.offset + 4)
-  }
-  writeFileSync(path, buf)
+  setFormatVersion(join(dir, segmentName(1)), 1) // what format 1 wrote: version 1, no marks
+  t.same((layout(dir)[0] as SegLoc).records.map((r) => r.roundStart), [false, false], 'fixture: no marks')
   const back = readBack(dir)
   t.same(back.msgs, msgs.slice(0, 2), 'format 1 read back')
   const writer = openWriter(dir, resumeState(back.log), opts)
