@@ -36,7 +36,7 @@ import assert from 'node:assert'
 import { copyBytes } from '../bytes.js'
 import { Errors, PullchatError } from '../errors.js'
 import { Arena, ORDER_CHUNK, orderFor } from './arena.js'
-import { CHAT_KEY, jsonKeeps, messageJson, recordPrefix } from './message-record.js'
+import { CHAT_KEY, QUOTE, jsonKeeps, messageJson, recordPrefix } from './message-record.js'
 
 /** Messages one chat holds at most (33.5M). */
 export const CHAT_MESSAGES_MAX = 2 ** 25
@@ -117,8 +117,6 @@ function closePage(out: Buffer, bytes: number): Buffer {
   out[bytes - 1] = CLOSE_BRACKET
   return out.length === bytes ? out : out.subarray(0, bytes)
 }
-
-const QUOTE = 0x22 // "
 
 /**
  * Whether the extent at `slot`/`hp`, a chat's first, is chat `chat`'s, read from the bytes of its
@@ -752,5 +750,4 @@ export class ChatLog {
     this.place(bytes)
     moveMessages(this.arena, oldSlot, oldHp, u[(oldHp >> 2) + H_DROPPED] as number, u[(oldHp >> 2) + H_COUNT] as number, this.slot, this.hp)
   }
-
 }

@@ -166,7 +166,7 @@ export function readStoredMessage(payload: Buffer): StoredMessage | null {
 
 /** What every message's JSON starts with, before its chat's id as a JSON string. */
 export const CHAT_KEY = Buffer.from('{"chat":')
-const QUOTE = 0x22 // "
+export const QUOTE = 0x22 // "
 const BACKSLASH = 0x5c
 
 /** Whether JSON.stringify writes the character (below 0x80) or UTF-8 byte `c` as it is, unescaped. */

@@ -132,20 +132,9 @@ export class ShardStore implements ExtentOwner {
     for (let i = 0; i < n; i++) sum += rows[(((ahead[i] as number) & mask) * ROW) + 1] as number
     for (let i = 0; i < n; i++) {
       // The first row with the chat's hash: the pull itself checks that it is the chat's.
-      const h = ahead[i] as number
-      let slot = -1
-      let hp = 0
-      for (let j = h & mask; ; j = (j + 1) & mask) {
-        const r = j * ROW
-        if (rows[r + 1] === 0) break
-        if (rows[r] === h) {
-          slot = rows[r + 2] as number
-          hp = rows[r + 3] as number
-          break
-        }
-      }
-      aheadSlots[i] = slot
-      aheadHps[i] = hp
+      const r = this.probe(ahead[i] as number, null, false)
+      aheadSlots[i] = r < 0 ? -1 : (rows[r + 2] as number)
+      aheadHps[i] = r < 0 ? 0 : (rows[r + 3] as number)
     }
     return sum + prefetchExtents(this.arena, aheadSlots, aheadHps, n)
   }
@@ -188,7 +177,11 @@ export class ShardStore implements ExtentOwner {
    * that is a load or two fewer, on memory pages of their own.
    */
   private rowOf(chat: string, fromExtent = false): number {
-    const h = chatHash(chat)
+    return this.probe(chatHash(chat), chat, fromExtent)
+  }
+
+  /** rowOf for a chat whose hash is `h`; with `chat` null, the first row with that hash, unconfirmed (prefetch). */
+  private probe(h: number, chat: string | null, fromExtent: boolean): number {
     const rows = this.rows
     const mask = this.mask
     for (let i = h & mask; ; i = (i + 1) & mask) {
@@ -196,6 +189,7 @@ export class ShardStore implements ExtentOwner {
       const no = rows[r + 1] as number
       if (no === 0) return -1
       if (rows[r] !== h) continue
+      if (chat === null) return r
       if (fromExtent) {
         const slot = rows[r + 2] as number
         const is = slot < 0 ? -1 : extentIsChat(this.arena, slot, rows[r + 3] as number, chat)

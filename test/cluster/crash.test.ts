@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { segmentName, shardDir } from '../../src/wal/index.js'
 import { exited, spawnServer } from '../helpers/process.js'
+import { layout, type RecordLoc, type SegLoc } from '../wal/helpers.js'
 import { request } from '../helpers/server.js'
 
 const ROUNDS = Number(process.env.CRASH_ROUNDS ?? 3)
@@ -134,18 +135,8 @@ t.test('a power cut that tore the last round out of order: the round is cut, the
   const send = (port: number, text: string) =>
     request(port, '/api/send', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ chat: 'alice:bob', text, sender: 'alice' }) })
   const segment = join(shardDir(dataDir, 0), segmentName(1))
-  // Where the records and rounds are (format 2: the top bit of a length word starts a round).
-  const layoutOf = (bytes: Buffer) => {
-    const records: { offset: number; end: number; roundStart: boolean }[] = []
-    for (let at = 32; at + 8 <= bytes.length; ) {
-      const word = bytes.readUInt32LE(at)
-      if (word === 0) break
-      const end = at + 8 + (word & 0x7fff_ffff)
-      records.push({ offset: at, end, roundStart: word >= 0x8000_0000 })
-      at = end
-    }
-    return records
-  }
+  // Where the records and rounds are (format 2: each round's first record is marked).
+  const recordsNow = () => (layout(shardDir(dataDir, 0))[0] as SegLoc).records
   const first = await spawnServer(t, ['--shards', '1'], { dataDir })
   let sent = 0
   for (const text of ['one', 'two']) {
@@ -158,20 +149,20 @@ t.test('a power cut that tore the last round out of order: the round is cut, the
     const res = await Promise.all(Array.from({ length: 6 }, (_, i) => send(first.port, `b${burst}.${i}`)))
     t.ok(res.every((r) => r.status === 200), `burst ${burst} acknowledged`)
     sent += res.length
-    const records = layoutOf(readFileSync(segment))
+    const records = recordsNow()
     if (records.length - records.findLastIndex((r) => r.roundStart) >= 2) break
   }
   first.proc.kill('SIGTERM')
   t.equal(await exited(first.proc), 0, 'stopped')
 
   const clean = readFileSync(segment)
-  const records = layoutOf(clean)
+  const records = recordsNow()
   t.equal(records.length, sent, 'every acknowledged send is a record')
   const last = records.findLastIndex((r) => r.roundStart)
   t.ok(last >= 1 && last <= records.length - 2, `the last round holds ${records.length - last} records`)
 
   const torn = Buffer.from(clean)
-  torn.fill(0, (records[last] as (typeof records)[number]).offset, (records[last] as (typeof records)[number]).end)
+  torn.fill(0, (records[last] as RecordLoc).offset, (records[last] as RecordLoc).end)
   writeFileSync(segment, torn)
   const second = await spawnServer(t, ['--shards', '1'], { dataDir })
   t.match(second.output(), /"msg":"cut a torn tail off the log".*"reason":"zero-length record in the last round/, 'the cut is logged')
@@ -183,8 +174,8 @@ t.test('a power cut that tore the last round out of order: the round is cut, the
   // The bytes as they were before the cut, with the record before the last round zeroed instead:
   // the last round's first record follows it, so that damage was acknowledged data.
   const earlier = Buffer.from(clean)
-  const victim = records[last - 1] as (typeof records)[number]
+  const victim = records[last - 1] as RecordLoc
   earlier.fill(0, victim.offset, victim.end)
-  writeFileSync(segment, earlier.subarray(0, (records.at(-1) as (typeof records)[number]).end))
+  writeFileSync(segment, earlier.subarray(0, (records.at(-1) as RecordLoc).end))
   await t.rejects(spawnServer(t, ['--shards', '1'], { dataDir }), { message: new RegExp(`corrupt log.*offset ${victim.offset}: zero-length record, followed by a valid record[^]*"exitCode":65`) }, 'refuses to start, exit 65')
 })
