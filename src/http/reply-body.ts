@@ -52,15 +52,34 @@ export function pullBody(messages: Uint8Array, hasMore: boolean, nextCursor: num
 
 /** `{"chat":"<chat>","send_time":..}`. A view valid until the next reply body is built. */
 export function sendBody(chat: string, sendTime: number): Buffer {
-  const chatJson = JSON.stringify(chat)
-  // A JSON string of UTF-16 units takes at most 3 bytes per unit in UTF-8.
-  const out = room(SEND_HEAD.length + chatJson.length * 3 + SEND_TIME.length + UINT_DIGITS_MAX + 1)
+  // The id's JSON is at most 6 bytes per UTF-16 unit (`\u001f`) plus its quotes.
+  const out = room(SEND_HEAD.length + chat.length * 6 + 2 + SEND_TIME.length + UINT_DIGITS_MAX + 1)
   out.set(SEND_HEAD, 0)
-  let at = SEND_HEAD.length
-  at += out.write(chatJson, at)
+  let at = writeJsonString(out, SEND_HEAD.length, chat)
   out.set(SEND_TIME, at)
   at += SEND_TIME.length
   at = writeUint(out, at, sendTime)
   out[at++] = CLOSE_BRACE
   return out.subarray(0, at)
+}
+
+const QUOTE = 0x22 // "
+const BACKSLASH = 0x5c
+
+/**
+ * Writes `s` as a JSON string, quotes included, at `at`; returns where it ends. Printable ASCII
+ * without a quote or a backslash (nearly every chat id) is written unit by unit; anything else as
+ * JSON.stringify spells it. Why not JSON.stringify and Buffer.write every time: a new string and a
+ * call into C++ per send, ~2.5% of the thread's CPU under sends (docs/performance.md).
+ */
+function writeJsonString(out: Buffer, at: number, s: string): number {
+  const n = s.length
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i)
+    if (c < 0x20 || c > 0x7e || c === QUOTE || c === BACKSLASH) return at + out.write(JSON.stringify(s), at)
+  }
+  out[at++] = QUOTE
+  for (let i = 0; i < n; i++) out[at++] = s.charCodeAt(i)
+  out[at++] = QUOTE
+  return at
 }

@@ -41,5 +41,12 @@ t.test('pullBody is the page object as JSON', async (t) => {
 t.test('sendBody is the send reply as JSON, whatever the chat id holds', async (t) => {
   await holds(t, fc.property(fc.string({ unit: 'grapheme', maxLength: 40 }), fc.maxSafeNat(), (chat, sendTime) =>
     sendBody(chat, sendTime).toString() === JSON.stringify({ chat, send_time: sendTime })))
+  // ASCII, where printable ids are written unit by unit: the quote, the backslash, control
+  // characters and DEL must still come out as JSON.stringify spells them.
+  await holds(t, fc.property(fc.string({ unit: fc.integer({ min: 0, max: 0x7f }).map((c) => String.fromCharCode(c)), maxLength: 40 }), fc.maxSafeNat(), (chat, sendTime) =>
+    sendBody(chat, sendTime).toString() === JSON.stringify({ chat, send_time: sendTime })))
   t.equal(sendBody('alice:bob', 1).toString(), '{"chat":"alice:bob","send_time":1}')
+  for (const chat of ['a"b', 'a\\b', 'a\u0000b', 'tab\there', '~', '\u007f', 'café', '😀', '\ud800']) {
+    t.equal(sendBody(chat, 2).toString(), JSON.stringify({ chat, send_time: 2 }), JSON.stringify(chat))
+  }
 })
