@@ -44,6 +44,9 @@ const H_CONTENT_TYPE = bytes('content-type')
 const H_CONTENT_LENGTH = bytes('content-length')
 const H_TRANSFER_ENCODING = bytes('transfer-encoding')
 
+// uWS's route registrations by HTTP method.
+const UWS_METHODS: Readonly<Record<string, 'get' | 'head' | 'post'>> = { GET: 'get', HEAD: 'head', POST: 'post' }
+
 const STATUS_LINES = new Map<number, Uint8Array>()
 function statusLine(status: number): Uint8Array {
   let line = STATUS_LINES.get(status)
@@ -107,15 +110,7 @@ export function createAdapter(
     }
   }
 
-  app.any('/*', (res, req) => {
-    const startedAt = performance.now()
-    const path = req.getUrl()
-    const method = req.getCaseSensitiveMethod()
-    const route = routes.get(path)
-    if (route === undefined) {
-      answerNow(res, 'unknown', method, startedAt, errorReply(new PullchatError(Errors.NOT_FOUND, `no route for ${path}`)), false)
-      return
-    }
+  const serve = (res: uWS.HttpResponse, req: uWS.HttpRequest, path: string, method: string, route: Route, startedAt: number): void => {
     if (route.methods[method] === undefined) {
       const allow = Object.keys(route.methods).join(', ')
       answerNow(res, path, method, startedAt, errorReply(new PullchatError(Errors.METHOD_NOT_ALLOWED, `${method} is not allowed on ${path}; use ${allow}`), { Allow: allow }), false)
@@ -164,7 +159,7 @@ export function createAdapter(
     const expected = contentLength === '' ? 0 : Number(contentLength)
     let body: Buffer | null = null
     let received = 0
-    const chunks: Buffer[] = []
+    let chunks: Buffer[] | null = null // only for a body that comes in pieces Content-Length did not announce
     res.onData((chunk, isLast) => {
       if (state.answered || state.aborted) return
       if (received + chunk.byteLength > config.bodyBytesMax) {
@@ -183,6 +178,7 @@ export function createAdapter(
       if (body !== null && received + bytes.length <= body.length) body.set(bytes, received)
       else {
         // Chunked, or more bytes than Content-Length said: collect copies.
+        chunks ??= []
         if (body !== null) {
           chunks.push(body.subarray(0, received))
           body = null
@@ -191,9 +187,34 @@ export function createAdapter(
       }
       received += bytes.length
       if (!isLast) return
-      const full = body !== null ? body.subarray(0, received) : Buffer.concat(chunks)
+      const full = body !== null ? body.subarray(0, received) : Buffer.concat(chunks ?? [])
       dispatch(res, state, route, { method, path, query, contentType, body: full })
     })
+  }
+
+  // Each known route and method has a uWS route of its own, so that uWS's router, not JavaScript,
+  // picks the handler, and a request needs no strings for its path and method (getUrl and
+  // getCaseSensitiveMethod each make one): ~1-2% of a send's CPU (docs/performance.md). Everything
+  // else falls through to `any`, for its 404 or 405.
+  for (const [path, route] of routes) {
+    for (const method of Object.keys(route.methods)) {
+      const register = UWS_METHODS[method]
+      if (register === undefined) throw new Error(`no uWS route for method ${method}`)
+      app[register](path, (res, req) => serve(res, req, path, method, route, performance.now()))
+    }
+  }
+
+  app.any('/*', (res, req) => {
+    const startedAt = performance.now()
+    const path = req.getUrl()
+    const method = req.getCaseSensitiveMethod()
+    const route = routes.get(path)
+    if (route === undefined) {
+      answerNow(res, 'unknown', method, startedAt, errorReply(new PullchatError(Errors.NOT_FOUND, `no route for ${path}`)), false)
+      return
+    }
+    // A known path gets here only with a method it does not serve: 405.
+    serve(res, req, path, method, route, startedAt)
   })
 
   return {
