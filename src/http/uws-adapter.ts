@@ -57,12 +57,17 @@ function statusLine(status: number): Uint8Array {
   return line
 }
 
-function writeReply(res: uWS.HttpResponse, reply: Reply, close: boolean): void {
+function writeReply(res: uWS.HttpResponse, method: string, reply: Reply, close: boolean): void {
   // uWS writes "200 OK" itself before the first header: one call fewer for nearly every reply.
   if (reply.status !== 200) res.writeStatus(statusLine(reply.status))
   res.writeHeader(CONTENT_TYPE, reply.contentType ?? JSON_TYPE)
   if (reply.headers !== undefined) for (const [k, v] of Object.entries(reply.headers)) res.writeHeader(k, v)
-  res.end(reply.body, close)
+  // A reply to HEAD has no body: uWS's end() would send it, and a client would read it as the
+  // start of its next reply. It has no Content-Length either (which HTTP allows): this uWS build
+  // does not finish a response ended with endWithoutBody(length) (uNetworking/uWebSockets#1855).
+  // One that must close its connection (draining) ends with end(), which says Content-Length: 0.
+  if (method === 'HEAD' && !close) res.endWithoutBody()
+  else res.end(method === 'HEAD' ? undefined : reply.body, close)
 }
 
 /** Called once per answered request; `route` is a known route path or "unknown". */
@@ -83,15 +88,15 @@ export function createAdapter(
     if (state.aborted || state.answered) return
     state.answered = true
     inflight--
-    if (state.inHandler) writeReply(res, reply, close || draining)
-    else res.cork(() => writeReply(res, reply, close || draining))
+    if (state.inHandler) writeReply(res, state.method, reply, close || draining)
+    else res.cork(() => writeReply(res, state.method, reply, close || draining))
     observe(state.route, state.method, reply.status, (performance.now() - state.startedAt) / 1000)
   }
 
   // Replies, from the route handler, to a request that is not read further (routing errors, 413,
   // draining).
   const answerNow = (res: uWS.HttpResponse, route: string, method: string, startedAt: number, reply: Reply, close: boolean): void => {
-    writeReply(res, reply, close || draining)
+    writeReply(res, method, reply, close || draining)
     observe(route, method, reply.status, (performance.now() - startedAt) / 1000)
   }
 

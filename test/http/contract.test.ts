@@ -51,6 +51,22 @@ t.test('contract', async (t) => {
     t.same(res.json, { message: 'pong' })
   })
 
+  t.test('HEAD answers with headers only, so that the connection can carry the next request', async (t) => {
+    const socket = connect(port, '127.0.0.1')
+    await once(socket, 'connect')
+    let answer = ''
+    socket.on('data', (d: Buffer) => (answer += d.toString()))
+    socket.write('HEAD /ping HTTP/1.1\r\nHost: x\r\n\r\nGET /ping HTTP/1.1\r\nHost: x\r\n\r\n')
+    for (let i = 0; i < 50 && !answer.endsWith('{"message":"pong"}'); i++) await new Promise((r) => setTimeout(r, 20))
+    socket.destroy()
+    const replies = answer.split(/(?=HTTP\/1\.1 )/)
+    t.equal(replies.length, 2, 'two replies')
+    t.match(replies[0], /^HTTP\/1.1 200 OK\r\n/, 'HEAD: 200')
+    t.notMatch(replies[0], /\r\nContent-Length: (?!18\r\n)/i, "HEAD: no Content-Length but the GET reply's")
+    t.ok(replies[0]?.endsWith('\r\n\r\n'), 'HEAD: no body')
+    t.match(replies[1], /^HTTP\/1.1 200 OK\r\n[^]*\r\n\r\n\{"message":"pong"\}$/, 'GET after it: the whole reply')
+  })
+
   t.test('send through every input form, pull through every input form', async (t) => {
     const a = uniq('a')
     const b = uniq('b')
