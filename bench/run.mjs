@@ -3,12 +3,21 @@
 // and then pullchat (node dist/cluster.js, default settings: durable sends, FSYNC=always, fresh
 // data directory) under the same load, side by side in one run, with the ratio to the ceiling.
 //
+// Both servers are up together, and each is measured twice, in the order ceiling, pullchat,
+// pullchat, ceiling, for half the duration each time: this machine's speed drifts within a
+// minute, and a ratio of two measurements taken one after the other took the drift with it (one
+// quick run had sends at 0.45 of a ceiling measured 10 s before them, with pullchat's CPU per
+// send 14% above the other runs'). In that order a steady drift weighs on both sides alike.
+// Rates are the mean of the two halves; latencies the worse half's; errors the sum. Each half is
+// in the results (`halves`). BENCH_ORDER=sequential measures each once, ceiling first, as before.
+//
 //   npm run bench          quick: 5 s per measurement, smaller preloads (under 2 minutes)
 //   npm run bench:full     15 s per measurement, 1M messages preloaded in 100k chats
 //
 // Settings (env): BENCH_CONNECTIONS (64), BENCH_DURATION (s), BENCH_PIPELINING (1),
 // BENCH_WORKERS (autocannon worker threads, 2), BENCH_GENERATOR (autocannon | wrk),
-// BENCH_SCENARIOS (comma list of names), BENCH_SHARDS / BENCH_THREADS (pullchat's SHARDS and THREADS).
+// BENCH_SCENARIOS (comma list of names), BENCH_SHARDS / BENCH_THREADS (pullchat's SHARDS and THREADS),
+// BENCH_ORDER (abba | sequential).
 // Results: bench/results/latest-<mode>.json, and bench/results/chart-<mode>.svg; with BENCH_OUT=<path>,
 // <path>.json and <path>.svg.
 
@@ -32,7 +41,11 @@ const S = {
   threads: env.BENCH_THREADS,
   preloadMessages: full ? 1_000_000 : 200_000,
   preloadChats: full ? 100_000 : 20_000,
+  order: env.BENCH_ORDER ?? 'abba',
 }
+if (S.order !== 'abba' && S.order !== 'sequential') throw new Error(`BENCH_ORDER must be abba or sequential, not ${S.order}`)
+// wrk takes whole seconds.
+const halfSeconds = Math.max(1, Math.round(S.duration / 2))
 
 // ---------------------------------------------------------------------------------------------
 // Scenarios: the same request list goes to the ceiling and to pullchat.
@@ -86,8 +99,8 @@ const selected = only ? scenarios.filter((s) => only.includes(s.name)) : scenari
 // ---------------------------------------------------------------------------------------------
 // Load
 
-/** @param {number} port @param {Scenario} sc */
-async function loadAutocannon(port, sc) {
+/** @param {number} port @param {Scenario} sc @param {number} seconds @param {number | undefined} amount */
+async function loadAutocannon(port, sc, seconds, amount) {
   const cpu0 = process.cpuUsage()
   const t0 = performance.now()
   // Many distinct requests are generated in the workers (bench/ac-setup.cjs), not shipped to them.
@@ -98,7 +111,7 @@ async function loadAutocannon(port, sc) {
     connections: sc.connections ?? S.connections,
     pipelining: S.pipelining,
     workers: S.workers > 1 ? S.workers : undefined,
-    ...(sc.amount ? { amount: sc.amount } : { duration: S.duration }),
+    ...(amount ? { amount } : { duration: seconds }),
     requests,
   })
   const wall = (performance.now() - t0) / 1000
@@ -119,8 +132,8 @@ async function loadAutocannon(port, sc) {
   }
 }
 
-/** @param {number} port @param {Scenario} sc */
-function loadWrk(port, sc) {
+/** @param {number} port @param {Scenario} sc @param {number} seconds */
+function loadWrk(port, sc, seconds) {
   const dir = mkdtempSync(join(tmpdir(), 'pullchat-wrk-'))
   const script = join(dir, 'reqs.lua')
   const reqs = sc.requests.map((r) => `wrk.format(${JSON.stringify(r.method)}, ${JSON.stringify(r.path)}, ${JSON.stringify(r.headers ?? {}).replace(/"([^"]+)":/g, '["$1"]=')}, ${r.body ? JSON.stringify(r.body) : 'nil'})`)
@@ -128,38 +141,67 @@ function loadWrk(port, sc) {
   const conns = sc.connections ?? S.connections
   const t0 = performance.now()
   const cpu0 = childrenCpuSeconds()
-  const { reqPerSec: rps, summary } = runWrk(port, script, { connections: conns, seconds: S.duration, latency: true })
+  const { reqPerSec: rps, summary } = runWrk(port, script, { connections: conns, seconds, latency: true })
   const wall = (performance.now() - t0) / 1000
   const generatorCpuCores = +((childrenCpuSeconds() - cpu0) / wall).toFixed(2)
   if (env.BENCH_KEEP_SCRIPTS) console.log(`wrk script kept: ${script}`)
   else rmSync(dir, { recursive: true, force: true })
   const j = summary ?? /** @type {Partial<NonNullable<typeof summary>>} */ ({})
-  return { reqPerSec: Math.round(rps), latencyMsP50: j.p50, latencyMsP99: j.p99, latencyMsP999: j.p999, errors: j.errors, timeouts: 0, non2xx: j.non2xx, requests: Math.round(rps * S.duration), generatorCpuCores, seconds: +wall.toFixed(2) }
+  return { reqPerSec: Math.round(rps), latencyMsP50: j.p50, latencyMsP99: j.p99, latencyMsP999: j.p999, errors: j.errors, timeouts: 0, non2xx: j.non2xx, requests: Math.round(rps * seconds), generatorCpuCores, seconds: +wall.toFixed(2) }
 }
 
-/** @param {number} port @param {Scenario} sc @param {number | undefined} pid */
-async function measure(port, sc, pid) {
+/** One measurement of `part` (1: the whole duration, 0.5: a half). @param {number} port @param {Scenario} sc @param {number | undefined} pid @param {number} part */
+async function measure(port, sc, pid, part) {
   const c0 = cpuSeconds(pid)
-  const r = S.generator === 'wrk' ? loadWrk(port, sc) : await loadAutocannon(port, sc)
+  const seconds = part === 1 ? S.duration : halfSeconds
+  const amount = sc.amount === undefined ? undefined : Math.round(sc.amount * part)
+  const r = S.generator === 'wrk' ? loadWrk(port, sc, seconds) : await loadAutocannon(port, sc, seconds, amount)
   return { ...r, serverCpuCores: +((cpuSeconds(pid) - c0) / r.seconds).toFixed(2) }
+}
+
+/** @typedef {Awaited<ReturnType<typeof measure>>} Measurement */
+
+/** Two halves as one measurement: mean rates, the worse latencies, summed counts; the halves kept. @param {Measurement} a @param {Measurement} b */
+function joinHalves(a, b) {
+  const mean = (/** @type {number} */ x, /** @type {number} */ y) => +((x + y) / 2).toFixed(2)
+  const worse = (/** @type {number | null | undefined} */ x, /** @type {number | null | undefined} */ y) => (x == null || y == null ? (x ?? y) : Math.max(x, y))
+  return {
+    reqPerSec: Math.round((a.reqPerSec + b.reqPerSec) / 2),
+    latencyMsP50: worse(a.latencyMsP50, b.latencyMsP50),
+    latencyMsP99: worse(a.latencyMsP99, b.latencyMsP99),
+    latencyMsP999: worse(a.latencyMsP999, b.latencyMsP999),
+    errors: (a.errors ?? 0) + (b.errors ?? 0),
+    timeouts: (a.timeouts ?? 0) + (b.timeouts ?? 0),
+    non2xx: (a.non2xx ?? 0) + (b.non2xx ?? 0),
+    requests: a.requests + b.requests,
+    generatorCpuCores: mean(a.generatorCpuCores, b.generatorCpuCores),
+    seconds: +(a.seconds + b.seconds).toFixed(2),
+    serverCpuCores: mean(a.serverCpuCores, b.serverCpuCores),
+    halves: [a, b],
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
 
 const results = []
 console.log(`pullchat bench (${mode}): ${cpus().length} cores (${cpus()[0]?.model}), load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`)
-console.log(`generator ${S.generator}${S.generator === 'autocannon' ? ` (${S.workers} workers)` : ''}, ${S.connections} connections, pipelining ${S.pipelining}, ${S.duration} s per measurement`)
+console.log(`generator ${S.generator}${S.generator === 'autocannon' ? ` (${S.workers} workers)` : ''}, ${S.connections} connections, pipelining ${S.pipelining}, ${S.order === 'abba' ? `each server measured twice for ${halfSeconds} s (ceiling, pullchat, pullchat, ceiling)` : `${S.duration} s per measurement`}`)
 for (const sc of selected) {
   const ceiling = await startProcess(['bench/ceiling.mjs', '0'], {})
-  const c = await measure(ceiling.port, sc, ceiling.proc.pid)
-  await stopProcess(ceiling.proc)
-
+  /** @type {Measurement} */
+  let c = await measure(ceiling.port, sc, ceiling.proc.pid, S.order === 'abba' ? 0.5 : 1)
   const dataDir = mkdtempSync(join(env.BENCH_DIR ?? tmpdir(), 'pullchat-bench-'))
   const shards = Number(S.shards ?? DEFAULT_SHARDS)
   if (sc.name.startsWith('pull') || sc.name.startsWith('mixed') || sc.name.startsWith('many')) await writeBenchStore(dataDir, shards, { messages: S.preloadMessages, chats: S.preloadChats })
   const serverEnv = { PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn', ...(S.shards ? { SHARDS: S.shards } : {}), ...(S.threads ? { THREADS: S.threads } : {}) }
   const server = await startProcess([...SERVER_NODE_FLAGS, 'dist/cluster.js'], { ...serverEnv, LOG_LEVEL: 'info' })
-  const p = await measure(server.port, sc, server.proc.pid)
+  /** @type {Measurement} */
+  let p = await measure(server.port, sc, server.proc.pid, S.order === 'abba' ? 0.5 : 1)
+  if (S.order === 'abba') {
+    p = joinHalves(p, await measure(server.port, sc, server.proc.pid, 0.5))
+    c = joinHalves(c, await measure(ceiling.port, sc, ceiling.proc.pid, 0.5))
+  }
+  await stopProcess(ceiling.proc)
   // What the server says it answered, by status: explains any non-2xx the generator saw.
   const metricsText = await fetch(`http://127.0.0.1:${server.port}/metrics`).then((r) => r.text()).catch(() => '')
   /** @type {Record<string, number>} */
@@ -184,7 +226,7 @@ for (const sc of selected) {
 
   const row = { scenario: sc.name, what: sc.what, ceiling: c, pullchat: p, ratio: +(p.reqPerSec / c.reqPerSec).toFixed(3) }
   results.push(row)
-  const fmt = (/** @type {typeof p} */ r) => `${String(r.reqPerSec).padStart(7)} req/s  p50 ${r.latencyMsP50} ms  p99 ${r.latencyMsP99} ms  p99.9 ${r.latencyMsP999} ms  err ${r.errors}  non2xx ${r.non2xx}  cpu server ${r.serverCpuCores} gen ${r.generatorCpuCores}`
+  const fmt = (/** @type {Measurement} */ r) => `${String(r.reqPerSec).padStart(7)} req/s  p50 ${r.latencyMsP50} ms  p99 ${r.latencyMsP99} ms  p99.9 ${r.latencyMsP999} ms  err ${r.errors}  non2xx ${r.non2xx}  cpu server ${r.serverCpuCores} gen ${r.generatorCpuCores}`
   console.log(`\n${sc.name}: ${sc.what}`)
   console.log(`  ceiling   ${fmt(c)}`)
   console.log(`  pullchat  ${fmt(p)}`)
