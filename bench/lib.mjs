@@ -73,9 +73,40 @@ export function cpuSeconds(/** @type {number | undefined} */ pid) {
 
 const WRK_CHUNK = 10_000
 
+/** Percentiles at which wrk summaries report latency (`q`): every 1 to 90, then finer to 99.99. */
+export const LATENCY_GRID = [
+  ...Array.from({ length: 90 }, (_, i) => i + 1),
+  ...Array.from({ length: 199 }, (_, i) => +(90.05 + i * 0.05).toFixed(2)),
+  99.99,
+]
+
+/**
+ * The `p`th percentile of two loads' latencies together, from each one's request count `n` and its
+ * latencies at LATENCY_GRID (`q`): the least grid latency at which at least p% of all requests
+ * were answered, counting for each load the share of its grid points at or under it. Exact to the
+ * grid's step (0.05 percentile points above 90). Null when a load has no grid.
+ * @param {{ n: number, q: number[] | undefined }[]} loads @param {number} p
+ */
+export function joinedPercentile(loads, p) {
+  if (loads.some((l) => l.q === undefined || l.q.length !== LATENCY_GRID.length)) return null
+  const total = loads.reduce((sum, l) => sum + l.n, 0)
+  const at = (/** @type {number[]} */ q, /** @type {number} */ x) => {
+    let share = 0
+    for (let k = 0; k < q.length; k++) if (/** @type {number} */ (q[k]) <= x) share = /** @type {number} */ (LATENCY_GRID[k]) / 100
+    return share
+  }
+  const candidates = loads.flatMap((l) => /** @type {number[]} */ (l.q)).sort((a, b) => a - b)
+  for (const x of candidates) {
+    if (loads.reduce((sum, l) => sum + l.n * at(/** @type {number[]} */ (l.q), x), 0) >= (p / 100) * total) return x
+  }
+  return candidates.at(-1) ?? null
+}
+
 /**
  * A wrk Lua script that sends `requests` (each a `wrk.format(...)` expression) in turn, and with
- * `summary` prints a line `JSON{...}` with p50/p99/p99.9 in ms, non-2xx and errors at the end.
+ * `summary` prints a line `JSON{...}` at the end: p50/p99/p99.9 in ms, non-2xx, errors, and the
+ * latency at each of LATENCY_GRID's percentiles (`q`, ms), from which two runs' latencies can be
+ * joined (joinedPercentile).
  * @param {string[]} requests @param {boolean} [summary]
  */
 export function wrkScript(requests, summary = false) {
@@ -89,8 +120,10 @@ export function wrkScript(requests, summary = false) {
     `local i = 0\nrequest = function() i = i % #reqs + 1 return reqs[i] end\n`
   if (summary) {
     lua +=
-      `done = function(summary, latency, requests)\n io.write(string.format("JSON{\\"p50\\":%f,\\"p99\\":%f,\\"p999\\":%f,\\"non2xx\\":%d,\\"errors\\":%d}\\n", ` +
-      `latency:percentile(50)/1000, latency:percentile(99)/1000, latency:percentile(99.9)/1000, summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))\nend\n`
+      `local grid = {${LATENCY_GRID.join(',')}}\n` +
+      `done = function(summary, latency, requests)\n local q = {}\n for k, p in ipairs(grid) do q[k] = string.format("%f", latency:percentile(p)/1000) end\n` +
+      ` io.write(string.format("JSON{\\"p50\\":%f,\\"p99\\":%f,\\"p999\\":%f,\\"non2xx\\":%d,\\"errors\\":%d,\\"q\\":[%s]}\\n", ` +
+      `latency:percentile(50)/1000, latency:percentile(99)/1000, latency:percentile(99.9)/1000, summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout, table.concat(q, ",")))\nend\n`
   }
   return lua
 }
@@ -114,7 +147,7 @@ export const wrkSend = (/** @type {string} */ chat, /** @type {string} */ sender
  * second and, for a script from `wrkScript(.., true)`, its summary (null otherwise).
  * @param {number} port @param {string} script
  * @param {{ connections: number, seconds: number, latency?: boolean }} load
- * @returns {{ reqPerSec: number, summary: { p50: number, p99: number, p999: number, non2xx: number, errors: number } | null, output: string }}
+ * @returns {{ reqPerSec: number, summary: { p50: number, p99: number, p999: number, non2xx: number, errors: number, q?: number[] } | null, output: string }}
  */
 export function runWrk(port, script, { connections, seconds, latency = false }) {
   const args = ['-t2', `-c${connections}`, `-d${seconds}s`, ...(latency ? ['--latency'] : []), '-s', script, `http://127.0.0.1:${port}`]

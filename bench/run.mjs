@@ -8,8 +8,8 @@
 // minute, and a ratio of two measurements taken one after the other took the drift with it (one
 // quick run had sends at 0.45 of a ceiling measured 10 s before them, with pullchat's CPU per
 // send 14% above the other runs'). In that order a steady drift weighs on both sides alike.
-// Rates are the mean of the two halves; latencies the worse half's; errors the sum. Each half is
-// in the results (`halves`). BENCH_ORDER=sequential measures each once, ceiling first, as before.
+// Rates are the mean of the two halves, latency percentiles those of both halves' requests
+// together (lib.mjs, joinedPercentile), errors the sum. Each half is in the results (`halves`). BENCH_ORDER=sequential measures each once, ceiling first, as before.
 //
 //   npm run bench          quick: 5 s per measurement, smaller preloads (under 2 minutes)
 //   npm run bench:full     15 s per measurement, 1M messages preloaded in 100k chats
@@ -26,7 +26,7 @@ import { tmpdir, cpus, loadavg } from 'node:os'
 import { join, resolve } from 'node:path'
 import autocannon from 'autocannon'
 import { renderChart } from './chart.mjs'
-import { BENCH_TEXT, DEFAULT_SHARDS, SERVER_NODE_FLAGS, HOT_CHAT, childrenCpuSeconds, cpuSeconds, root, runWrk, spreadChats, startProcess, stopProcess, wrkScript, writeBenchStore } from './lib.mjs'
+import { BENCH_TEXT, DEFAULT_SHARDS, SERVER_NODE_FLAGS, HOT_CHAT, childrenCpuSeconds, cpuSeconds, joinedPercentile, root, runWrk, spreadChats, startProcess, stopProcess, wrkScript, writeBenchStore } from './lib.mjs'
 
 const full = process.argv.includes('--full') || process.env.BENCH_MODE === 'full'
 const mode = full ? 'full' : 'quick'
@@ -147,7 +147,7 @@ function loadWrk(port, sc, seconds) {
   if (env.BENCH_KEEP_SCRIPTS) console.log(`wrk script kept: ${script}`)
   else rmSync(dir, { recursive: true, force: true })
   const j = summary ?? /** @type {Partial<NonNullable<typeof summary>>} */ ({})
-  return { reqPerSec: Math.round(rps), latencyMsP50: j.p50, latencyMsP99: j.p99, latencyMsP999: j.p999, errors: j.errors, timeouts: 0, non2xx: j.non2xx, requests: Math.round(rps * seconds), generatorCpuCores, seconds: +wall.toFixed(2) }
+  return { reqPerSec: Math.round(rps), latencyMsP50: j.p50, latencyMsP99: j.p99, latencyMsP999: j.p999, errors: j.errors, timeouts: 0, non2xx: j.non2xx, requests: Math.round(rps * seconds), generatorCpuCores, seconds: +wall.toFixed(2), latencyGrid: j.q }
 }
 
 /** One measurement of `part` (1: the whole duration, 0.5: a half). @param {number} port @param {Scenario} sc @param {number | undefined} pid @param {number} part */
@@ -161,15 +161,26 @@ async function measure(port, sc, pid, part) {
 
 /** @typedef {Awaited<ReturnType<typeof measure>>} Measurement */
 
-/** Two halves as one measurement: mean rates, the worse latencies, summed counts; the halves kept. @param {Measurement} a @param {Measurement} b */
+/**
+ * Two halves as one measurement: mean rates, summed counts, and the latency percentiles of all
+ * their requests together (joinedPercentile, from wrk's grids; without grids, autocannon's, the
+ * worse half's). The halves are kept, without their grids.
+ * @param {Measurement} a @param {Measurement} b
+ */
 function joinHalves(a, b) {
   const mean = (/** @type {number} */ x, /** @type {number} */ y) => +((x + y) / 2).toFixed(2)
   const worse = (/** @type {number | null | undefined} */ x, /** @type {number | null | undefined} */ y) => (x == null || y == null ? (x ?? y) : Math.max(x, y))
+  const loads = [a, b].map((h) => ({ n: h.requests, q: /** @type {any} */ (h).latencyGrid }))
+  const percentile = (/** @type {number} */ p, /** @type {number | null | undefined} */ x, /** @type {number | null | undefined} */ y) => {
+    const joined = joinedPercentile(loads, p)
+    return joined === null ? worse(x, y) : +joined.toFixed(3)
+  }
+  const bare = (/** @type {Measurement} */ h) => ({ ...h, latencyGrid: undefined })
   return {
     reqPerSec: Math.round((a.reqPerSec + b.reqPerSec) / 2),
-    latencyMsP50: worse(a.latencyMsP50, b.latencyMsP50),
-    latencyMsP99: worse(a.latencyMsP99, b.latencyMsP99),
-    latencyMsP999: worse(a.latencyMsP999, b.latencyMsP999),
+    latencyMsP50: percentile(50, a.latencyMsP50, b.latencyMsP50),
+    latencyMsP99: percentile(99, a.latencyMsP99, b.latencyMsP99),
+    latencyMsP999: percentile(99.9, a.latencyMsP999, b.latencyMsP999),
     errors: (a.errors ?? 0) + (b.errors ?? 0),
     timeouts: (a.timeouts ?? 0) + (b.timeouts ?? 0),
     non2xx: (a.non2xx ?? 0) + (b.non2xx ?? 0),
@@ -177,7 +188,7 @@ function joinHalves(a, b) {
     generatorCpuCores: mean(a.generatorCpuCores, b.generatorCpuCores),
     seconds: +(a.seconds + b.seconds).toFixed(2),
     serverCpuCores: mean(a.serverCpuCores, b.serverCpuCores),
-    halves: [a, b],
+    halves: [bare(a), bare(b)],
   }
 }
 
@@ -224,7 +235,8 @@ for (const sc of selected) {
   await stopProcess(server.proc)
   rmSync(dataDir, { recursive: true, force: true })
 
-  const row = { scenario: sc.name, what: sc.what, ceiling: c, pullchat: p, ratio: +(p.reqPerSec / c.reqPerSec).toFixed(3) }
+  const bare = (/** @type {Measurement} */ m) => ({ ...m, latencyGrid: undefined }) // (JSON leaves it out)
+  const row = { scenario: sc.name, what: sc.what, ceiling: bare(c), pullchat: bare(p), ratio: +(p.reqPerSec / c.reqPerSec).toFixed(3) }
   results.push(row)
   const fmt = (/** @type {Measurement} */ r) => `${String(r.reqPerSec).padStart(7)} req/s  p50 ${r.latencyMsP50} ms  p99 ${r.latencyMsP99} ms  p99.9 ${r.latencyMsP999} ms  err ${r.errors}  non2xx ${r.non2xx}  cpu server ${r.serverCpuCores} gen ${r.generatorCpuCores}`
   console.log(`\n${sc.name}: ${sc.what}`)
