@@ -415,16 +415,17 @@ export class ChatLog {
   /**
    * Reads ahead, for appends about to be made to `logs[0, n)`, where each will write: its last
    * extent's header, then its newest index entry and the end of its bytes, each step for every log
-   * before the next (as prefetchExtents does for pulls). Returns a sum of what it read (only so
-   * that the reads are not optimised away).
+   * before the next (as prefetchExtents does for pulls); `logs[from, from + n)` with `from`.
+   * Returns a sum of what it read (only so that the reads are not optimised away).
    */
-  static prefetchTails(logs: readonly ChatLog[], n: number): number {
+  static prefetchTails(logs: readonly ChatLog[], n: number, from = 0): number {
     let sum = 0
-    for (let i = 0; i < n; i++) {
+    const to = from + n
+    for (let i = from; i < to; i++) {
       const log = logs[i] as ChatLog
       if (log.tailSlot >= 0) sum += (log.arena.u32[log.tailSlot] as Uint32Array)[(log.tailHp >> 2) + H_COUNT] as number
     }
-    for (let i = 0; i < n; i++) {
+    for (let i = from; i < to; i++) {
       const log = logs[i] as ChatLog
       if (log.tailSlot < 0) continue
       const u = log.arena.u32[log.tailSlot] as Uint32Array

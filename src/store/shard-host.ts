@@ -145,6 +145,7 @@ export function openShard(
           log.warn('slow fdatasync', { ms: Math.round(fsyncMs), records, bytes })
         }
       },
+      beforeCallbacks: (records) => shard.readAheadDurable(records),
       onPreallocateFailed: (err) => {
         log.warn('could not write zeros ahead of the log; its rounds append until the next segment', { file: writer.currentSegment, ...errorFields(err) })
       },

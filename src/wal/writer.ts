@@ -97,6 +97,11 @@ export interface WriterOptions {
    * capped by batchBytesMax count from that round's start).
    */
   readonly onRound?: (records: number, bytes: number, fsyncMs: number, waitMs: number) => void
+  /**
+   * A round's `records` appends are durable, and their callbacks, in append order, run next: a
+   * caller that touches some state per record can read it ahead for all of them first.
+   */
+  readonly beforeCallbacks?: (records: number) => void
 }
 
 export interface WriterState {
@@ -379,6 +384,7 @@ export class WalWriter {
   private finishRound(cbs: AppendCallback[], err: NodeJS.ErrnoException | null): void {
     this.inFlight = false
     if (this.buffered.length > 0) this.round()
+    if (err === null) this.opts.beforeCallbacks?.(cbs.length)
     for (const cb of cbs) cb(err)
     if (!this.inFlight && (this.buffered.length > 0 || this.closing !== null)) this.round()
   }

@@ -73,3 +73,24 @@ t.test('as literals, a full chat refuses before the log, and a failed append sto
   const empty = { bytes: Buffer.from('""'), textFrom: 0, textTo: 2, senderFrom: 0, senderTo: 2 }
   t.throws(() => s.sendBytes('room', empty, () => t.fail('answered')), { code: 'IM_ERR_MISSING_FIELD' }, 'empty literals are refused as empty strings are')
 })
+
+t.test('reading ahead for durable sends: the list of chats in the log follows the answers and stays short', async (t) => {
+  const { shard: s, log, replies } = shard()
+  const landing = (): number => (s as unknown as { landing: unknown[]; landed: number }).landing.length - (s as unknown as { landed: number }).landed
+  let answered = 0
+  for (let round = 0; round < 300; round++) {
+    // Ten sends to ten chats, then their round is durable: the log says so, then answers them in order.
+    for (let i = 0; i < 10; i++) s.send({ message: { chat: `c${i}:d${round % 7}`, text: `m${round}`, sender: `c${i}`, send_time: 0 } }, (r) => replies.push(r))
+    t.equal(landing(), 10, `round ${round}: ten sends waiting`) // (reported only when it fails)
+    s.readAheadDurable(10)
+    for (const cb of log.callbacks.splice(0, 10)) cb(null)
+    answered += 10
+    if (landing() !== 0) break
+  }
+  t.equal(answered, 3000)
+  t.equal(landing(), 0, 'none waiting once all are answered')
+  t.ok((s as unknown as { landing: unknown[] }).landing.length < 1100, 'the list is cut back as answers come')
+  t.ok(replies.every((r) => r.code === 0), 'all stored')
+  t.equal(s.pull({ chat: 'c3:d1', cursor: 0, limit: 1000, reverse: false }).count, 43, 'every message of a chat is there')
+  s.readAheadDurable(5) // more than are waiting: reads what there is
+})

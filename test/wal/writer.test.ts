@@ -214,6 +214,35 @@ t.test('appends made while a sync is in flight go in the next round, written bef
   t.same(readBack(dir).msgs, [a, b, c])
 })
 
+t.test('beforeCallbacks: told each durable round\'s record count before its first callback; not for a failed round', async (t) => {
+  const dir = t.testdir()
+  const io = new TestIo()
+  const events: string[] = []
+  const fatals: Error[] = []
+  const writer = openWriter(dir, EMPTY_STATE, { io, beforeCallbacks: (n) => events.push(`round of ${n}`), onFatal: (err) => fatals.push(err) })
+  const track = (m: Msg): void => writer.append(encodeMessage(m.chat, m.sender, m.text, m.sendTime), (err) => events.push(`${m.text}${err === null ? '' : ' failed'}`))
+  const [a, b, c, d, e] = messages(0, 5) as [Msg, Msg, Msg, Msg, Msg]
+  io.holdSyncs = true
+  track(a)
+  await until('the first round to reach fdatasync', () => io.heldSyncs === 1)
+  track(b)
+  track(c)
+  io.release()
+  await until('the second round to reach fdatasync', () => io.heldSyncs === 1)
+  t.same(events, ['round of 1', a.text], 'the first round: its count, then its callback')
+  io.release()
+  await until('b and c', () => events.length === 5)
+  t.same(events.slice(2), ['round of 2', b.text, c.text], 'the second: its count, then both callbacks in order')
+  io.holdSyncs = false
+  io.failSync = errno('EIO', 'fdatasync')
+  track(d)
+  track(e)
+  await until('the failed round', () => events.length === 7)
+  t.same(events.slice(5), [`${d.text} failed`, `${e.text} failed`], 'a failed round: callbacks only')
+  t.equal(fatals.length, 1)
+  await writer.close()
+})
+
 t.test('a round carries at most batchBytesMax bytes, and at least one record', async (t) => {
   const root = t.testdir({ a: {}, b: {} })
   const msgs = messages(0, 7, () => 50)
