@@ -161,6 +161,9 @@ async function measure(port, sc, pid, part) {
 
 /** @typedef {Awaited<ReturnType<typeof measure>>} Measurement */
 
+/** A measurement as the results keep it: without wrk's percentile grid (JSON leaves out undefined). @param {Measurement} m */
+const withoutGrid = (m) => ({ ...m, latencyGrid: undefined })
+
 /**
  * Two halves as one measurement: mean rates, summed counts, and the latency percentiles of all
  * their requests together (joinedPercentile, from wrk's grids; without grids, autocannon's, the
@@ -175,7 +178,6 @@ function joinHalves(a, b) {
     const joined = joinedPercentile(loads, p)
     return joined === null ? worse(x, y) : +joined.toFixed(3)
   }
-  const bare = (/** @type {Measurement} */ h) => ({ ...h, latencyGrid: undefined })
   return {
     reqPerSec: Math.round((a.reqPerSec + b.reqPerSec) / 2),
     latencyMsP50: percentile(50, a.latencyMsP50, b.latencyMsP50),
@@ -188,7 +190,7 @@ function joinHalves(a, b) {
     generatorCpuCores: mean(a.generatorCpuCores, b.generatorCpuCores),
     seconds: +(a.seconds + b.seconds).toFixed(2),
     serverCpuCores: mean(a.serverCpuCores, b.serverCpuCores),
-    halves: [bare(a), bare(b)],
+    halves: [withoutGrid(a), withoutGrid(b)],
   }
 }
 
@@ -235,8 +237,7 @@ for (const sc of selected) {
   await stopProcess(server.proc)
   rmSync(dataDir, { recursive: true, force: true })
 
-  const bare = (/** @type {Measurement} */ m) => ({ ...m, latencyGrid: undefined }) // (JSON leaves it out)
-  const row = { scenario: sc.name, what: sc.what, ceiling: bare(c), pullchat: bare(p), ratio: +(p.reqPerSec / c.reqPerSec).toFixed(3) }
+  const row = { scenario: sc.name, what: sc.what, ceiling: withoutGrid(c), pullchat: withoutGrid(p), ratio: +(p.reqPerSec / c.reqPerSec).toFixed(3) }
   results.push(row)
   const fmt = (/** @type {Measurement} */ r) => `${String(r.reqPerSec).padStart(7)} req/s  p50 ${r.latencyMsP50} ms  p99 ${r.latencyMsP99} ms  p99.9 ${r.latencyMsP999} ms  err ${r.errors}  non2xx ${r.non2xx}  cpu server ${r.serverCpuCores} gen ${r.generatorCpuCores}`
   console.log(`\n${sc.name}: ${sc.what}`)

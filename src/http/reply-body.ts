@@ -15,6 +15,7 @@
 // "Many chats").
 
 import { UINT_DIGITS_MAX, writeUint } from '../digits.js'
+import { QUOTE, jsonKeeps } from '../json-bytes.js'
 
 let scratch = Buffer.allocUnsafeSlow(64 * 1024)
 
@@ -63,12 +64,9 @@ export function sendBody(chat: string, sendTime: number): Buffer {
   return out.subarray(0, at)
 }
 
-const QUOTE = 0x22 // "
-const BACKSLASH = 0x5c
-
 /**
- * Writes `s` as a JSON string, quotes included, at `at`; returns where it ends. Printable ASCII
- * without a quote or a backslash (nearly every chat id) is written unit by unit; anything else as
+ * Writes `s` as a JSON string, quotes included, at `at`; returns where it ends. ASCII that JSON
+ * keeps as it is (nearly every chat id) is written unit by unit; anything else as
  * JSON.stringify spells it. Why not JSON.stringify and Buffer.write every time: a new string and a
  * call into C++ per send, ~2.5% of the thread's CPU under sends (docs/performance.md).
  */
@@ -76,7 +74,7 @@ function writeJsonString(out: Buffer, at: number, s: string): number {
   const n = s.length
   for (let i = 0; i < n; i++) {
     const c = s.charCodeAt(i)
-    if (c < 0x20 || c > 0x7e || c === QUOTE || c === BACKSLASH) return at + out.write(JSON.stringify(s), at)
+    if (c >= 0x80 || !jsonKeeps(c)) return at + out.write(JSON.stringify(s), at)
   }
   out[at++] = QUOTE
   for (let i = 0; i < n; i++) out[at++] = s.charCodeAt(i)

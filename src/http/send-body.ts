@@ -16,6 +16,7 @@
 // (test/http/send-body.test.ts compares both on generated bodies).
 
 import { isUtf8 } from 'node:buffer'
+import { BACKSLASH, QUOTE } from '../json-bytes.js'
 import type { SendBytes } from '../rpc/index.js'
 
 /** A send body read by readSendBody: the decoded chat id and sender, and where the literals are. */
@@ -26,8 +27,6 @@ export interface SendBody extends SendBytes {
   readonly textBytes: number
 }
 
-const QUOTE = 0x22
-const BACKSLASH = 0x5c
 const COLON = 0x3a
 const COMMA = 0x2c
 const OPEN_BRACE = 0x7b

@@ -15,7 +15,7 @@ import uWS from 'uWebSockets.js'
 import type { Config } from '../config.js'
 import { Errors, PullchatError, reasonPhrase } from '../errors.js'
 import type { Logger } from '../log.js'
-import { errorReply, type HandlerContext, type ParsedRequest, type Reply, type Route } from './handlers.js'
+import { errorReply, type Handler, type HandlerContext, type ParsedRequest, type Reply, type Route } from './handlers.js'
 
 export interface Adapter {
   readonly app: uWS.TemplatedApp
@@ -100,9 +100,7 @@ export function createAdapter(
     observe(route, method, reply.status, (performance.now() - startedAt) / 1000)
   }
 
-  const dispatch = (res: uWS.HttpResponse, state: InFlight, route: Route, req: ParsedRequest): void => {
-    const handler = route.methods[req.method]
-    if (handler === undefined) return // checked before
+  const dispatch = (res: uWS.HttpResponse, state: InFlight, handler: Handler, req: ParsedRequest): void => {
     try {
       handler(req, ctx, (reply) => write(res, state, reply, false))
     } catch (err) {
@@ -116,7 +114,8 @@ export function createAdapter(
   }
 
   const serve = (res: uWS.HttpResponse, req: uWS.HttpRequest, path: string, method: string, route: Route, startedAt: number): void => {
-    if (route.methods[method] === undefined) {
+    const handler = route.methods[method]
+    if (handler === undefined) {
       const allow = Object.keys(route.methods).join(', ')
       answerNow(res, path, method, startedAt, errorReply(new PullchatError(Errors.METHOD_NOT_ALLOWED, `${method} is not allowed on ${path}; use ${allow}`), { Allow: allow }), false)
       return
@@ -135,7 +134,7 @@ export function createAdapter(
       // uWS still consumes and discards a body we do not read.
       const state: InFlight = { aborted: false, answered: false, inHandler: true, route: path, method, startedAt }
       inflight++
-      dispatch(res, state, route, { method, path, query, contentType, body: null })
+      dispatch(res, state, handler, { method, path, query, contentType, body: null })
       state.inHandler = false
       // A request answered before the handler returned (a shard in this thread) needs no abort
       // handler; one that will be answered later gets it now, before anything asynchronous runs.
@@ -175,7 +174,7 @@ export function createAdapter(
         // The whole body in one chunk, as nearly every request's: read in place. A handler is done
         // with the body when it returns (whatever is kept is copied: ParsedRequest.body), and uWS
         // neuters the chunk only after this callback.
-        dispatch(res, state, route, { method, path, query, contentType, body: Buffer.from(chunk) })
+        dispatch(res, state, handler, { method, path, query, contentType, body: Buffer.from(chunk) })
         return
       }
       const bytes = new Uint8Array(chunk)
@@ -193,7 +192,7 @@ export function createAdapter(
       received += bytes.length
       if (!isLast) return
       const full = body !== null ? body.subarray(0, received) : Buffer.concat(chunks ?? [])
-      dispatch(res, state, route, { method, path, query, contentType, body: full })
+      dispatch(res, state, handler, { method, path, query, contentType, body: full })
     })
   }
 

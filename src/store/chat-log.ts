@@ -36,7 +36,8 @@ import assert from 'node:assert'
 import { copyBytes } from '../bytes.js'
 import { Errors, PullchatError } from '../errors.js'
 import { Arena, ORDER_CHUNK, orderFor } from './arena.js'
-import { CHAT_KEY, QUOTE, jsonKeeps, messageJson, recordPrefix } from './message-record.js'
+import { QUOTE, jsonKeeps } from '../json-bytes.js'
+import { CHAT_KEY, messageJson, recordPrefix } from './message-record.js'
 
 /** Messages one chat holds at most (33.5M). */
 export const CHAT_MESSAGES_MAX = 2 ** 25

@@ -13,6 +13,7 @@
 import { Packr } from 'msgpackr'
 import { copyBytes } from '../bytes.js'
 import { uintDigits, writeUint } from '../digits.js'
+import { QUOTE, jsonKeeps } from '../json-bytes.js'
 import type { SendBytes } from '../rpc/send-bytes.js'
 
 const packr = new Packr({ useRecords: false, moreTypes: false })
@@ -166,11 +167,6 @@ export function readStoredMessage(payload: Buffer): StoredMessage | null {
 
 /** What every message's JSON starts with, before its chat's id as a JSON string. */
 export const CHAT_KEY = Buffer.from('{"chat":')
-export const QUOTE = 0x22 // "
-const BACKSLASH = 0x5c
-
-/** Whether JSON.stringify writes the character (below 0x80) or UTF-8 byte `c` as it is, unescaped. */
-export const jsonKeeps = (c: number): boolean => c >= 0x20 && c !== QUOTE && c !== BACKSLASH
 
 /**
  * Whether a version 2 record's JSON starts `{"chat":<its chat's id as JSON>`, as every message the

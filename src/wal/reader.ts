@@ -59,16 +59,16 @@ export interface SegmentScan {
 
 const ZEROS = Buffer.alloc(64 * 1024)
 
-/**
- * The payload length of the record whose length word is `word` (without its round mark, which only
- * version 2 has), or -1 when no record has that word.
- */
+const startsRound = (word: number, rounds: boolean): boolean => rounds && word >= ROUND_START
+
+/** The payload length a record's length word gives: the word without its round mark (version 2). */
+const wordLength = (word: number, rounds: boolean): number => (startsRound(word, rounds) ? word - ROUND_START : word)
+
+/** The payload length of the record whose length word is `word`, or -1 when no record has that word. */
 function lengthOf(word: number, rounds: boolean): number {
-  const len = rounds && word >= ROUND_START ? word - ROUND_START : word
+  const len = wordLength(word, rounds)
   return len === 0 || len > RECORD_PAYLOAD_BYTES_MAX ? -1 : len
 }
-
-const startsRound = (word: number, rounds: boolean): boolean => rounds && word >= ROUND_START
 
 /** The checksum a record with this length word and payload stores. */
 const storedCrc = (word: number, rounds: boolean, payload: Buffer): number => (startsRound(word, rounds) ? ~crc32(payload) >>> 0 : crc32(payload))
@@ -158,7 +158,7 @@ export function scanSegment(buf: Buffer, isLast: boolean, version: number, onRec
     if (rest < RECORD_HEADER_BYTES) return zeroTail() ?? defect(`incomplete record header (${rest} bytes)`, true)
     const word = buf.readUInt32LE(at)
     if (word === 0) return zeroTail() ?? defect('zero-length record', true)
-    const len = startsRound(word, rounds) ? word - ROUND_START : word
+    const len = wordLength(word, rounds)
     if (len === 0) return defect('zero-length record', true)
     if (len > RECORD_PAYLOAD_BYTES_MAX) return defect(`record length ${len} exceeds the maximum`, true)
     if (len > rest - RECORD_HEADER_BYTES) return defect(`record length ${len} exceeds the ${rest - RECORD_HEADER_BYTES} bytes that remain`, true)
@@ -198,6 +198,8 @@ export interface RecoveredLog {
   readonly lastSegmentBytes: number
   /** The last segment's length when it ends in preallocated zeros after lastSegmentBytes, else lastSegmentBytes. */
   readonly lastSegmentCapacity: number
+  /** The last segment's format version (format.ts), or 0 with no segment or none readable. */
+  readonly lastSegmentVersion: number
   /** Set when the last segment had a torn tail to cut at lastSegmentBytes. */
   readonly torn: { readonly file: string; readonly offset: number; readonly reason: string; readonly bytes: number } | null
 }
@@ -265,6 +267,7 @@ export function readSegments(
   let records = 0
   let lastSegmentBytes = 0
   let lastSegmentCapacity = 0
+  let lastSegmentVersion = 0
   let torn: RecoveredLog['torn'] = null
   const scratch = { buf: Buffer.alloc(0) }
   for (let i = 0; i < segments.length; i++) {
@@ -277,6 +280,7 @@ export function readSegments(
         torn = { file: seg.path, offset: 0, reason: 'segment header never written', bytes: buf.length }
         lastSegmentBytes = 0
         lastSegmentCapacity = 0
+        lastSegmentVersion = 0
         break
       }
       throw new WalCorruptError(seg.path, 0, header)
@@ -301,8 +305,9 @@ export function readSegments(
     lastSegmentBytes = scan.goodEnd
     // A clean segment is records, then (the last one) zeros to its end.
     lastSegmentCapacity = scan.outcome.kind === 'clean' ? buf.length : scan.goodEnd
+    lastSegmentVersion = header.version
   }
-  return { segments, records, firstLsn, lastLsn: lsn, lastSegmentBytes, lastSegmentCapacity, torn }
+  return { segments, records, firstLsn, lastLsn: lsn, lastSegmentBytes, lastSegmentCapacity, lastSegmentVersion, torn }
 }
 
 const lsnGap = (file: string, lastLsn: number, firstLsn: number): WalCorruptError =>
@@ -313,6 +318,7 @@ const logOf = (part: LogPart): Omit<RecoveredLog, 'lastLsn'> => ({
   records: part.records,
   lastSegmentBytes: part.lastSegmentBytes,
   lastSegmentCapacity: part.lastSegmentCapacity,
+  lastSegmentVersion: part.lastSegmentVersion,
   torn: part.torn,
 })
 
@@ -329,7 +335,7 @@ export function joinLogParts(parts: readonly LogPart[]): RecoveredLog {
     lastLsn = part.lastLsn
   }
   const last = parts.at(-1)
-  const log = last === undefined ? { segments: [], records: 0, lastSegmentBytes: 0, lastSegmentCapacity: 0, torn: null } : logOf(last)
+  const log = last === undefined ? { segments: [], records: 0, lastSegmentBytes: 0, lastSegmentCapacity: 0, lastSegmentVersion: 0, torn: null } : logOf(last)
   return {
     ...log,
     segments: parts.flatMap((p) => p.segments),

@@ -39,9 +39,9 @@
 //   not). Later appends throw WalStoppedError.
 
 import { performance } from 'node:perf_hooks' // the global is a getter, called on every use
-import { closeSync, fdatasync, fdatasyncSync, fsyncSync, ftruncateSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs'
+import { closeSync, fdatasync, fdatasyncSync, fsyncSync, ftruncateSync, openSync, unlinkSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
-import { FORMAT_VERSION, ROUND_MARKS_VERSION, SEGMENT_HEADER_BYTES, decodeHeader, encodeHeader, encodeRecord, markRoundStart, segmentName } from './format.js'
+import { FORMAT_VERSION, ROUND_MARKS_VERSION, SEGMENT_HEADER_BYTES, encodeHeader, encodeRecord, markRoundStart, segmentName } from './format.js'
 import type { RecoveredLog } from './reader.js'
 import { syncDir } from './sync.js'
 
@@ -108,10 +108,11 @@ export interface WriterState {
   /** LSN of the last record already in the log (0 for an empty log). */
   readonly lastLsn: number
   /**
-   * The segment to append to, if any, and its valid size; `capacity` is its length when zeros
-   * follow its records (recovery's lastSegmentCapacity), which appending then overwrites.
+   * The segment to append to, if any, its valid size and its format version; `capacity` is its
+   * length when zeros follow its records (recovery's lastSegmentCapacity), which appending then
+   * overwrites.
    */
-  readonly lastSegment: { readonly path: string; readonly bytes: number; readonly capacity?: number } | null
+  readonly lastSegment: { readonly path: string; readonly bytes: number; readonly version: number; readonly capacity?: number } | null
 }
 
 /**
@@ -127,7 +128,7 @@ export function resumeState(log: RecoveredLog): WriterState {
   }
   return {
     lastLsn: log.lastLsn,
-    lastSegment: last === undefined ? null : { path: last.path, bytes: log.lastSegmentBytes, capacity: log.lastSegmentCapacity },
+    lastSegment: last === undefined ? null : { path: last.path, bytes: log.lastSegmentBytes, version: log.lastSegmentVersion, capacity: log.lastSegmentCapacity },
   }
 }
 
@@ -211,10 +212,7 @@ export class WalWriter {
     } else {
       this.segmentPath = state.lastSegment.path
       this.fd = openSync(this.segmentPath, 'r+')
-      const header = Buffer.alloc(SEGMENT_HEADER_BYTES)
-      readSync(this.fd, header, 0, SEGMENT_HEADER_BYTES, 0)
-      const decoded = decodeHeader(header) // recovery checked it
-      this.marksRounds = typeof decoded !== 'string' && decoded.version >= ROUND_MARKS_VERSION
+      this.marksRounds = state.lastSegment.version >= ROUND_MARKS_VERSION
       this.size = state.lastSegment.bytes
       this.capacity = Math.max(this.size, state.lastSegment.capacity ?? 0)
       if (this.capacity === this.size) {

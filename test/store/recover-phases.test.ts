@@ -11,7 +11,7 @@ import { holds } from '../helpers/fast-check.js'
 import { applyScan as applyJoined, recoverStore, scanShard, wholeScan, type ShardScan } from '../../src/store/recover.js'
 import { ShardStore } from '../../src/store/shard-store.js'
 import { WalCorruptError, listSegments, shardDir } from '../../src/wal/index.js'
-import { appendAll, messages, openWriter, payloadOf, writeLog, type Msg } from '../wal/helpers.js'
+import { appendAll, layout, messages, openWriter, payloadOf, writeLog, type Msg } from '../wal/helpers.js'
 
 /** applyScan of one whole-log scan (a single run always joins). */
 const applyScan = (store: ShardStore, scan: ShardScan, observer = {}): ReturnType<typeof applyJoined> => applyJoined(store, wholeScan(scan), observer)
@@ -60,25 +60,13 @@ t.test('scan then apply builds the store that direct appends build, over several
   // The observer sees each record once, in log order, with the segment that holds it.
   t.same(seen.map((s) => s.sendTime), msgs.map((m) => m.sendTime))
   const segOf = new Map<number, string>()
-  for (const seg of listSegments(dir)) {
-    for (const st of sendTimesIn(seg.path)) segOf.set(st, seg.path)
+  // Each record's send_time read on its own: the framing (layout), then the version 2 payload's field.
+  for (const seg of layout(dir)) {
+    const buf = readFileSync(seg.path)
+    for (const r of seg.records) segOf.set(buf.readDoubleLE(r.offset + 8 + 1), seg.path)
   }
   t.same(seen.filter((s) => segOf.get(s.sendTime) !== s.segment), [], 'every record attributed to its own segment')
 })
-
-// The send_times in one segment file, read on their own: the record framing, then each version 2
-// payload's send_time field.
-function sendTimesIn(path: string): number[] {
-  const buf = readFileSync(path)
-  const out: number[] = []
-  for (let at = 32; at + 8 <= buf.length; ) {
-    const len = buf.readUInt32LE(at) & 0x7fff_ffff // without the round mark (src/wal/format.ts)
-    if (len === 0) break
-    out.push(buf.readDoubleLE(at + 8 + 1))
-    at += 8 + len
-  }
-  return out
-}
 
 t.test('applyScan only into an empty store', async (t) => {
   const dir = t.testdir()
