@@ -290,6 +290,17 @@ export class ChatLog {
   hp = 0
   private tailSlot = -1
   private tailHp = 0
+  // The last extent's header words an append reads, kept here too (written through to the header):
+  // an append then only writes to the extent, and a write that misses the cache does not stall
+  // the thread the way a read does. Chats written in turn (recovery's scans, sends across many
+  // chats) each find their extent out of cache (docs/performance.md). loadTail() sets them
+  // whenever the last extent changes or is written by anything else (moveMessages).
+  private tailStart = 0 // where the last extent's block starts (blockStart)
+  private tailSize = 0 // H_SIZE
+  private tailCount = 0 // H_COUNT
+  private tailEnd = 0 // H_END
+  /** send_time of the newest message written (valid while n > 0). */
+  private newest = 0
   /** Every extent's slot and header, oldest first, once the chat has more than one; else null. */
   private chain: number[] | null = null
   private n = 0
@@ -368,9 +379,7 @@ export class ChatLog {
 
   /** send_time of the newest message held, or 0 when empty. */
   get lastStoredTime(): number {
-    if (this.n === 0) return 0
-    const u = this.arena.u32[this.tailSlot] as Uint32Array
-    return timeOf(this.arena.f64[this.tailSlot] as Float64Array, this.tailHp, (u[(this.tailHp >> 2) + H_COUNT] as number) - 1)
+    return this.n === 0 ? 0 : this.newest
   }
 
   /** send_time of the i-th oldest message held. */
@@ -414,26 +423,23 @@ export class ChatLog {
   }
 
   /**
-   * Reads ahead, for appends about to be made to `logs[0, n)`, where each will write: its last
-   * extent's header, then its newest index entry and the end of its bytes, each step for every log
-   * before the next (as prefetchExtents does for pulls); `logs[from, from + n)` with `from`.
-   * Returns a sum of what it read (only so that the reads are not optimised away).
+   * Reads ahead, for appends about to be made to `logs[from, from + n)`, the cache lines each will
+   * write: its last extent's header, its newest index entry and the last byte of its messages (the
+   * next entry and bytes go beside them). Their places come from the ChatLog, so the reads of
+   * different logs overlap. It reads only bytes already written: a read of a page never written maps
+   * the kernel's zero page, and the append's write then faults again and flushes the other threads'
+   * TLBs (an IPI per page; docs/performance.md). Returns a sum of what it read (only so that the
+   * reads are not optimised away).
    */
   static prefetchTails(logs: readonly ChatLog[], n: number, from = 0): number {
     let sum = 0
     const to = from + n
     for (let i = from; i < to; i++) {
       const log = logs[i] as ChatLog
-      if (log.tailSlot >= 0) sum += (log.arena.u32[log.tailSlot] as Uint32Array)[(log.tailHp >> 2) + H_COUNT] as number
-    }
-    for (let i = from; i < to; i++) {
-      const log = logs[i] as ChatLog
       if (log.tailSlot < 0) continue
       const u = log.arena.u32[log.tailSlot] as Uint32Array
-      const hp = log.tailHp
-      const w = hp >> 2
-      const count = u[w + H_COUNT] as number
-      sum += (u[entryWord(hp, count > 0 ? count - 1 : 0)] as number) + (u[(blockStart(u, hp) + (u[w + H_END] as number)) >> 2] as number)
+      sum += u[(log.tailHp >> 2) + H_COUNT] as number
+      if (log.tailCount > 0) sum += (u[entryWord(log.tailHp, log.tailCount - 1)] as number) + ((log.arena.bufs[log.tailSlot] as Buffer)[log.tailStart + log.tailEnd - 1] as number)
     }
     return sum
   }
@@ -480,8 +486,9 @@ export class ChatLog {
     }
     this.n = count
     this.held = bytes
-    const last = this.lastStoredTime
-    if (last > this.lastSendTime) this.lastSendTime = last
+    if (count === 0) return
+    this.newest = timeOf(this.arena.f64[this.tailSlot] as Float64Array, this.tailHp, this.tailCount - 1)
+    if (this.newest > this.lastSendTime) this.lastSendTime = this.newest
   }
 
   /** Drops the `count` oldest messages (retention). */
@@ -672,29 +679,38 @@ export class ChatLog {
     if (this.slot < 0) {
       // A chat's first message: room for it and one more like it.
       this.place(HEADER_BYTES + 2 * (n + ENTRY_BYTES))
-    } else {
-      const u = this.arena.u32[this.tailSlot] as Uint32Array
-      const w = this.tailHp >> 2
-      if (HEADER_BYTES + (u[w + H_END] as number) + n + ((u[w + H_COUNT] as number) + 1) * ENTRY_BYTES > (u[w + H_SIZE] as number)) this.grow(n)
+    } else if (HEADER_BYTES + this.tailEnd + n + (this.tailCount + 1) * ENTRY_BYTES > this.tailSize) {
+      this.grow(n)
     }
-    const u = this.arena.u32[this.tailSlot] as Uint32Array
-    return blockStart(u, this.tailHp) + (u[(this.tailHp >> 2) + H_END] as number)
+    return this.tailStart + this.tailEnd
   }
 
   /** Indexes the `n` bytes just written at `at` (room's answer) as the last extent's next message. */
   private commit(sendTime: number, at: number, n: number): void {
     const u = this.arena.u32[this.tailSlot] as Uint32Array
     const w = this.tailHp >> 2
-    const count = u[w + H_COUNT] as number
+    const count = this.tailCount
     const e = entryWord(this.tailHp, count)
-    const rel = at - blockStart(u, this.tailHp)
+    const rel = at - this.tailStart
     ;(this.arena.f64[this.tailSlot] as Float64Array)[e >> 1] = sendTime
     u[e + 2] = rel
     u[e + 3] = n
-    u[w + H_COUNT] = count + 1
-    u[w + H_END] = rel + n
+    u[w + H_COUNT] = this.tailCount = count + 1
+    u[w + H_END] = this.tailEnd = rel + n
+    this.newest = sendTime
     this.held += n
     this.n++
+  }
+
+  /** Reads the last extent's header into the fields appends use (see tailStart). */
+  private loadTail(): void {
+    if (this.tailSlot < 0) return
+    const u = this.arena.u32[this.tailSlot] as Uint32Array
+    const w = this.tailHp >> 2
+    this.tailSize = u[w + H_SIZE] as number
+    this.tailStart = blockStart(u, this.tailHp)
+    this.tailCount = u[w + H_COUNT] as number
+    this.tailEnd = u[w + H_END] as number
   }
 
   /** A new extent of at least `bytes`, empty, as the first (the chat has none) or chained after the last. */
@@ -717,6 +733,7 @@ export class ChatLog {
     }
     this.tailSlot = slot
     this.tailHp = hp
+    this.loadTail()
   }
 
   /** The last extent has no room for `n` more bytes: move the chat to a larger one, or chain one. */
@@ -751,5 +768,6 @@ export class ChatLog {
     this.slot = -1
     this.place(bytes)
     moveMessages(this.arena, oldSlot, oldHp, u[(oldHp >> 2) + H_DROPPED] as number, u[(oldHp >> 2) + H_COUNT] as number, this.slot, this.hp)
+    this.loadTail()
   }
 }

@@ -10,6 +10,7 @@ import fc from 'fast-check'
 import t, { type Test } from 'tap'
 import { holds } from '../helpers/fast-check.js'
 import { ChatLog, type Page } from '../../src/store/chat-log.js'
+import { Arena } from '../../src/store/arena.js'
 import { ShardStore, chatHash } from '../../src/store/shard-store.js'
 
 // ---------------------------------------------------------------------------------------------
@@ -755,4 +756,45 @@ t.test('pullView: the same pages as pull, written into one buffer that the next 
   const owned = shard.pull(reqs[0] as (typeof reqs)[number])
   shard.pullView(reqs[1] as (typeof reqs)[number])
   t.equal(Buffer.from(owned.messages).toString(), before, 'pull returns bytes of its own')
+})
+
+t.test('prefetchTails reads only bytes that appends have written', async (t) => {
+  // A read of a page never written maps the kernel's zero page, and the append's write then faults
+  // again and flushes every other thread's TLB (docs/performance.md, "Recovery"). So: fill what no
+  // append wrote with a poison; what prefetchTails reads must not change.
+  const arena = new Arena()
+  const logs: ChatLog[] = []
+  for (let c = 0; c < 40; c++) {
+    const log = new ChatLog(`chat${c}`, arena)
+    // From one message to past a first move and into chained extents.
+    for (let i = 1; i <= c * c; i++) log.append(i, 'x'.repeat(10 + ((c * i) % 90)), 'me')
+    if (c % 5 === 4) log.dropOldest(log.count)
+    logs.push(log)
+  }
+  const before = ChatLog.prefetchTails(logs, logs.length)
+  // Each extent's free middle: after its bytes, before its index (layout at the top of chat-log.ts).
+  let poisoned = 0
+  for (let slot = 0; slot < arena.bufs.length; slot++) {
+    const u = arena.u32[slot] as Uint32Array
+    for (const log of logs) {
+      const extents: number[] = []
+      const hps: number[] = []
+      log.extentList(extents, hps)
+      extents.forEach((s, k) => {
+        if (s !== slot) return
+        const hp = hps[k] as number
+        const w = hp >> 2
+        const start = hp + 32 - (u[w + 5] as number)
+        const from = start + (u[w + 4] as number)
+        const to = hp - (u[w + 2] as number) * 16
+        ;(arena.bufs[slot] as Buffer).fill(0xa5, from, to)
+        poisoned += to - from
+      })
+    }
+  }
+  t.ok(poisoned > 1000, `poisoned ${poisoned} free bytes`)
+  t.equal(ChatLog.prefetchTails(logs, logs.length), before, 'the same words read')
+  // And the appends that follow are unaffected.
+  for (const log of logs) log.append(1e9, 'after', 'me')
+  t.equal(logs[3]?.pull(0, 1, true).json.toString(), '[{"chat":"chat3","text":"after","sender":"me","send_time":1000000000}]')
 })
