@@ -155,14 +155,27 @@ export function readStoredMessage(payload: Buffer): StoredMessage | null {
     const message = decodeV1(payload)
     return message === null ? null : { chat: message.chat, sendTime: message.sendTime, json: null, jsonFrom: 0, message }
   }
-  if (payload.length < HEADER_BYTES + 2) return null
+  const jsonFrom = storedJsonFrom(payload)
+  if (jsonFrom < 0) return null
+  return { chat: payload.toString('utf8', CHAT_ID_FROM, jsonFrom), sendTime: payload.readDoubleLE(1), json: payload, jsonFrom, message: null }
+}
+
+/** Where a version 2 record's chat id starts: its UTF-8 bytes run to where its JSON does (storedJsonFrom). */
+export const CHAT_ID_FROM = HEADER_BYTES
+
+/**
+ * readStoredMessage's checks of a version 2 record, without reading its chat id into a string
+ * (recovery's scans find a chat by its id's bytes, chat-ids.ts): where the record's JSON object
+ * starts, or -1 when the record is not a version 2 message (a version 1 record answers -1 too).
+ * Its send_time is then `payload.readDoubleLE(1)`, and its chat id the bytes [CHAT_ID_FROM, answer).
+ */
+export function storedJsonFrom(payload: Buffer): number {
+  if (payload[0] !== VERSION_2 || payload.length < HEADER_BYTES + 2) return -1
   const sendTime = payload.readDoubleLE(1)
   const jsonFrom = jsonOffset(payload)
-  if (!Number.isSafeInteger(sendTime) || sendTime < 1 || jsonFrom + 2 > payload.length) return null
-  if (payload[jsonFrom] !== OPEN_BRACE || payload[payload.length - 1] !== CLOSE_BRACE) return null
-  const chat = payload.toString('utf8', HEADER_BYTES, jsonFrom)
-  if (!namesChat(payload, jsonFrom, chat)) return null
-  return { chat, sendTime, json: payload, jsonFrom, message: null }
+  if (!Number.isSafeInteger(sendTime) || sendTime < 1 || jsonFrom + 2 > payload.length) return -1
+  if (payload[jsonFrom] !== OPEN_BRACE || payload[payload.length - 1] !== CLOSE_BRACE) return -1
+  return namesChat(payload, jsonFrom) ? jsonFrom : -1
 }
 
 /** What every message's JSON starts with, before its chat's id as a JSON string. */
@@ -174,7 +187,7 @@ export const CHAT_KEY = Buffer.from('{"chat":')
  * id's bytes are in the record's header (from HEADER_BYTES to jsonFrom). Up to its first character
  * that JSON escapes (most ids have none), an id appears in the JSON as those bytes.
  */
-function namesChat(payload: Buffer, jsonFrom: number, chat: string): boolean {
+function namesChat(payload: Buffer, jsonFrom: number): boolean {
   for (let i = 0; i < CHAT_KEY.length; i++) if (payload[jsonFrom + i] !== CHAT_KEY[i]) return false
   const at = jsonFrom + CHAT_KEY.length + 1 // past the id's opening quote
   if (payload[at - 1] !== QUOTE) return false
@@ -182,7 +195,7 @@ function namesChat(payload: Buffer, jsonFrom: number, chat: string): boolean {
   for (let i = 0; i < idBytes; i++) {
     const b = payload[HEADER_BYTES + i] as number
     if (!jsonKeeps(b)) {
-      const key = Buffer.from(`{"chat":${JSON.stringify(chat)}`)
+      const key = Buffer.from(`{"chat":${JSON.stringify(payload.toString('utf8', HEADER_BYTES, jsonFrom))}`)
       return payload.length >= jsonFrom + key.length && payload.compare(key, 0, key.length, jsonFrom, jsonFrom + key.length) === 0
     }
     if (payload[at + i] !== b) return false

@@ -23,7 +23,8 @@
 // `recoverStore` does all of it in the calling thread.
 
 import { WalCorruptError, joinLogParts, listSegments, readSegments, splitSegments, type LogPart, type RecoveredLog, type SegmentFile } from '../wal/index.js'
-import { readStoredMessage, type StoredMessage } from './message-record.js'
+import { CHAT_ID_FROM, readStoredMessage, storedJsonFrom, type MessageRecord } from './message-record.js'
+import { ChatIds } from './chat-ids.js'
 import { Arena, type ArenaState } from './arena.js'
 import { ChatLog } from './chat-log.js'
 import type { ShardStore } from './shard-store.js'
@@ -104,6 +105,7 @@ export function scanSegments(files: readonly SegmentFile[], shard: number, holds
   const t0 = performance.now()
   const arena = new Arena()
   const chatIndex = new Map<string, number>()
+  const ids = new ChatIds() // a record's chat by its id's bytes, without a string (chat-ids.ts)
   const chats: string[] = []
   const logs: ChatLog[] = [] // per chat: its messages of the run, in extents of `arena`
   const first: number[] = [] // per chat: its first send_time in the run
@@ -114,45 +116,77 @@ export function scanSegments(files: readonly SegmentFile[], shard: number, holds
   // tail extents are read ahead together (ChatLog.prefetchTails): records of chats written in turn
   // each find their chat's extent out of cache, and the misses of a batch then overlap. Nothing in
   // an append can fail for a record that passed the checks, so errors come in log order as before.
-  const queue: StoredMessage[] = []
+  // Per record queued: its chat's log, its send_time, and its JSON (payload from jsonFrom), or for
+  // a version 1 record the message.
   const queueLogs: ChatLog[] = []
+  const queueTime = new Float64Array(APPEND_BATCH)
+  const queuePayload: Buffer[] = []
+  const queueFrom = new Int32Array(APPEND_BATCH)
+  const queueV1: (MessageRecord | null)[] = []
   let queued = 0
   const appendQueued = (): void => {
     readAhead += ChatLog.prefetchTails(queueLogs, queued)
     for (let i = 0; i < queued; i++) {
-      const m = queue[i] as StoredMessage
       const chatLog = queueLogs[i] as ChatLog
       // A chat past the most any chat holds (a log of an earlier version): its oldest go, as applyScan's limit would drop them.
       if (chatLog.full) chatLog.dropOldest(1)
-      const v1 = m.message
-      if (v1 === null) chatLog.appendJson(m.sendTime, m.json as Buffer, m.jsonFrom, (m.json as Buffer).length)
-      else chatLog.append(m.sendTime, v1.text, v1.sender)
+      const v1 = queueV1[i] ?? null
+      if (v1 === null) {
+        const payload = queuePayload[i] as Buffer
+        chatLog.appendJson(queueTime[i] as number, payload, queueFrom[i] as number, payload.length)
+      } else {
+        chatLog.append(queueTime[i] as number, v1.text, v1.sender)
+        queueV1[i] = null
+      }
     }
     queued = 0
   }
-  const log = readSegments(files, shard, holdsLast, (payload, lsn, file, offset) => {
-    const m = readStoredMessage(payload)
-    if (m === null) throw new WalCorruptError(file, offset, `record ${lsn} has a valid checksum but is not a message`)
-    let c = chatIndex.get(m.chat)
+  /** The index of chat `chat`, first seen (or not) in a record with this send_time. */
+  const chatNamed = (chat: string, sendTime: number): number => {
+    let c = chatIndex.get(chat)
     if (c === undefined) {
       c = chats.length
-      chatIndex.set(m.chat, c)
-      chats.push(m.chat)
-      logs.push(new ChatLog(m.chat, arena))
-      first.push(m.sendTime)
+      chatIndex.set(chat, c)
+      chats.push(chat)
+      logs.push(new ChatLog(chat, arena))
+      first.push(sendTime)
       last.push(0)
     }
-    const prev = last[c] as number
-    if (m.sendTime <= prev) {
-      throw new WalCorruptError(file, offset, `record ${lsn}: send_time ${m.sendTime} does not follow ${prev} in chat ${JSON.stringify(m.chat)}`)
+    return c
+  }
+  const log = readSegments(files, shard, holdsLast, (payload, lsn, file, offset) => {
+    const jsonFrom = storedJsonFrom(payload)
+    let c: number
+    let sendTime: number
+    let v1: MessageRecord | null = null
+    if (jsonFrom >= 0) {
+      sendTime = payload.readDoubleLE(1)
+      c = ids.find(payload, CHAT_ID_FROM, jsonFrom)
+      if (c < 0) {
+        c = chatNamed(payload.toString('utf8', CHAT_ID_FROM, jsonFrom), sendTime)
+        ids.add(payload, CHAT_ID_FROM, jsonFrom, c)
+      }
+    } else {
+      const m = readStoredMessage(payload)
+      if (m === null || m.message === null) throw new WalCorruptError(file, offset, `record ${lsn} has a valid checksum but is not a message`)
+      v1 = m.message
+      sendTime = m.sendTime
+      c = chatNamed(m.chat, sendTime)
     }
-    last[c] = m.sendTime
+    const prev = last[c] as number
+    if (sendTime <= prev) {
+      throw new WalCorruptError(file, offset, `record ${lsn}: send_time ${sendTime} does not follow ${prev} in chat ${JSON.stringify(chats[c])}`)
+    }
+    last[c] = sendTime
     const q = queued++
-    queue[q] = m
     queueLogs[q] = logs[c] as ChatLog
+    queueTime[q] = sendTime
+    queuePayload[q] = payload
+    queueFrom[q] = jsonFrom
+    queueV1[q] = v1
     if (queued === APPEND_BATCH) appendQueued()
     if (segments.at(-1) !== file) segments.push(file)
-    cols.push(c, m.sendTime, segments.length - 1)
+    cols.push(c, sendTime, segments.length - 1)
   }, appendQueued)
   const extentFirst = new Int32Array(chats.length + 1)
   const slots: number[] = []

@@ -6,7 +6,7 @@ import fc from 'fast-check'
 import t from 'tap'
 import { holds } from '../helpers/fast-check.js'
 import { ChatLog } from '../../src/store/chat-log.js'
-import { decodeMessage, encodeMessage, encodeMessageV1, encodeSend, messageJson, messageRecordChecker, readStoredMessage, recordPrefix } from '../../src/store/message-record.js'
+import { CHAT_ID_FROM, decodeMessage, encodeMessage, encodeMessageV1, encodeSend, messageJson, messageRecordChecker, readStoredMessage, recordPrefix, storedJsonFrom } from '../../src/store/message-record.js'
 import { ShardStore, recoverStore } from '../../src/store/index.js'
 import { appendAll, messages, openWriter } from '../wal/helpers.js'
 
@@ -26,6 +26,10 @@ t.test('version 2 round-trips any message, and its JSON is what a pull serves', 
       assert.equal(stored.chat, m.chat)
       assert.equal(stored.sendTime, m.sendTime)
       const json = stored.json.toString('utf8', stored.jsonFrom)
+      // What recovery's scans read instead (no string): the same checks, the id as bytes.
+      assert.equal(storedJsonFrom(record), stored.jsonFrom)
+      assert.deepEqual(record.subarray(CHAT_ID_FROM, stored.jsonFrom), Buffer.from(m.chat))
+      assert.equal(storedJsonFrom(encodeMessageV1(m.chat, m.sender, m.text, m.sendTime)), -1, 'a version 1 record is not read by storedJsonFrom')
       assert.deepEqual(JSON.parse(json), { chat: m.chat, text: m.text, sender: m.sender, send_time: m.sendTime })
       // The chat log's cached encoder and the record's must agree byte for byte.
       assert.equal(new ChatLog(m.chat).messageJson(m.sendTime, m.text, m.sender), json)
@@ -52,12 +56,14 @@ t.test('a version 2 record whose JSON does not start with its own chat is not a 
     const edited = Buffer.from(record.toString('utf8').replace(`"chat":${JSON.stringify(chat)}`, `"chat":${JSON.stringify(other)}`))
     t.equal(edited.length, record.length, `${chat}: the edit keeps the length`)
     t.equal(readStoredMessage(edited), null, `${chat}: its JSON names another chat than its header`)
+    t.equal(storedJsonFrom(edited), -1, `${chat}: nor to recovery's scans`)
     t.equal(decodeMessage(edited), null)
     t.match(messageRecordChecker()(edited), /not a message/)
   }
   const record = encodeMessage('a:b', 'a', 'hi', 5)
   const unquoted = Buffer.from(record.toString('latin1').replace('"chat":"a:b"', '"chat":[a:b]'), 'latin1')
   t.equal(readStoredMessage(unquoted), null, 'the id, unquoted, is not the id')
+  t.equal(storedJsonFrom(unquoted), -1)
 })
 
 t.test('repair refuses a version 2 record whose JSON is not what the store would write', async (t) => {
@@ -92,4 +98,37 @@ t.test('a log written by an earlier release (version 1), then by this one, repla
   const { bytes: directBytes, ...directRest } = direct.stats()
   t.same(recoveredRest, directRest, 'same chats, messages and JSON bytes')
   t.ok(recoveredBytes <= directBytes, `recovery sizes each chat's index once (${recoveredBytes} <= ${directBytes} bytes)`)
+})
+
+t.test('recovery keeps one chat per id string, also when two records spell it in different bytes', async (t) => {
+  // Recovery's scans find a chat by its id's bytes (chat-ids.ts); a chat is still its id's string.
+  // A record whose id is a byte that is not UTF-8 (0xff, read as U+FFFD) names the chat "\ufffd",
+  // whose own records spell it EF BF BD. No release writes such a record; a log may still hold one.
+  const crafted = (sendTime: number): Buffer => {
+    const head = Buffer.alloc(12)
+    head[0] = 0x02
+    head.writeDoubleLE(sendTime, 1)
+    head.writeUInt16LE(1, 9)
+    head[11] = 0xff
+    return Buffer.concat([head, Buffer.from('{"chat":"'), Buffer.from([0xff]), Buffer.from(`","text":"x","sender":"a","send_time":${sendTime}}`)])
+  }
+  t.equal(readStoredMessage(crafted(2))?.chat, '\ufffd', 'the crafted record names "\\ufffd"')
+  const write = async (payloads: Buffer[]): Promise<string> => {
+    const dir = t.testdir()
+    const writer = openWriter(dir)
+    await new Promise<void>((resolve, reject) => {
+      let left = payloads.length
+      for (const p of payloads) writer.append(p, (err) => (err !== null ? reject(err) : --left === 0 && resolve()))
+    })
+    await writer.close()
+    return dir
+  }
+  const inOrder = await write([encodeMessage('\ufffd', 'a', 'x', 1), crafted(2), encodeMessage('\ufffd', 'a', 'x', 3)])
+  const store = new ShardStore()
+  t.equal(recoverStore(inOrder, 0, store).records, 3)
+  t.equal(store.stats().chats, 1, 'one chat')
+  t.same(JSON.parse(store.pull('\ufffd', 0, 10, false).json.toString()).map((m: { send_time: number }) => m.send_time), [1, 2, 3])
+  // The same chat: a send_time that goes back across the two spellings is refused.
+  const backwards = await write([encodeMessage('\ufffd', 'a', 'x', 2), crafted(1)])
+  t.throws(() => recoverStore(backwards, 0, new ShardStore()), /send_time 1 does not follow 2/)
 })
