@@ -299,8 +299,6 @@ export class ChatLog {
   private tailSize = 0 // H_SIZE
   private tailCount = 0 // H_COUNT
   private tailEnd = 0 // H_END
-  /** send_time of the newest message written (valid while n > 0). */
-  private newest = 0
   /** Every extent's slot and header, oldest first, once the chat has more than one; else null. */
   private chain: number[] | null = null
   private n = 0
@@ -379,7 +377,8 @@ export class ChatLog {
 
   /** send_time of the newest message held, or 0 when empty. */
   get lastStoredTime(): number {
-    return this.n === 0 ? 0 : this.newest
+    // The newest entry: its line is one prefetchTails reads ahead.
+    return this.n === 0 ? 0 : timeOf(this.arena.f64[this.tailSlot] as Float64Array, this.tailHp, this.tailCount - 1)
   }
 
   /** send_time of the i-th oldest message held. */
@@ -486,9 +485,8 @@ export class ChatLog {
     }
     this.n = count
     this.held = bytes
-    if (count === 0) return
-    this.newest = timeOf(this.arena.f64[this.tailSlot] as Float64Array, this.tailHp, this.tailCount - 1)
-    if (this.newest > this.lastSendTime) this.lastSendTime = this.newest
+    const last = this.lastStoredTime
+    if (last > this.lastSendTime) this.lastSendTime = last
   }
 
   /** Drops the `count` oldest messages (retention). */
@@ -697,7 +695,6 @@ export class ChatLog {
     u[e + 3] = n
     u[w + H_COUNT] = this.tailCount = count + 1
     u[w + H_END] = this.tailEnd = rel + n
-    this.newest = sendTime
     this.held += n
     this.n++
   }
