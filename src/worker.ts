@@ -22,7 +22,7 @@ import { createFrontEnd, type Backend } from './http/index.js'
 import { createLogger, errorFields } from './log.js'
 import { answerCollect, createHttpMetrics, createShardMetrics, createThreadRegistry } from './metrics/index.js'
 import { InProcessClient, ShardClient, ShardEndpoint, shardOf, type ShardCaller } from './rpc/index.js'
-import { openShard, scanShards, type HostedShard } from './store/index.js'
+import { openShard, retains, scanShards, type HostedShard } from './store/index.js'
 
 export interface WorkerData {
   readonly index: number
@@ -59,7 +59,7 @@ const onFatal = (exitCode: number, message: string): void => control.postMessage
 // Every hosted shard's log is scanned at once on helper threads; each is applied here as its scan
 // arrives (src/store/recover.ts). A corrupt log throws ShardFatalError: the thread ends unserved.
 const recoveryStart = performance.now()
-for (const [i, scan] of scanShards(config.dataDir, data.shards).entries()) {
+for (const [i, scan] of scanShards(config.dataDir, data.shards, retains(config)).entries()) {
   const s = data.shards[i] as number
   hosted.set(s, openShard(s, config, createLogger(`shard-${s}`, config.logLevel), shardMetrics, onFatal, await scan))
 }

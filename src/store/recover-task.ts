@@ -16,16 +16,18 @@ export interface ScanTask {
   readonly shard: number
   /** A run of the log's segments (and whether it ends with the last); absent: the whole log. */
   readonly run?: { readonly segments: readonly SegmentFile[]; readonly holdsLast: boolean }
+  /** Keep each record's chat, send_time and segment (scanSegments's `perRecord`); default true. */
+  readonly perRecord?: boolean
 }
 
 export type ScanResult =
   | { readonly scan: ShardScan; readonly corrupt?: undefined }
   | { readonly scan?: undefined; readonly corrupt: { readonly file: string; readonly offset: number; readonly reason: string } }
 
-export default function scanTask({ dir, shard, run }: ScanTask): ScanResult {
+export default function scanTask({ dir, shard, run, perRecord = true }: ScanTask): ScanResult {
   let scan: ShardScan
   try {
-    scan = run === undefined ? scanShard(dir, shard) : scanSegments(run.segments, shard, run.holdsLast)
+    scan = run === undefined ? scanShard(dir, shard, perRecord) : scanSegments(run.segments, shard, run.holdsLast, perRecord)
   } catch (err) {
     if (err instanceof WalCorruptError) return { corrupt: { file: err.file, offset: err.offset, reason: err.reason } }
     throw err

@@ -59,6 +59,12 @@ export interface ShardScan {
   readonly chatFirst: Float64Array
   readonly chatLast: Float64Array
   readonly records: number
+  /**
+   * Whether the three per-record columns below were kept: only an observer (retention's index of
+   * which segment holds which chat's messages) reads them, and without one they would be 16 bytes
+   * of fresh memory per record (scanSegments's `perRecord`). Empty when not kept.
+   */
+  readonly perRecord: boolean
   /** Per record, in log order: its chat's index in `chats`. */
   readonly chat: Int32Array
   readonly sendTime: Float64Array
@@ -87,9 +93,9 @@ export interface JoinedScan {
   readonly ms: number
 }
 
-/** Phase 1 over a whole log. Throws WalCorruptError. */
-export function scanShard(dir: string, shard: number): ShardScan {
-  return scanSegments(listSegments(dir), shard, true)
+/** Phase 1 over a whole log (`perRecord`: see scanSegments). Throws WalCorruptError. */
+export function scanShard(dir: string, shard: number, perRecord = true): ShardScan {
+  return scanSegments(listSegments(dir), shard, true, perRecord)
 }
 
 /** Records appended together after their chats' tails are read ahead (scanSegments). */
@@ -99,9 +105,10 @@ let readAhead = 0
 
 /**
  * Phase 1 over a run of consecutive segments (readSegments: `holdsLast` when the run ends with the
- * log's last segment). Throws WalCorruptError.
+ * log's last segment). `perRecord`: keep each record's chat, send_time and segment for an observer
+ * of applyScan (ShardScan.perRecord). Throws WalCorruptError.
  */
-export function scanSegments(files: readonly SegmentFile[], shard: number, holdsLast: boolean): ShardScan {
+export function scanSegments(files: readonly SegmentFile[], shard: number, holdsLast: boolean, perRecord = true): ShardScan {
   const t0 = performance.now()
   const arena = new Arena()
   const chatIndex = new Map<string, number>()
@@ -111,6 +118,7 @@ export function scanSegments(files: readonly SegmentFile[], shard: number, holds
   const first: number[] = [] // per chat: its first send_time in the run
   const last: number[] = [] // per chat: the newest send_time so far
   const cols = new Columns()
+  let records = 0
   const segments: string[] = [] // a segment's records come together, in log order
   // Checked records wait in a batch of APPEND_BATCH before they are appended, so that their chats'
   // tail extents are read ahead together (ChatLog.prefetchTails): records of chats written in turn
@@ -186,7 +194,8 @@ export function scanSegments(files: readonly SegmentFile[], shard: number, holds
     queueV1[q] = v1
     if (queued === APPEND_BATCH) appendQueued()
     if (segments.at(-1) !== file) segments.push(file)
-    cols.push(c, sendTime, segments.length - 1)
+    records++
+    if (perRecord) cols.push(c, sendTime, segments.length - 1)
   }, appendQueued)
   const extentFirst = new Int32Array(chats.length + 1)
   const slots: number[] = []
@@ -201,7 +210,8 @@ export function scanSegments(files: readonly SegmentFile[], shard: number, holds
     chats,
     chatFirst: Float64Array.from(first),
     chatLast: Float64Array.from(last),
-    records: cols.n,
+    records,
+    perRecord,
     chat: cols.chat.subarray(0, cols.n),
     sendTime: cols.sendTime.subarray(0, cols.n),
     segment: cols.segment.subarray(0, cols.n),
@@ -301,6 +311,7 @@ export function applyScan(store: ShardStore, joined: JoinedScan, observer: Recov
   }
   // What the observer sees is in log order, as a replay one record after another would give.
   if (observer.onRecord !== undefined || observer.onDropOldest !== undefined) {
+    if (!joined.scans.every((s) => s.perRecord)) throw new Error('an observer needs scans that kept their per-record columns')
     const held = new Int32Array(chats)
     joined.scans.forEach((scan, k) => {
       const of = joined.chatOf[k] as Int32Array
@@ -322,13 +333,14 @@ export function applyScan(store: ShardStore, joined: JoinedScan, observer: Recov
  */
 export function recoverStore(dir: string, shard: number, store: ShardStore, observer: RecoveryObserver = {}, parts = 1): Recovery {
   const runs = splitSegments(listSegments(dir), parts)
+  const perRecord = observer.onRecord !== undefined || observer.onDropOldest !== undefined
   let joined: JoinedScan | null = null
   try {
-    joined = joinScans(runs.map((run, k) => scanSegments(run, shard, k === runs.length - 1)))
+    joined = joinScans(runs.map((run, k) => scanSegments(run, shard, k === runs.length - 1, perRecord)))
   } catch (err) {
     if (!(err instanceof WalCorruptError)) throw err
   }
-  return applyScan(store, joined ?? wholeScan(scanShard(dir, shard)), observer)
+  return applyScan(store, joined ?? wholeScan(scanShard(dir, shard, perRecord)), observer)
 }
 
 /** The ArrayBuffers a scan can hand to another thread without a copy. */

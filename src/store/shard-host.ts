@@ -45,6 +45,13 @@ export class ShardFatalError extends Error {
   }
 }
 
+/**
+ * Whether shards keep retention's index of which segment holds which chat's messages, which
+ * recovery builds from its scans' per-record columns (scanShards's `perRecord`). Without
+ * retention nothing needs it.
+ */
+export const retains = (config: Pick<Config, 'retentionMs' | 'retentionBytes'>): boolean => config.retentionMs > 0 || config.retentionBytes > 0
+
 /** A shard's scanned log, joined (recover.ts), or where it is corrupt. */
 export type ShardScanned =
   | { readonly scan: JoinedScan; readonly corrupt?: undefined }
@@ -56,8 +63,9 @@ export type ShardScanned =
  * shard's log in two runs on a 2-core machine), and the runs of every shard are scanned in
  * parallel. Resolves in the order given, each shard as soon as its runs are scanned and joined;
  * a corrupt run, or runs that do not join, are scanned again as one whole log for the exact error.
+ * `perRecord`: keep each record's chat, send_time and segment (retains(config); recover.ts).
  */
-export function scanShards(dataDir: string, shards: readonly number[]): Promise<ShardScanned>[] {
+export function scanShards(dataDir: string, shards: readonly number[], perRecord = true): Promise<ShardScanned>[] {
   if (shards.length === 0) return []
   for (const s of shards) mkdirSync(shardDir(dataDir, s), { recursive: true })
   const cores = availableParallelism()
@@ -74,10 +82,10 @@ export function scanShards(dataDir: string, shards: readonly number[]): Promise<
   const scanOne = async (shard: number, i: number): Promise<ShardScanned> => {
     const dir = shardDir(dataDir, shard)
     const runs = runsOf[i] as SegmentFile[][]
-    const scans = await Promise.all(runs.map((segments, k) => pool.run({ dir, shard, run: { segments, holdsLast: k === runs.length - 1 } })))
+    const scans = await Promise.all(runs.map((segments, k) => pool.run({ dir, shard, run: { segments, holdsLast: k === runs.length - 1 }, perRecord })))
     const joined = scans.every((r) => r.scan !== undefined) ? joinScans(scans.map((r) => r.scan as ShardScan)) : null
     if (joined !== null) return { scan: joined }
-    const whole = await pool.run({ dir, shard })
+    const whole = await pool.run({ dir, shard, perRecord })
     return whole.scan !== undefined ? { scan: wholeScan(whole.scan) } : { corrupt: whole.corrupt }
   }
   const scans = shards.map(scanOne)
@@ -100,8 +108,7 @@ export function openShard(
   let slowLoggedAt = 0
   const segmentIndex = new SegmentIndex()
   const limits = { retentionMs: config.retentionMs, retentionBytes: config.retentionBytes }
-  // Without retention, nothing needs to know which segment holds which chat's messages.
-  const retaining = limits.retentionMs > 0 || limits.retentionBytes > 0
+  const retaining = retains(config)
   let recovery: ReturnType<typeof applyScan>
   try {
     if (scanned.corrupt !== undefined) throw new WalCorruptError(scanned.corrupt.file, scanned.corrupt.offset, scanned.corrupt.reason)

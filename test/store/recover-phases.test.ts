@@ -68,6 +68,25 @@ t.test('scan then apply builds the store that direct appends build, over several
   t.same(seen.filter((s) => segOf.get(s.sendTime) !== s.segment), [], 'every record attributed to its own segment')
 })
 
+t.test('a scan without per-record columns builds the same store, and refuses an observer', async (t) => {
+  const dir = t.testdir()
+  const msgs = messages(0, 2000)
+  await writeLog(dir, msgs, { segmentBytes: 64 * 1024, batchBytesMax: 8 * 1024 })
+  const chats = new Set(msgs.map((m) => m.chat))
+  const lean = scanShard(dir, 0, false)
+  t.equal(lean.perRecord, false)
+  t.equal(lean.records, msgs.length, 'records counted all the same')
+  t.same([lean.chat.length, lean.sendTime.length, lean.segment.length], [0, 0, 0], 'no per-record columns')
+  const store = new ShardStore()
+  t.equal(applyScan(store, lean).records, msgs.length)
+  t.same(pages(store, chats), pages(direct(msgs), chats), 'every page')
+  t.throws(() => applyScan(new ShardStore(), scanShard(dir, 0, false), { onRecord: () => {} }), /per-record columns/)
+  // recoverStore keeps the columns exactly when its observer needs them.
+  const seen: number[] = []
+  recoverStore(dir, 0, new ShardStore(), { onRecord: (_c, sendTime) => seen.push(sendTime) }, 3)
+  t.same(seen, msgs.map((m) => m.sendTime))
+})
+
 t.test('applyScan only into an empty store', async (t) => {
   const dir = t.testdir()
   await writeLog(dir, messages(0, 10))
