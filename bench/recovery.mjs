@@ -12,10 +12,17 @@
 //   npm run build && node bench/recovery.mjs     (PARTS=shard,startup MESSAGES=1000000
 //                                                 STARTUP_MESSAGES=10000000 CHATS=10000 TEXT_BYTES=64)
 //
+// STARTUP_DIR=<dir> writes the start-up's data directory there once and reuses it on later runs
+// (remove it when done), and SERVER_ROOT=<checkout> starts that checkout's built server instead of
+// this one's: builds compared on one log, alternated, as docs/performance.md's eighth session did:
+//   STARTUP_DIR=/tmp/rec10m SERVER_ROOT=/tmp/old PARTS=startup node bench/recovery.mjs
+// A fresh log per run (the default) also makes the server's memory fresh, which this machine's
+// host backs lazily; on one kept log the runs are faster and less noisy.
+//
 // RECORD_VERSION=1 writes logs in the record format of earlier releases (msgpack), which recovery
 // still reads, to compare the two formats' replay on one machine.
 
-import { mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { WalWriter, readLog } from '../dist/wal/index.js'
@@ -116,18 +123,26 @@ async function shardPart() {
 }
 
 async function startupPart() {
-  const dataDir = tmp('startup')
+  // STARTUP_DIR keeps the data directory (written there once, reused by later runs), so that
+  // builds can be started on one log in turn; SERVER_ROOT starts another checkout's server
+  // (its dist/ built) on it.
+  const keep = env.STARTUP_DIR
+  const dataDir = keep ?? tmp('startup')
   const shards = Number(env.STARTUP_SHARDS ?? DEFAULT_SHARDS)
   const tw = performance.now()
-  await writeDataDir(dataDir, shards, startupMessages, messageAt)
+  if (keep === undefined || !existsSync(join(keep, 'pullchat.json'))) {
+    mkdirSync(dataDir, { recursive: true })
+    await writeDataDir(dataDir, shards, startupMessages, messageAt)
+  }
   const writeS = (performance.now() - tw) / 1000
   const ts = performance.now()
-  const server = await startProcess([...SERVER_NODE_FLAGS, 'dist/cluster.js'], { PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info', SHARDS: String(shards) })
+  const cluster = join(env.SERVER_ROOT ?? '.', 'dist/cluster.js')
+  const server = await startProcess([...SERVER_NODE_FLAGS, cluster], { PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info', SHARDS: String(shards) })
   const startupS = (performance.now() - ts) / 1000
   // Each shard logs what it replayed: {"msg":"recovered","records":..,"ms":..}.
   const shardLines = [...server.output.matchAll(/^.*"msg":"recovered".*$/gm)].map((m) => JSON.parse(m[0]))
   await stopProcess(server.proc)
-  rmSync(dataDir, { recursive: true, force: true })
+  if (keep === undefined) rmSync(dataDir, { recursive: true, force: true })
   const records = shardLines.reduce((a, l) => a + l.records, 0)
   if (records !== startupMessages) throw new Error(`the server recovered ${records} records, expected ${startupMessages}`)
   const result = {
@@ -142,7 +157,7 @@ async function startupPart() {
     messagesPerSecond: Math.round(startupMessages / startupS),
     shardRecoveries: shardLines.map((l) => ({ thread: l.thread, records: l.records, seconds: +(l.ms / 1000).toFixed(3), scanSeconds: +(l.scanMs / 1000).toFixed(3), messagesPerSecond: l.recordsPerSecond })),
   }
-  console.log(`server start-up: ${startupMessages} messages in ${chats} chats over ${shards} shards: listening after ${result.startupSeconds} s, ${result.messagesPerSecond} messages/s`)
+  console.log(`server start-up${env.SERVER_ROOT === undefined ? '' : ` (${env.SERVER_ROOT})`}: ${startupMessages} messages in ${chats} chats over ${shards} shards: listening after ${result.startupSeconds} s, ${result.messagesPerSecond} messages/s`)
   console.log(JSON.stringify(result))
 }
 
