@@ -29,6 +29,7 @@ export class ChatIds {
   private entries = 0
   /** Open addressing, linear probing: an entry's index, or EMPTY. Never more than half full. */
   private slots = new Int32Array(512).fill(EMPTY)
+
   /** The chat that the bytes src[from, to) name, or -1 when no entry has those bytes. */
   find(src: Uint8Array, from: number, to: number): number {
     const h = hash(src, from, to)
