@@ -21,7 +21,7 @@
 // Results: bench/results/latest-<mode>.json, and bench/results/chart-<mode>.svg; with BENCH_OUT=<path>,
 // <path>.json and <path>.svg.
 
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir, cpus, loadavg } from 'node:os'
 import { join, resolve } from 'node:path'
 import autocannon from 'autocannon'
@@ -196,6 +196,19 @@ function joinHalves(a, b) {
 
 // ---------------------------------------------------------------------------------------------
 
+/** The preloaded store's data directory per shard count: written once, copied for each scenario that pulls. */
+const storeTemplates = new Map()
+/** @param {string} dataDir @param {number} shards */
+async function preloadedStore(dataDir, shards) {
+  let template = storeTemplates.get(shards)
+  if (template === undefined) {
+    template = mkdtempSync(join(env.BENCH_DIR ?? tmpdir(), 'pullchat-bench-store-'))
+    await writeBenchStore(template, shards, { messages: S.preloadMessages, chats: S.preloadChats })
+    storeTemplates.set(shards, template)
+  }
+  cpSync(template, dataDir, { recursive: true })
+}
+
 const results = []
 console.log(`pullchat bench (${mode}): ${cpus().length} cores (${cpus()[0]?.model}), load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`)
 console.log(`generator ${S.generator}${S.generator === 'autocannon' ? ` (${S.workers} workers)` : ''}, ${S.connections} connections, pipelining ${S.pipelining}, ${S.order === 'abba' ? `each server measured twice for ${halfSeconds} s (ceiling, pullchat, pullchat, ceiling)` : `${S.duration} s per measurement`}`)
@@ -205,7 +218,7 @@ for (const sc of selected) {
   let c = await measure(ceiling.port, sc, ceiling.proc.pid, S.order === 'abba' ? 0.5 : 1)
   const dataDir = mkdtempSync(join(env.BENCH_DIR ?? tmpdir(), 'pullchat-bench-'))
   const shards = Number(S.shards ?? DEFAULT_SHARDS)
-  if (sc.name.startsWith('pull') || sc.name.startsWith('mixed') || sc.name.startsWith('many')) await writeBenchStore(dataDir, shards, { messages: S.preloadMessages, chats: S.preloadChats })
+  if (sc.name.startsWith('pull') || sc.name.startsWith('mixed') || sc.name.startsWith('many')) await preloadedStore(dataDir, shards)
   const serverEnv = { PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn', ...(S.shards ? { SHARDS: S.shards } : {}), ...(S.threads ? { THREADS: S.threads } : {}) }
   const server = await startProcess([...SERVER_NODE_FLAGS, 'dist/cluster.js'], { ...serverEnv, LOG_LEVEL: 'info' })
   /** @type {Measurement} */
@@ -246,6 +259,7 @@ for (const sc of selected) {
   console.log(`  ratio to ceiling: ${row.ratio}; pullchat answered by status: ${JSON.stringify(/** @type {any} */ (p).serverStatuses)}`)
   if (log !== null) console.log(`  pullchat's log: ${log.rounds} group-commit rounds of ${log.recordsPerRound} records, fdatasync ${log.fsyncMsMean} ms, oldest record's wait for its round ${log.oldestWaitMsMean} ms (means)`)
 }
+for (const template of storeTemplates.values()) rmSync(template, { recursive: true, force: true })
 
 mkdirSync(join(root, 'bench/results'), { recursive: true })
 const report = { mode, date: new Date().toISOString(), machine: { cores: cpus().length, model: cpus()[0]?.model, node: process.version }, settings: S, results }
