@@ -87,6 +87,28 @@ t.test('a scan without per-record columns builds the same store, and refuses an 
   t.same(seen, msgs.map((m) => m.sendTime))
 })
 
+t.test('a recovered store takes new messages as a store that never stopped does', async (t) => {
+  // Each chat's last extent, adopted from the scans (merged when small, chained otherwise), is
+  // where its next append goes: the ChatLog reads its header then (ChatLog.loadTail).
+  // Five large chats (chained extents), and 700 small ones (merged when read in several runs).
+  for (const chatsOf of [5, 700]) {
+    const spread = (msgs: Msg[]): Msg[] => msgs.map((m) => ({ ...m, chat: `chat-${m.sendTime % chatsOf}` }))
+    const dir = t.testdir()
+    const before = spread(messages(0, 3000))
+    await writeLog(dir, before, { segmentBytes: 64 * 1024, batchBytesMax: 8 * 1024 })
+    const after = spread(messages(3000, 3000))
+    const chats = new Set([...before, ...after].map((m) => m.chat))
+    t.equal(chats.size, chatsOf)
+    const want = direct([...before, ...after])
+    for (const parts of [1, 2, 3]) {
+      const store = new ShardStore()
+      recoverStore(dir, 0, store, {}, parts)
+      for (const m of after) store.append(m.chat, m.sendTime, m.text, m.sender)
+      t.same(pages(store, chats), pages(want, chats), `${chatsOf} chats recovered in ${parts} run(s), then appended to: every page`)
+    }
+  }
+})
+
 t.test('applyScan only into an empty store', async (t) => {
   const dir = t.testdir()
   await writeLog(dir, messages(0, 10))
