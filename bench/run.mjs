@@ -196,17 +196,15 @@ function joinHalves(a, b) {
 
 // ---------------------------------------------------------------------------------------------
 
-/** The preloaded store's data directory per shard count: written once, copied for each scenario that pulls. */
-const storeTemplates = new Map()
+/** The preloaded store's data directory: written once, copied for each scenario that pulls. */
+let storeTemplate = ''
 /** @param {string} dataDir @param {number} shards */
 async function preloadedStore(dataDir, shards) {
-  let template = storeTemplates.get(shards)
-  if (template === undefined) {
-    template = mkdtempSync(join(env.BENCH_DIR ?? tmpdir(), 'pullchat-bench-store-'))
-    await writeBenchStore(template, shards, { messages: S.preloadMessages, chats: S.preloadChats })
-    storeTemplates.set(shards, template)
+  if (storeTemplate === '') {
+    storeTemplate = mkdtempSync(join(env.BENCH_DIR ?? tmpdir(), 'pullchat-bench-store-'))
+    await writeBenchStore(storeTemplate, shards, { messages: S.preloadMessages, chats: S.preloadChats })
   }
-  cpSync(template, dataDir, { recursive: true })
+  cpSync(storeTemplate, dataDir, { recursive: true })
 }
 
 const results = []
@@ -259,7 +257,7 @@ for (const sc of selected) {
   console.log(`  ratio to ceiling: ${row.ratio}; pullchat answered by status: ${JSON.stringify(/** @type {any} */ (p).serverStatuses)}`)
   if (log !== null) console.log(`  pullchat's log: ${log.rounds} group-commit rounds of ${log.recordsPerRound} records, fdatasync ${log.fsyncMsMean} ms, oldest record's wait for its round ${log.oldestWaitMsMean} ms (means)`)
 }
-for (const template of storeTemplates.values()) rmSync(template, { recursive: true, force: true })
+if (storeTemplate !== '') rmSync(storeTemplate, { recursive: true, force: true })
 
 mkdirSync(join(root, 'bench/results'), { recursive: true })
 const report = { mode, date: new Date().toISOString(), machine: { cores: cpus().length, model: cpus()[0]?.model, node: process.version }, settings: S, results }

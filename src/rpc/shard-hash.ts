@@ -7,16 +7,10 @@
 // 8 shards) that ignores most of the id: "user1:user2", "user2:user3", ... put 91% of chats on
 // one of 2 shards. Mixing first makes every bit count.
 
-const FNV_OFFSET = 0x811c9dc5
-const FNV_PRIME = 0x01000193
+import { fnv1aUnits } from '../fnv.js'
 
 export function hashChat(chat: string): number {
-  let h = FNV_OFFSET
-  for (let i = 0; i < chat.length; i++) {
-    h ^= chat.charCodeAt(i)
-    h = Math.imul(h, FNV_PRIME)
-  }
-  return h >>> 0
+  return fnv1aUnits(chat) >>> 0
 }
 
 function mix(h: number): number {

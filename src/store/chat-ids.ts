@@ -3,19 +3,14 @@
 // that up in a Map. Over 10k chats written in turn, the string per record, its hash and a Map
 // lookup whose key lies anywhere in the heap were ~15% of a scan (docs/performance.md, "Recovery").
 //
-// An open-addressing table over a hash of the bytes (FNV-1a), and every id's bytes side by side in
+// An open-addressing table over a hash of the bytes (FNV-1a, src/fnv.ts), and every id's bytes side by side in
 // one buffer to compare against: a lookup reads two small, dense arrays. A chat can be named by
 // more than one byte sequence (bytes that are not UTF-8 decode to the same string as others):
 // each sequence is an entry of its own naming the same chat.
 
-const EMPTY = -1
+import { fnv1aBytes as hash } from '../fnv.js'
 
-/** FNV-1a, 32 bits. */
-function hash(src: Uint8Array, from: number, to: number): number {
-  let h = 0x811c9dc5 | 0 // as an int32, as Math.imul answers and hashes[] stores
-  for (let i = from; i < to; i++) h = Math.imul(h ^ (src[i] as number), 0x01000193)
-  return h
-}
+const EMPTY = -1
 
 export class ChatIds {
   /** Every entry's id bytes, one after another. */

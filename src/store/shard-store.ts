@@ -13,6 +13,7 @@
 // ChatLog and its index took (docs/performance.md, "Pulls over many chats"), and a batch of pulls
 // takes them for all its chats at once (prefetch; "Pulls in batches").
 
+import { fnv1aUnits } from '../fnv.js'
 import { Arena, type ArenaState } from './arena.js'
 import { CHAT_MESSAGES_MAX, ChatLog, extentIsChat, extentPage, prefetchExtents, type ExtentOwner, type Page, type PageScratch } from './chat-log.js'
 
@@ -34,12 +35,8 @@ export interface StoreOptions {
   readonly chatMessagesMax?: number
 }
 
-/** The table's hash of a chat id: FNV-1a over its UTF-16 code units. */
-export function chatHash(id: string): number {
-  let h = 0x811c9dc5
-  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193)
-  return h | 0
-}
+/** The table's hash of a chat id: FNV-1a over its UTF-16 code units (src/fnv.ts). */
+export const chatHash = fnv1aUnits
 
 export class ShardStore implements ExtentOwner {
   private arena = new Arena()
