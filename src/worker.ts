@@ -177,4 +177,6 @@ function flushStdio(): Promise<unknown> {
 
 let records = 0
 for (const h of hosted.values()) records += h.records
+// A shard's first sends would otherwise wait for its log's sync thread to boot.
+await Promise.all([...hosted.values()].map((h) => h.ready))
 control.postMessage({ type: 'ready', records, ms: recoveryMs })

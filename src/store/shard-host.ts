@@ -29,6 +29,8 @@ export interface HostedShard {
   /** The ShardService that callers in this thread call directly and RPC endpoints serve. */
   readonly shard: Shard
   readonly records: number
+  /** Resolves once the shard's log can sync (its sync thread is up): serve only after. */
+  readonly ready: Promise<void>
   /** Stops retention, then syncs and closes the log. Resolves when everything acknowledged is durable. */
   close(): Promise<void>
 }
@@ -207,6 +209,7 @@ export function openShard(
     id: shardId,
     shard,
     records: recovery.records,
+    ready: writer.ready(),
     close: async () => {
       if (timer !== null) clearInterval(timer)
       await writer.close()

@@ -4,7 +4,9 @@
 // event loop go out as one write followed by one fdatasync (policy `always`); records appended
 // while a round is in flight wait for the next round,
 // which starts as soon as the previous one's fdatasync completes, before that round's callbacks
-// run (so the disk works while they do): leader/follower, no timer, no artificial delay. Each
+// run (so the disk works while they do): leader/follower, no timer, no artificial delay. The
+// write is a synchronous copy into the page cache; the fdatasync runs on the writer's own thread
+// (sync-thread.ts), while this one goes on taking appends and answering the rounds before. Each
 // round carries at most `batchBytesMax` bytes. An append's callback runs once the round that
 // carries it is durable under the policy:
 //   always       after the fdatasync that covers it (the default)
@@ -44,10 +46,14 @@ import { join } from 'node:path'
 import { FORMAT_VERSION, ROUND_MARKS_VERSION, SEGMENT_HEADER_BYTES, encodeHeader, encodeRecord, markRoundStart, segmentName } from './format.js'
 import type { RecoveredLog } from './reader.js'
 import { syncDir } from './sync.js'
+import { SyncThread } from './sync-thread.js'
 
 export type FsyncPolicy = { readonly kind: 'always' } | { readonly kind: 'interval'; readonly ms: number } | { readonly kind: 'unsafe-none' }
 
-/** The file operations the writer uses: swapped in tests to inject faults (ENOSPC, EIO). */
+/**
+ * The file operations the writer uses: swapped in tests to inject faults (ENOSPC, EIO). Without
+ * one, a writer writes as realIo does and runs its fdatasyncs on a thread of its own (SyncThread).
+ */
 export interface WalIo {
   write(fd: number, buf: Buffer, position: number, cb: (err: NodeJS.ErrnoException | null, written: number) => void): void
   fdatasync(fd: number, cb: (err: NodeJS.ErrnoException | null) => void): void
@@ -56,6 +62,7 @@ export interface WalIo {
 export const realIo: WalIo = {
   // The write only copies into the page cache (microseconds): done synchronously it saves a trip
   // through libuv's thread pool per round, which is most of a round's latency after the sync.
+  // (The fdatasync here goes through that pool; a writer's own is on its SyncThread.)
   write: (fd, buf, position, cb) => {
     let written: number
     try {
@@ -86,6 +93,7 @@ export interface WriterOptions {
   readonly fsync: FsyncPolicy
   /** Zeros written ahead of the rounds at most per extension; 0 turns preallocation off. Default PREALLOCATE_BYTES_MAX. */
   readonly preallocateBytesMax?: number
+  /** Default: realIo's writes, and fdatasync on the writer's own SyncThread (sync-thread.ts). */
   readonly io?: WalIo
   /** Called when writing zeros ahead failed (once per segment: preallocation stops there). */
   readonly onPreallocateFailed?: (err: NodeJS.ErrnoException) => void
@@ -163,6 +171,8 @@ export class WalSyncError extends Error {
 export class WalWriter {
   private readonly opts: WriterOptions
   private readonly io: WalIo
+  /** Where this writer's fdatasyncs run, unless the options gave an io. */
+  private readonly syncThread: SyncThread | null
   private fd: number
   private segmentPath: string
   /** Bytes of the current segment that are written (and durable, under `always`). */
@@ -199,7 +209,15 @@ export class WalWriter {
 
   constructor(opts: WriterOptions, state: WriterState) {
     this.opts = opts
-    this.io = opts.io ?? realIo
+    if (opts.io !== undefined || opts.fsync.kind === 'unsafe-none') {
+      this.io = opts.io ?? realIo
+      this.syncThread = null
+    } else {
+      const thread = new SyncThread()
+      thread.start() // so that the first round does not wait for the thread to boot
+      this.syncThread = thread
+      this.io = { write: realIo.write, fdatasync: (fd, cb) => thread.fdatasync(fd, cb) }
+    }
     this.preallocateMax = opts.preallocateBytesMax ?? PREALLOCATE_BYTES_MAX
     this.lsn = state.lastLsn
     if (state.lastSegment === null) {
@@ -225,6 +243,11 @@ export class WalWriter {
       this.timer = setInterval(() => this.periodicSync(), opts.fsync.ms)
       this.timer.unref()
     }
+  }
+
+  /** Resolves once the log can sync at once: its sync thread, if it has one, is up (sync-thread.ts). */
+  ready(): Promise<void> {
+    return this.syncThread === null ? Promise.resolve() : this.syncThread.ready()
   }
 
   /** LSN of the last record written to the log. */
@@ -277,6 +300,7 @@ export class WalWriter {
           }
         }
         closeSync(this.fd)
+        this.syncThread?.stop()
         resolve()
       }
       if (!this.inFlight && !this.scheduled) this.round()
@@ -405,7 +429,7 @@ export class WalWriter {
     const fd = this.fd
     const t0 = performance.now()
     this.io.fdatasync(fd, (err) => {
-      // A roll or close() may have closed the fd before a busy thread pool ran this sync; they
+      // A roll or close() may have closed the fd before a busy sync thread ran this sync; they
       // fdatasync the segment themselves first. A closed (or meanwhile reused) fd is no error
       // then; EIO and the like always are.
       const fdGone = err !== null && (err.code === 'EBADF' || err.code === 'EINVAL') && (fd !== this.fd || this.closing !== null)
@@ -460,6 +484,7 @@ export class WalWriter {
     if (this.failed !== null) return
     this.failed = err
     if (this.timer !== null) clearInterval(this.timer)
+    this.syncThread?.stop() // no sync is asked for after this
     this.opts.onFatal(err)
     if (syncFailed.length > 0) {
       const unknown = new WalSyncError(err as NodeJS.ErrnoException)
