@@ -2,11 +2,12 @@
 //
 // Node runs an asynchronous fdatasync on libuv's thread pool: four threads by default, which wait
 // on one condition variable and are woken in turn, so that each group-commit round's sync runs on
-// a different thread than the round before. Measured here (2-core VM, wrk at 64 connections, 5 s
-// runs alternated, docs/performance.md "ninth session"): one thread that does every sync of the
-// log gave durable sends a p99 of 2.9-3.6 ms where the pool gave 3.3-5.7 ms, at the same
-// throughput; so did a pool of one thread (UV_THREADPOOL_SIZE=1), which a process cannot set for
-// itself once started and which would serialise the syncs of every shard in the process.
+// a different thread than the round before, and which every shard of the process shares. Measured
+// here (2-core VM, fresh servers alternated, wrk at 64 connections, sends across 10k chats;
+// docs/performance.md, "ninth session"): with a thread of the log's own, throughput x1.025-1.042
+// in four batches and a median p99 of 3.2-3.9 ms against 4.0-4.2. A pool of one thread
+// (UV_THREADPOOL_SIZE=1) helped p99 as much, but a process cannot choose it for itself once
+// started, and it would serialise the syncs of every shard in the process.
 //
 // The protocol: the writer's thread stores the fd and bumps a request counter in shared memory,
 // then wakes this thread (Atomics.notify, a futex wake, as libuv's pool is woken); this thread
