@@ -69,6 +69,10 @@ if (profiler !== '0x') {
   files.forEach((f, i) => {
     const folded = foldedStacks(JSON.parse(readFileSync(join(outDir, f), 'utf8')))
     const total = [...folded.values()].reduce((a, b) => a + b, 0)
+    // Samples are wall-clock: a thread blocked in Atomics.wait is sampled as running the function
+    // that waits, not as idle. So each log's sync thread (src/wal/sync-thread-main.ts: its
+    // top-level loop, "(anonymous)") and recovery's idle helper threads (piscina's
+    // atomicsWaitLoop) show as busy here: /proc or `node bench/cpu.mjs` gives their CPU.
     const busy = [...folded].filter(([k]) => !k.endsWith('(idle)')).reduce((a, [, v]) => a + v, 0)
     writeFileSync(join(outDir, `thread-${i}.folded`), [...folded].map(([k, v]) => `${k} ${v}`).join('\n') + '\n')
     writeFileSync(join(outDir, `thread-${i}.svg`), flamegraphSvg(folded, `${f}: ${kind} load, busy ${((busy / total) * 100).toFixed(0)}% of ${(total / 1e6).toFixed(1)} s`))
@@ -83,4 +87,4 @@ if (profiler !== '0x') {
     console.log(`thread-${i}.svg (${f}): busy ${((busy / total) * 100).toFixed(0)}%; top: ${top.map(([k, v]) => `${k.split(' ')[0]} ${((v / total) * 100).toFixed(1)}%`).join(', ')}`)
   })
 }
-console.log(`profiles: ${outDir}`)
+console.log(`profiles: ${outDir} (wall-clock samples: threads blocked in Atomics.wait, as the log's sync thread, count as busy)`)
