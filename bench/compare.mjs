@@ -20,6 +20,10 @@
 //   The preloaded store has this build's default shard count unless SHARDS says otherwise: give a
 //   build from before SHARDS=auto (a180e27 and earlier, default 2) SHARDS=2.
 //   Default 'THREADS=1;THREADS=2'.
+// COMPARE_FRESH=1: instead, every run starts its server anew (on an empty data directory for the
+//   sends, on a copy of the store for the others), loads it for COMPARE_WARMUP seconds (2), then
+//   measures and stops it: each measurement then starts from the same state, not from whatever
+//   the rounds before left (a store grown by earlier sends, a heap after earlier loads).
 // COMPARE_LOADS (send-1,send-10k,pull-hot,pull-many,mixed; also pull-reverse), COMPARE_ROUNDS (3), COMPARE_SECONDS (5),
 // COMPARE_MESSAGES (200000), COMPARE_CHATS (20000), BENCH_CONNECTIONS (64), BENCH_OUT
 // (bench/results/compare), COMPARE_DEBUG=1 (print each server's port and pid). wrk is required:
@@ -45,6 +49,8 @@ const messages = Number(env.COMPARE_MESSAGES ?? 200_000)
 const chats = Number(env.COMPARE_CHATS ?? 20_000)
 const connections = Number(env.BENCH_CONNECTIONS ?? 64)
 const out = resolve(root, env.BENCH_OUT ?? join('bench', 'results', 'compare'))
+const fresh = env.COMPARE_FRESH === '1'
+const warmup = Number(env.COMPARE_WARMUP ?? 2)
 
 requireWrk('bench/compare.mjs')
 if (specs.length < 1 || !(rounds >= 1 && seconds >= 1)) throw new Error('COMPARE needs a server; COMPARE_ROUNDS and COMPARE_SECONDS >= 1')
@@ -95,8 +101,9 @@ try {
   /** @type {Map<string, string>} */
   const stores = new Map()
   const storeKey = (/** @type {{ dir: string, shards: number }} */ s) => `${s.dir}\n${s.shards}`
+  const readsStore = (/** @type {string} */ l) => !l.startsWith('send')
   for (const s of servers) {
-    if (stores.has(storeKey(s))) continue
+    if (stores.has(storeKey(s)) || (fresh && !loadNames.some(readsStore))) continue
     const d = join(dir, `store-${stores.size}`)
     mkdirSync(d)
     console.log(`preloading ${messages} messages in ${chats} chats (+ the hot chat) for ${s.shards} shard(s)${s.dir === root ? '' : ` with the build in ${s.dir}`}`)
@@ -105,15 +112,19 @@ try {
     await write(d, s.shards, { messages, chats })
     stores.set(storeKey(s), d)
   }
-  const running = []
-  for (const [i, s] of servers.entries()) {
-    const dataDir = join(dir, `server-${i}`)
-    cpSync(/** @type {string} */ (stores.get(storeKey(s))), dataDir, { recursive: true })
+  let started = 0
+  /** Starts a server of `s` on a copy of its store, or on an empty data directory. */
+  const start = async (/** @type {ReturnType<typeof parseSpec>} */ s, /** @type {boolean} */ withStore) => {
+    const dataDir = join(dir, `server-${started++}`)
+    if (withStore) cpSync(/** @type {string} */ (stores.get(storeKey(s))), dataDir, { recursive: true })
+    else mkdirSync(dataDir)
     const p = await startProcess([...s.nodeFlags, join(s.dir, 'dist', 'cluster.js')], { PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info', ...s.settings })
     procs.push(p.proc)
-    running.push({ ...s, port: p.port, pid: p.proc.pid })
-    if (env.COMPARE_DEBUG) console.log(`server ${i}: ${s.name} on port ${p.port}, pid ${p.proc.pid}`)
+    if (env.COMPARE_DEBUG) console.log(`server ${started - 1}: ${s.name} on port ${p.port}, pid ${p.proc.pid}`)
+    return { ...s, port: p.port, pid: p.proc.pid, proc: p.proc, dataDir }
   }
+  const running = []
+  if (!fresh) for (const s of servers) running.push(await start(s, true))
   /** @type {Record<string, string>} */
   const scripts = {}
   for (const l of loadNames) {
@@ -124,9 +135,10 @@ try {
   const runs = []
   for (let r = 0; r < rounds; r++) {
     for (const l of loadNames) {
-      for (let k = 0; k < running.length; k++) {
-        const s = running[(r + k) % running.length]
+      for (let k = 0; k < servers.length; k++) {
+        const s = fresh ? await start(/** @type {ReturnType<typeof parseSpec>} */ (servers[(r + k) % servers.length]), readsStore(l)) : running[(r + k) % running.length]
         if (s === undefined) continue
+        if (fresh) runWrk(s.port, scripts[l] ?? '', { connections, seconds: warmup })
         const c0 = cpuSeconds(s.pid)
         const w = runWrk(s.port, scripts[l] ?? '', { connections, seconds })
         const serverCores = +((cpuSeconds(s.pid) - c0) / seconds).toFixed(2)
@@ -134,6 +146,11 @@ try {
         if (w.summary.errors !== 0 || w.summary.non2xx !== 0) throw new Error(`${s.name}, ${l}: ${w.summary.errors} errors, ${w.summary.non2xx} non-2xx`)
         const run = { round: r + 1, load: l, server: s.name, reqPerSec: Math.round(w.reqPerSec), p99: w.summary.p99, serverCores }
         runs.push(run)
+        if (fresh) {
+          await stopProcess(s.proc)
+          procs.splice(procs.indexOf(s.proc), 1)
+          rmSync(s.dataDir, { recursive: true, force: true })
+        }
         console.log(`round ${run.round} ${l.padEnd(9)} ${s.name.padEnd(24)} ${String(run.reqPerSec).padStart(7)} req/s  p99 ${run.p99.toFixed(2)} ms  server ${serverCores} cores`)
       }
     }
@@ -148,11 +165,11 @@ try {
       return { server: s.name, reqPerSecMedian: Math.round(median(mine.map((x) => x.reqPerSec))), p99Median: +median(mine.map((x) => x.p99)).toFixed(2), ratioToFirst: +median(ratios).toFixed(3) }
     }),
   }))
-  console.log(`\n${connections} connections, ${rounds} rounds of ${seconds} s, ${cpus().length} cores (${cpus()[0]?.model.trim()}); medians, ratio to "${first}" (median of per-round ratios)`)
+  console.log(`\n${connections} connections, ${rounds} rounds of ${seconds} s${fresh ? ` (a fresh server per run, ${warmup} s of warm-up)` : ''}, ${cpus().length} cores (${cpus()[0]?.model.trim()}); medians, ratio to "${first}" (median of per-round ratios)`)
   for (const row of summary) {
     for (const s of row.servers) console.log(`  ${row.load.padEnd(9)} ${s.server.padEnd(24)} ${String(s.reqPerSecMedian).padStart(7)} req/s  p99 ${s.p99Median} ms  x${s.ratioToFirst}`)
   }
-  const report = { date: new Date().toISOString(), machine: { cores: cpus().length, model: cpus()[0]?.model.trim() }, settings: { specs, loads: loadNames, rounds, seconds, messages, chats, connections }, runs, summary }
+  const report = { date: new Date().toISOString(), machine: { cores: cpus().length, model: cpus()[0]?.model.trim() }, settings: { specs, loads: loadNames, rounds, seconds, messages, chats, connections, fresh, ...(fresh ? { warmup } : {}) }, runs, summary }
   writeFileSync(`${out}.json`, JSON.stringify(report, null, 2) + '\n')
   console.log(`written: ${out}.json`)
 } finally {

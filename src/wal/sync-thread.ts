@@ -5,7 +5,8 @@
 // a different thread than the round before, and which every shard of the process shares. Measured
 // here (2-core VM, fresh servers alternated, wrk at 64 connections, sends across 10k chats;
 // docs/performance.md, "ninth session"): with a thread of the log's own, throughput x1.025-1.042
-// in four batches and a median p99 of 3.2-3.9 ms against 4.0-4.2. A pool of one thread
+// in four batches and a median p99 of 3.2-3.9 ms against 4.0-4.2; in the machine's fastest hour,
+// x0.997 and x1.024 (`COMPARE_FRESH=1 node bench/compare.mjs`). A pool of one thread
 // (UV_THREADPOOL_SIZE=1) helped p99 as much, but a process cannot choose it for itself once
 // started, and it would serialise the syncs of every shard in the process.
 //
