@@ -236,14 +236,17 @@ for (const sc of selected) {
   Object.assign(p, { serverStatuses: statuses })
   // Where durable sends wait (docs/performance.md, "Durable sends"): the log's rounds, from the
   // server's own metrics, summed over shards.
-  const total = (/** @type {string} */ name) => [...metricsText.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))].reduce((sum, m) => sum + Number(m[1]), 0)
+  /** The samples of `name` (one per shard), those of the histogram bucket `le` if given. */
+  const samples = (/** @type {string} */ name, /** @type {string | undefined} */ le = undefined) =>
+    [...metricsText.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))].filter((m) => le === undefined || m[0].includes(`le="${le}"`))
+  const total = (/** @type {string} */ name, /** @type {string | undefined} */ le = undefined) => samples(name, le).reduce((sum, m) => sum + Number(m[1]), 0)
   const rounds = total('pullchat_wal_batch_records_count')
   const syncs = total('pullchat_wal_fsync_duration_seconds_count')
   /** Of the rounds' fdatasyncs, the share that took longer than `le` seconds (a bucket's bound), or null if no bucket has that bound. */
   const fsyncOver = (/** @type {string} */ le) => {
-    const within = [...metricsText.matchAll(new RegExp(`^pullchat_wal_fsync_duration_seconds_bucket\\{[^}]*le="${le.replace('.', '\\.')}"[^}]*\\} (\\S+)$`, 'gm'))]
-    if (within.length === 0 || syncs === 0) return null
-    return +((syncs - within.reduce((sum, m) => sum + Number(m[1]), 0)) / syncs).toFixed(4)
+    const bucket = 'pullchat_wal_fsync_duration_seconds_bucket'
+    if (syncs === 0 || samples(bucket, le).length === 0) return null
+    return +((syncs - total(bucket, le)) / syncs).toFixed(4)
   }
   const log = rounds === 0 ? null : {
     rounds,
