@@ -262,6 +262,17 @@ for (const sc of selected) {
     fsyncOver16ms: fsyncOver('0.016'),
   }
   Object.assign(p, { log })
+  // The same tail as the server saw it, from each request's handler to its reply (both halves'
+  // requests, every route): stalls that wrk sees and these do not are outside the handlers (the
+  // socket queues, the thread not running, the generator), not the request path or the log.
+  const requests = total('pullchat_http_request_duration_seconds_count')
+  /** Of the requests answered, the share that took longer than `le` seconds in the server (a bucket's bound), or null. */
+  const requestsOver = (/** @type {string} */ le) => {
+    const bucket = 'pullchat_http_request_duration_seconds_bucket'
+    if (requests === 0 || samples(bucket, le).length === 0) return null
+    return +((requests - total(bucket, le)) / requests).toFixed(4)
+  }
+  Object.assign(p, { inServer: { requests, over5ms: requestsOver('0.005'), over25ms: requestsOver('0.025') } })
   await stopProcess(server.proc)
   rmSync(dataDir, { recursive: true, force: true })
 
@@ -274,6 +285,8 @@ for (const sc of selected) {
   console.log(`  ratio to ceiling: ${row.ratio}; pullchat answered by status: ${JSON.stringify(/** @type {any} */ (p).serverStatuses)}`)
   const pct = (/** @type {number | null} */ x) => (x === null ? '?' : `${(x * 100).toFixed(2)}%`)
   if (log !== null) console.log(`  pullchat's log: ${log.rounds} group-commit rounds of ${log.recordsPerRound} records, fdatasync ${log.fsyncMsMean} ms, oldest record's wait for its round ${log.oldestWaitMsMean} ms (means); fdatasyncs over 2 ms ${pct(log.fsyncOver2ms)}, over 4 ms ${pct(log.fsyncOver4ms)}, over 16 ms ${pct(log.fsyncOver16ms)}`)
+  const inServer = /** @type {any} */ (p).inServer
+  console.log(`  in pullchat's handlers (arrival to reply): requests over 5 ms ${pct(inServer.over5ms)}, over 25 ms ${pct(inServer.over25ms)}`)
 }
 if (storeTemplate !== '') rmSync(storeTemplate, { recursive: true, force: true })
 
