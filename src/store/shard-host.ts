@@ -165,11 +165,12 @@ export function openShard(
     },
     resumeState(recovery.log),
   )
-  let lastSegmentSeen = writer.currentSegment
+  let lastSegmentSeen = writer.answeredSegment
   const shard = new Shard(shardId, writer, store, {
     onStored: retaining
       ? (chat, sendTime) => {
-          const seg = writer.currentSegment
+          // Where this message's record is: the round after its own may have started a segment.
+          const seg = writer.answeredSegment
           segmentIndex.note(seg, chat, sendTime)
           if (seg !== lastSegmentSeen) {
             // A segment was sealed: the byte limit may now be exceeded.

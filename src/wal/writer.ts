@@ -175,6 +175,8 @@ export class WalWriter {
   private readonly syncThread: SyncThread | null
   private fd: number
   private segmentPath: string
+  /** The segment of the round whose callbacks run (or ran last): see answeredSegment. */
+  private answeredPath: string
   /** Bytes of the current segment that are written (and durable, under `always`). */
   private size: number
   /**
@@ -239,6 +241,7 @@ export class WalWriter {
         fsyncSync(this.fd)
       }
     }
+    this.answeredPath = this.segmentPath
     if (opts.fsync.kind === 'interval') {
       this.timer = setInterval(() => this.periodicSync(), opts.fsync.ms)
       this.timer.unref()
@@ -255,8 +258,18 @@ export class WalWriter {
     return this.lsn
   }
 
+  /** The segment appended to now (the newest). */
   get currentSegment(): string {
     return this.segmentPath
+  }
+
+  /**
+   * The segment holding the records whose callbacks are running, or ran last. Not always
+   * currentSegment: the next round starts, and may start a new segment, before a finished round's
+   * callbacks run.
+   */
+  get answeredSegment(): string {
+    return this.answeredPath
   }
 
   /** Buffers a record; `cb` runs when it is durable under the policy, or with the error. */
@@ -346,6 +359,7 @@ export class WalWriter {
     if (this.marksRounds) markRoundStart(records[0] as Buffer)
     const buf = records.length === 1 ? (records[0] as Buffer) : Buffer.concat(records, bytes)
     const position = this.size
+    const segment = this.segmentPath
     this.io.write(this.fd, buf, position, (err, written) => {
       if (err === null && written !== buf.length) {
         err = Object.assign(new Error(`short write: ${written} of ${buf.length} bytes`), { code: 'EIO' }) as NodeJS.ErrnoException
@@ -362,7 +376,7 @@ export class WalWriter {
       if (this.opts.fsync.kind !== 'always') {
         this.dirtySinceSync = true
         this.opts.onRound?.(records.length, buf.length, 0, waitMs)
-        this.finishRound(cbs, null)
+        this.finishRound(cbs, null, segment)
         return
       }
       const t0 = performance.now()
@@ -375,7 +389,7 @@ export class WalWriter {
           return
         }
         this.opts.onRound?.(records.length, buf.length, performance.now() - t0, waitMs)
-        this.finishRound(cbs, null)
+        this.finishRound(cbs, null, segment)
       })
     })
   }
@@ -403,9 +417,11 @@ export class WalWriter {
 
   // The next round's write (and fdatasync) goes out first, then this round's callbacks run while
   // the disk works; appends they make wait for the round after.
-  private finishRound(cbs: AppendCallback[], err: NodeJS.ErrnoException | null): void {
+  // `segment`: where a durable round's records are.
+  private finishRound(cbs: AppendCallback[], err: NodeJS.ErrnoException | null, segment?: string): void {
     this.inFlight = false
     if (this.buffered.length > 0) this.round()
+    if (segment !== undefined) this.answeredPath = segment
     if (err === null) this.opts.beforeCallbacks?.(cbs.length)
     for (const cb of cbs) cb(err)
     if (!this.inFlight && (this.buffered.length > 0 || this.closing !== null)) this.round()

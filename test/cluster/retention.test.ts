@@ -4,6 +4,8 @@
 import { readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
+import { decodeMessage } from '../../src/store/message-record.js'
+import { readLog } from '../../src/wal/index.js'
 import { getJson, postJson, startServer } from '../helpers/server.js'
 
 const SEGMENT_BYTES = 64 * 1024
@@ -20,10 +22,21 @@ async function all(port: number, chat: string): Promise<string[]> {
   }
 }
 
+/** The texts of the messages in a shard's log, in log order. */
+function loggedTexts(dir: string): string[] {
+  const texts: string[] = []
+  readLog(dir, 0, (payload) => {
+    const m = decodeMessage(payload)
+    if (m !== null) texts.push(m.text)
+  })
+  return texts
+}
+
 t.test('retention by bytes drops the oldest segments from disk and memory', async (t) => {
   const dataDir = t.testdir()
   const opts = { shards: 1, segmentBytes: SEGMENT_BYTES, retentionBytes: RETENTION_BYTES, dataDir }
   const sent: string[] = []
+  const mismatches: string[] = []
   {
     const { port, cluster } = await startServer(t, opts)
     const pad = 'x'.repeat(200)
@@ -38,7 +51,17 @@ t.test('retention by bytes drops the oldest segments from disk and memory', asyn
       // Acknowledgement order is send_time order within the chat.
       const ordered = replies.sort((x, y) => x.r.json.send_time - y.r.json.send_time)
       sent.push(...ordered.map((x) => x.text))
+      // Retention ran right after the roll, before these answers went out. Each message was
+      // counted in the segment its record is in, so what left the disk left memory, no more and
+      // no less (a round's messages counted in the segment the round after it started would stay
+      // in memory after their segment went). Checked after every batch: each roll is a chance.
+      const held = await all(port, 'a:b')
+      const logged = loggedTexts(join(dataDir, 'shard-0'))
+      if (held.length !== logged.length || held.some((text, i) => text !== logged[i])) {
+        mismatches.push(`after batch ${batch}: ${held.length} held, ${logged.length} in the log`)
+      }
     }
+    t.same(mismatches, [], 'after every batch, memory holds exactly the messages the log holds')
     await new Promise((r) => setTimeout(r, 200)) // retention runs right after a roll
     const held = await all(port, 'a:b')
     t.ok(held.length < sent.length, `dropped some: ${held.length} of ${sent.length} held`)
@@ -47,6 +70,7 @@ t.test('retention by bytes drops the oldest segments from disk and memory', asyn
     const dir = join(dataDir, 'shard-0')
     const bytes = readdirSync(dir).reduce((n, f) => n + statSync(join(dir, f)).size, 0)
     t.ok(bytes <= RETENTION_BYTES + SEGMENT_BYTES, `log is ${bytes} bytes, within the limit plus one segment`)
+    t.same(held, loggedTexts(dir), 'memory holds exactly the messages the log holds')
     await cluster.stop()
     // At start-up retention runs at once, so it may drop one more segment than the running
     // server had (which checks at each roll and on a timer).

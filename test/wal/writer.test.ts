@@ -343,6 +343,39 @@ t.test('a round is never split across segments: one larger than segmentBytes fil
   t.same(readBack(dir).msgs, msgs)
 })
 
+t.test("answeredSegment: a round's callbacks see the segment its records are in, though the next round has started a new one", async (t) => {
+  const dir = t.testdir()
+  const io = new TestIo()
+  const msgs = messages(0, 4, () => 50)
+  const [a, b, c, d] = msgs as [Msg, Msg, Msg, Msg]
+  const size = recordBytes([a])
+  const writer = openWriter(dir, EMPTY_STATE, { io, segmentBytes: SEGMENT_HEADER_BYTES + 3 * size })
+  const first = join(dir, segmentName(1))
+  const second = join(dir, segmentName(3))
+  const seen: string[] = []
+  const track = (m: Msg, label: string) =>
+    writer.append(payloadOf(m), (err) => {
+      t.equal(err, null)
+      seen.push(`${label} ${writer.answeredSegment === first ? 'first' : writer.answeredSegment === second ? 'second' : writer.answeredSegment} (current ${writer.currentSegment === second ? 'second' : 'first'})`)
+    })
+  io.holdSyncs = true
+  track(a, 'A')
+  track(b, 'B')
+  await until('A and B to reach fdatasync', () => io.heldSyncs === 1)
+  track(c, 'C') // with A and B, more than the segment holds: their round rolls
+  track(d, 'D')
+  await sleep(5)
+  io.release()
+  await until('C and D to reach fdatasync', () => io.heldSyncs === 1)
+  io.holdSyncs = false
+  io.release()
+  await until('D to be acked', () => seen.length === 4)
+  t.same(seen, ['A first (current second)', 'B first (current second)', 'C second (current second)', 'D second (current second)'])
+  await writer.close()
+  t.same(readdirSync(dir).sort(), [segmentName(1), segmentName(3)], 'A and B in the first segment, C and D in the second')
+  t.same(readBack(dir).msgs, msgs)
+})
+
 // ---------------------------------------------------------------------------------------------
 // Preallocation
 
