@@ -8,7 +8,10 @@
 // in four batches and a median p99 of 3.2-3.9 ms against 4.0-4.2; in the machine's fastest hour,
 // x0.997 and x1.024 (`COMPARE_FRESH=1 node bench/compare.mjs`). A pool of one thread
 // (UV_THREADPOOL_SIZE=1) helped p99 as much, but a process cannot choose it for itself once
-// started, and it would serialise the syncs of every shard in the process.
+// started, and it would serialise the syncs of every shard in the process. A thread that also
+// owns the write (the shard's thread handing records over through a ring in shared memory, the
+// log's thread starting each round as the last sync returns) was built and measured too: sends
+// x0.99-1.005, mixed load x0.915, more CPU per request (docs/performance.md, tenth session).
 //
 // The protocol: the writer's thread stores the fd and bumps a request counter in shared memory,
 // then wakes this thread (Atomics.notify, a futex wake, as libuv's pool is woken); this thread
