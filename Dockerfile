@@ -38,5 +38,5 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
 # SIGTERM: the workers stop listening and answer what is in flight (SHUTDOWN_TIMEOUT_MS,
 # 10 s by default), shards flush, exit 0. Give `docker stop` more than that (compose: 15 s).
 STOPSIGNAL SIGTERM
-# --v8-pool-size=1: as `npm start` (package.json; README "Running it").
-CMD ["node", "--v8-pool-size=1", "dist/cluster.js"]
+# --v8-pool-size=1 --initial-old-space-size=64: as `npm start` (package.json; README "Threads").
+CMD ["node", "--v8-pool-size=1", "--initial-old-space-size=64", "dist/cluster.js"]
