@@ -265,6 +265,25 @@ t.test('a round carries at most batchBytesMax bytes, and at least one record', a
   t.same(readBack(join(root, 'b')).msgs, msgs, 'read back in order')
 })
 
+t.test('a burst of ~2.4 MB in one turn: rounds take batchBytesMax of it each, every byte once, in order', async (t) => {
+  const dir = t.testdir()
+  const msgs = messages(0, 20_000) // ~2.4 MB of records, in one synchronous burst
+  const io = new TestIo()
+  const batch = 256 * 1024
+  const writer = openWriter(dir, EMPTY_STATE, { io, batchBytesMax: batch, segmentBytes: 64 * 1024 * 1024 })
+  await appendAll(writer, msgs)
+  t.ok(io.writes.length >= Math.ceil(recordBytes(msgs) / batch), `${io.writes.length} rounds`)
+  t.ok(io.writes.every((n) => n <= batch), 'no round above batchBytesMax')
+  t.equal(io.writes.reduce((a, b) => a + b, 0), recordBytes(msgs), 'every byte written once')
+  // And after the burst, appends go on as usual.
+  const more = messages(20_000, 3)
+  await appendAll(writer, more)
+  await writer.close()
+  const back = readBack(dir)
+  t.same(back.msgs, [...msgs, ...more], 'read back in order')
+  t.same(back.lsns, Array.from({ length: msgs.length + more.length }, (_, i) => i + 1), 'LSNs contiguous')
+})
+
 t.test("each round's first record carries the round mark, and no other record does (format 2)", async (t) => {
   const dir = t.testdir()
   const msgs = messages(0, 7, () => 50)
