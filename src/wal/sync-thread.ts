@@ -11,7 +11,7 @@
 // started, and it would serialise the syncs of every shard in the process. A thread that also
 // owns the write (the shard's thread handing records over through a ring in shared memory, the
 // log's thread starting each round as the last sync returns) was built and measured too: sends
-// x0.99-1.005, mixed load x0.915, more CPU per request (docs/performance.md, tenth session).
+// x0.97-1.03, mixed load x0.90-0.915, more CPU per request (docs/performance.md, tenth session).
 //
 // The protocol: the writer's thread stores the fd and bumps a request counter in shared memory,
 // then wakes this thread (Atomics.notify, a futex wake, as libuv's pool is woken); this thread
