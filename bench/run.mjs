@@ -240,14 +240,18 @@ for (const sc of selected) {
   const samples = (/** @type {string} */ name, /** @type {string | undefined} */ le = undefined) =>
     [...metricsText.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))].filter((m) => le === undefined || m[0].includes(`le="${le}"`))
   const total = (/** @type {string} */ name, /** @type {string | undefined} */ le = undefined) => samples(name, le).reduce((sum, m) => sum + Number(m[1]), 0)
+  /**
+   * Of the observations of histogram `name`, the share over `le` seconds (one of its buckets'
+   * bounds), or null if there are none or no bucket has that bound.
+   */
+  const shareOver = (/** @type {string} */ name, /** @type {string} */ le) => {
+    const count = total(`${name}_count`)
+    if (count === 0 || samples(`${name}_bucket`, le).length === 0) return null
+    return +((count - total(`${name}_bucket`, le)) / count).toFixed(4)
+  }
   const rounds = total('pullchat_wal_batch_records_count')
   const syncs = total('pullchat_wal_fsync_duration_seconds_count')
-  /** Of the rounds' fdatasyncs, the share that took longer than `le` seconds (a bucket's bound), or null if no bucket has that bound. */
-  const fsyncOver = (/** @type {string} */ le) => {
-    const bucket = 'pullchat_wal_fsync_duration_seconds_bucket'
-    if (syncs === 0 || samples(bucket, le).length === 0) return null
-    return +((syncs - total(bucket, le)) / syncs).toFixed(4)
-  }
+  const fsyncOver = (/** @type {string} */ le) => shareOver('pullchat_wal_fsync_duration_seconds', le)
   const log = rounds === 0 ? null : {
     rounds,
     recordsPerRound: +(total('pullchat_wal_batch_records_sum') / rounds).toFixed(1),
@@ -265,14 +269,8 @@ for (const sc of selected) {
   // The same tail as the server saw it, from each request's handler to its reply (both halves'
   // requests, every route): stalls that wrk sees and these do not are outside the handlers (the
   // socket queues, the thread not running, the generator), not the request path or the log.
-  const requests = total('pullchat_http_request_duration_seconds_count')
-  /** Of the requests answered, the share that took longer than `le` seconds in the server (a bucket's bound), or null. */
-  const requestsOver = (/** @type {string} */ le) => {
-    const bucket = 'pullchat_http_request_duration_seconds_bucket'
-    if (requests === 0 || samples(bucket, le).length === 0) return null
-    return +((requests - total(bucket, le)) / requests).toFixed(4)
-  }
-  Object.assign(p, { inServer: { requests, over5ms: requestsOver('0.005'), over25ms: requestsOver('0.025') } })
+  const requests = 'pullchat_http_request_duration_seconds'
+  Object.assign(p, { inServer: { requests: total(`${requests}_count`), over5ms: shareOver(requests, '0.005'), over25ms: shareOver(requests, '0.025') } })
   await stopProcess(server.proc)
   rmSync(dataDir, { recursive: true, force: true })
 

@@ -39,6 +39,7 @@ t.test('retention by bytes drops the oldest segments from disk and memory', asyn
   const mismatches: string[] = []
   {
     const { port, cluster } = await startServer(t, opts)
+    const dir = join(dataDir, 'shard-0')
     const pad = 'x'.repeat(200)
     for (let batch = 0; batch < 20; batch++) {
       const replies = await Promise.all(
@@ -56,7 +57,7 @@ t.test('retention by bytes drops the oldest segments from disk and memory', asyn
       // no less (a round's messages counted in the segment the round after it started would stay
       // in memory after their segment went). Checked after every batch: each roll is a chance.
       const held = await all(port, 'a:b')
-      const logged = loggedTexts(join(dataDir, 'shard-0'))
+      const logged = loggedTexts(dir)
       if (held.length !== logged.length || held.some((text, i) => text !== logged[i])) {
         mismatches.push(`after batch ${batch}: ${held.length} held, ${logged.length} in the log`)
       }
@@ -67,7 +68,6 @@ t.test('retention by bytes drops the oldest segments from disk and memory', asyn
     t.ok(held.length < sent.length, `dropped some: ${held.length} of ${sent.length} held`)
     t.ok(held.length > 0, 'kept some')
     t.same(held, sent.slice(sent.length - held.length), 'what is held is the newest messages, in order, none missing')
-    const dir = join(dataDir, 'shard-0')
     const bytes = readdirSync(dir).reduce((n, f) => n + statSync(join(dir, f)).size, 0)
     t.ok(bytes <= RETENTION_BYTES + SEGMENT_BYTES, `log is ${bytes} bytes, within the limit plus one segment`)
     t.same(held, loggedTexts(dir), 'memory holds exactly the messages the log holds')
