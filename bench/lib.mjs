@@ -147,13 +147,54 @@ export const wrkSend = (/** @type {string} */ chat, /** @type {string} */ sender
  * second and, for a script from `wrkScript(.., true)`, its summary (null otherwise).
  * @param {number} port @param {string} script
  * @param {{ connections: number, seconds: number, latency?: boolean }} load
+ */
+export function runWrk(port, script, load) {
+  const r = spawnSync('wrk', wrkArgs(port, script, load), { encoding: 'utf8' })
+  return wrkResult(r.stdout, r.stderr)
+}
+
+/**
+ * runWrk without blocking this thread, for loads that run side by side (two servers warmed at once).
+ * @param {number} port @param {string} script @param {{ connections: number, seconds: number, latency?: boolean }} load
+ * @returns {Promise<ReturnType<typeof wrkResult>>}
+ */
+export function runWrkAsync(port, script, load) {
+  return new Promise((resolve, reject) => {
+    const proc = spawn('wrk', wrkArgs(port, script, load), { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    proc.stdout.on('data', (c) => (stdout += c))
+    proc.stderr.on('data', (c) => (stderr += c))
+    proc.on('error', reject)
+    proc.on('close', () => resolve(wrkResult(stdout, stderr)))
+  })
+}
+
+/** @param {number} port @param {string} script @param {{ connections: number, seconds: number, latency?: boolean }} load */
+const wrkArgs = (port, script, { connections, seconds, latency = false }) => ['-t2', `-c${connections}`, `-d${seconds}s`, ...(latency ? ['--latency'] : []), '-s', script, `http://127.0.0.1:${port}`]
+
+/**
+ * @param {string} stdout @param {string} stderr
  * @returns {{ reqPerSec: number, summary: { p50: number, p99: number, p999: number, non2xx: number, errors: number, q?: number[] } | null, output: string }}
  */
-export function runWrk(port, script, { connections, seconds, latency = false }) {
-  const args = ['-t2', `-c${connections}`, `-d${seconds}s`, ...(latency ? ['--latency'] : []), '-s', script, `http://127.0.0.1:${port}`]
-  const r = spawnSync('wrk', args, { encoding: 'utf8' })
-  const summary = /JSON(\{.*\})/.exec(r.stdout)?.[1]
-  return { reqPerSec: Number(/Requests\/sec:\s+([\d.]+)/.exec(r.stdout)?.[1] ?? NaN), summary: summary === undefined ? null : JSON.parse(summary), output: `${r.stdout}${r.stderr}` }
+function wrkResult(stdout, stderr) {
+  const summary = /JSON(\{.*\})/.exec(stdout)?.[1]
+  return { reqPerSec: Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1] ?? NaN), summary: summary === undefined ? null : JSON.parse(summary), output: `${stdout}${stderr}` }
+}
+
+/**
+ * The machine's CPU seconds so far (Linux /proc/stat, all cores): `busy` running anything (user,
+ * nice, system, irq, softirq), and `steal`, taken by the hypervisor for other guests while this
+ * machine had work to run. NaNs where /proc is not there.
+ */
+export function machineCpuSeconds() {
+  try {
+    const f = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').trim().split(/\s+/).slice(1).map(Number)
+    const [user = NaN, nice = NaN, system = NaN, , , irq = NaN, softirq = NaN, steal = NaN] = f
+    return { busy: (user + nice + system + irq + softirq) / 100, steal: steal / 100 }
+  } catch {
+    return { busy: NaN, steal: NaN }
+  }
 }
 
 /** CPU seconds used by this process's children that have exited and been waited for (Linux /proc). */

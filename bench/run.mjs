@@ -10,6 +10,10 @@
 // send 14% above the other runs'). In that order a steady drift weighs on both sides alike.
 // Rates are the mean of the two halves, latency percentiles those of both halves' requests
 // together (lib.mjs, joinedPercentile), errors the sum. Each half is in the results (`halves`). BENCH_ORDER=sequential measures each once, ceiling first, as before.
+// Before that, both servers get the scenario's load for BENCH_WARMUP seconds, not counted
+// (warmUp). With each measurement come the CPU its server and the generator used, what else ran
+// on the machine meanwhile (`other`, +-0.03 is /proc's tick) and what the hypervisor took
+// (`steal`).
 //
 //   npm run bench          quick: 5 s per measurement, smaller preloads (under 2 minutes)
 //   npm run bench:full     15 s per measurement, 1M messages preloaded in 100k chats
@@ -17,7 +21,8 @@
 // Settings (env): BENCH_CONNECTIONS (64), BENCH_DURATION (s), BENCH_PIPELINING (1),
 // BENCH_WORKERS (autocannon worker threads, 2), BENCH_GENERATOR (autocannon | wrk),
 // BENCH_SCENARIOS (comma list of names), BENCH_SHARDS / BENCH_THREADS (pullchat's SHARDS and THREADS),
-// BENCH_ORDER (abba | sequential).
+// BENCH_ORDER (abba | sequential), BENCH_WARMUP (whole seconds of the scenario's load each server
+// gets before it is measured, not counted; 1, 0 for none).
 // Results: bench/results/latest-<mode>.json, and bench/results/chart-<mode>.svg; with BENCH_OUT=<path>,
 // <path>.json and <path>.svg.
 
@@ -26,7 +31,7 @@ import { tmpdir, cpus, loadavg } from 'node:os'
 import { join, resolve } from 'node:path'
 import autocannon from 'autocannon'
 import { renderChart } from './chart.mjs'
-import { BENCH_TEXT, DEFAULT_SHARDS, SERVER_NODE_FLAGS, HOT_CHAT, childrenCpuSeconds, cpuSeconds, joinedPercentile, root, runWrk, spreadChats, startProcess, stopProcess, wrkScript, writeBenchStore } from './lib.mjs'
+import { BENCH_TEXT, DEFAULT_SHARDS, SERVER_NODE_FLAGS, HOT_CHAT, childrenCpuSeconds, cpuSeconds, joinedPercentile, machineCpuSeconds, root, runWrkAsync, spreadChats, startProcess, stopProcess, wrkScript, writeBenchStore } from './lib.mjs'
 
 const full = process.argv.includes('--full') || process.env.BENCH_MODE === 'full'
 const mode = full ? 'full' : 'quick'
@@ -42,8 +47,11 @@ const S = {
   preloadMessages: full ? 1_000_000 : 200_000,
   preloadChats: full ? 100_000 : 20_000,
   order: env.BENCH_ORDER ?? 'abba',
+  // Seconds of the scenario's load that each server gets, uncounted, before it is measured.
+  warmup: Number(env.BENCH_WARMUP ?? 1),
 }
 if (S.order !== 'abba' && S.order !== 'sequential') throw new Error(`BENCH_ORDER must be abba or sequential, not ${S.order}`)
+if (!(Number.isInteger(S.warmup) && S.warmup >= 0)) throw new Error(`BENCH_WARMUP must be a whole number of seconds (wrk takes no less), not ${env.BENCH_WARMUP}`)
 // wrk takes whole seconds.
 const halfSeconds = Math.max(1, Math.round(S.duration / 2))
 
@@ -133,7 +141,7 @@ async function loadAutocannon(port, sc, seconds, amount) {
 }
 
 /** @param {number} port @param {Scenario} sc @param {number} seconds */
-function loadWrk(port, sc, seconds) {
+async function loadWrk(port, sc, seconds) {
   const dir = mkdtempSync(join(tmpdir(), 'pullchat-wrk-'))
   const script = join(dir, 'reqs.lua')
   const reqs = sc.requests.map((r) => `wrk.format(${JSON.stringify(r.method)}, ${JSON.stringify(r.path)}, ${JSON.stringify(r.headers ?? {}).replace(/"([^"]+)":/g, '["$1"]=')}, ${r.body ? JSON.stringify(r.body) : 'nil'})`)
@@ -141,7 +149,7 @@ function loadWrk(port, sc, seconds) {
   const conns = sc.connections ?? S.connections
   const t0 = performance.now()
   const cpu0 = childrenCpuSeconds()
-  const { reqPerSec: rps, summary } = runWrk(port, script, { connections: conns, seconds, latency: true })
+  const { reqPerSec: rps, summary } = await runWrkAsync(port, script, { connections: conns, seconds, latency: true })
   const wall = (performance.now() - t0) / 1000
   const generatorCpuCores = +((childrenCpuSeconds() - cpu0) / wall).toFixed(2)
   if (env.BENCH_KEEP_SCRIPTS) console.log(`wrk script kept: ${script}`)
@@ -153,13 +161,35 @@ function loadWrk(port, sc, seconds) {
 /** One measurement of `part` (1: the whole duration, 0.5: a half). @param {number} port @param {Scenario} sc @param {number | undefined} pid @param {number} part */
 async function measure(port, sc, pid, part) {
   const c0 = cpuSeconds(pid)
+  const m0 = machineCpuSeconds()
   const seconds = part === 1 ? S.duration : halfSeconds
   const amount = sc.amount === undefined ? undefined : Math.round(sc.amount * part)
-  const r = S.generator === 'wrk' ? loadWrk(port, sc, seconds) : await loadAutocannon(port, sc, seconds, amount)
-  return { ...r, serverCpuCores: +((cpuSeconds(pid) - c0) / r.seconds).toFixed(2) }
+  const r = S.generator === 'wrk' ? await loadWrk(port, sc, seconds) : await loadAutocannon(port, sc, seconds, amount)
+  const m1 = machineCpuSeconds()
+  const serverCpuCores = +((cpuSeconds(pid) - c0) / r.seconds).toFixed(2)
+  // What else ran meanwhile (the bench's own process outside the load, other programs), and what
+  // the hypervisor took: where a tail that neither the server nor the generator explains came from.
+  const otherCpuCores = +((m1.busy - m0.busy) / r.seconds - serverCpuCores - r.generatorCpuCores).toFixed(2)
+  const stealCores = +((m1.steal - m0.steal) / r.seconds).toFixed(2)
+  return { ...r, serverCpuCores, otherCpuCores, stealCores }
 }
 
 /** @typedef {Awaited<ReturnType<typeof measure>>} Measurement */
+
+/**
+ * The scenario's load for S.warmup seconds, not counted: both servers start anew for each
+ * scenario, and pullchat's first second (code not yet optimised, the log's first segment) ran at
+ * ~0.8 of its rate with about twice its p99 (fresh servers, 1 s windows of sends; the ceiling's
+ * ~0.96). Both servers are warmed at once, each by its own generator (so each at about half its
+ * rate), which keeps the quick run under two minutes. What each gave is kept beside the
+ * measurement (`warmup`), rate and p99.
+ * @param {number} port @param {Scenario} sc
+ */
+async function warmUp(port, sc) {
+  if (S.warmup === 0) return null
+  const r = S.generator === 'wrk' ? await loadWrk(port, sc, S.warmup) : await loadAutocannon(port, sc, S.warmup, undefined)
+  return { seconds: S.warmup, reqPerSec: r.reqPerSec, latencyMsP99: r.latencyMsP99, errors: r.errors, non2xx: r.non2xx }
+}
 
 /** A measurement as the results keep it: without wrk's percentile grid (JSON leaves out undefined). @param {Measurement} m */
 const withoutGrid = (m) => ({ ...m, latencyGrid: undefined })
@@ -190,6 +220,8 @@ function joinHalves(a, b) {
     generatorCpuCores: mean(a.generatorCpuCores, b.generatorCpuCores),
     seconds: +(a.seconds + b.seconds).toFixed(2),
     serverCpuCores: mean(a.serverCpuCores, b.serverCpuCores),
+    otherCpuCores: mean(a.otherCpuCores, b.otherCpuCores),
+    stealCores: mean(a.stealCores, b.stealCores),
     halves: [withoutGrid(a), withoutGrid(b)],
   }
 }
@@ -212,13 +244,17 @@ console.log(`pullchat bench (${mode}): ${cpus().length} cores (${cpus()[0]?.mode
 console.log(`generator ${S.generator}${S.generator === 'autocannon' ? ` (${S.workers} workers)` : ''}, ${S.connections} connections, pipelining ${S.pipelining}, ${S.order === 'abba' ? `each server measured twice for ${halfSeconds} s (ceiling, pullchat, pullchat, ceiling)` : `${S.duration} s per measurement`}`)
 for (const sc of selected) {
   const ceiling = await startProcess(['bench/ceiling.mjs', '0'], {})
-  /** @type {Measurement} */
-  let c = await measure(ceiling.port, sc, ceiling.proc.pid, S.order === 'abba' ? 0.5 : 1)
   const dataDir = mkdtempSync(join(env.BENCH_DIR ?? tmpdir(), 'pullchat-bench-'))
   const shards = Number(S.shards ?? DEFAULT_SHARDS)
   if (sc.name.startsWith('pull') || sc.name.startsWith('mixed') || sc.name.startsWith('many')) await preloadedStore(dataDir, shards)
   const serverEnv = { PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn', ...(S.shards ? { SHARDS: S.shards } : {}), ...(S.threads ? { THREADS: S.threads } : {}) }
   const server = await startProcess([...SERVER_NODE_FLAGS, 'dist/cluster.js'], { ...serverEnv, LOG_LEVEL: 'info' })
+  const [ceilingWarmup, pullchatWarmup] = await Promise.all([warmUp(ceiling.port, sc), warmUp(server.port, sc)])
+  // The server's metrics are counted from its start: what it says of the measurement is the
+  // difference from here (the warm-up excluded).
+  const metricsBefore = pullchatWarmup === null ? '' : await fetch(`http://127.0.0.1:${server.port}/metrics`).then((r) => r.text())
+  /** @type {Measurement} */
+  let c = await measure(ceiling.port, sc, ceiling.proc.pid, S.order === 'abba' ? 0.5 : 1)
   /** @type {Measurement} */
   let p = await measure(server.port, sc, server.proc.pid, S.order === 'abba' ? 0.5 : 1)
   if (S.order === 'abba') {
@@ -226,27 +262,31 @@ for (const sc of selected) {
     c = joinHalves(c, await measure(ceiling.port, sc, ceiling.proc.pid, 0.5))
   }
   await stopProcess(ceiling.proc)
-  // What the server says it answered, by status: explains any non-2xx the generator saw.
+  // What the server says it answered in the measurement, by status: explains any non-2xx the generator saw.
   const metricsText = await fetch(`http://127.0.0.1:${server.port}/metrics`).then((r) => r.text()).catch(() => '')
   /** @type {Record<string, number>} */
   const statuses = {}
-  for (const m of metricsText.matchAll(/^pullchat_http_requests_total\{route="\/api\/[a-z]+",method="[A-Z]+",status="(\d+)"[^}]*\} (\d+)/gm)) {
-    statuses[m[1] ?? '?'] = (statuses[m[1] ?? '?'] ?? 0) + Number(m[2])
+  for (const [text, sign] of /** @type {const} */ ([[metricsText, 1], [metricsBefore, -1]])) {
+    for (const m of text.matchAll(/^pullchat_http_requests_total\{route="\/api\/[a-z]+",method="[A-Z]+",status="(\d+)"[^}]*\} (\d+)/gm)) {
+      statuses[m[1] ?? '?'] = (statuses[m[1] ?? '?'] ?? 0) + sign * Number(m[2])
+    }
   }
   Object.assign(p, { serverStatuses: statuses })
   // Where durable sends wait (docs/performance.md, "Durable sends"): the log's rounds, from the
   // server's own metrics, summed over shards.
   /** The samples of `name` (one per shard), those of the histogram bucket `le` if given. */
-  const samples = (/** @type {string} */ name, /** @type {string | undefined} */ le = undefined) =>
-    [...metricsText.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))].filter((m) => le === undefined || m[0].includes(`le="${le}"`))
-  const total = (/** @type {string} */ name, /** @type {string | undefined} */ le = undefined) => samples(name, le).reduce((sum, m) => sum + Number(m[1]), 0)
+  const samples = (/** @type {string} */ text, /** @type {string} */ name, /** @type {string | undefined} */ le = undefined) =>
+    [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))].filter((m) => le === undefined || m[0].includes(`le="${le}"`))
+  /** Over the measurement: at its end, less before it. */
+  const total = (/** @type {string} */ name, /** @type {string | undefined} */ le = undefined) =>
+    [metricsText, metricsBefore].map((text) => samples(text, name, le).reduce((sum, m) => sum + Number(m[1]), 0)).reduce((end, start) => end - start)
   /**
    * Of the observations of histogram `name`, the share over `le` seconds (one of its buckets'
    * bounds), or null if there are none or no bucket has that bound.
    */
   const shareOver = (/** @type {string} */ name, /** @type {string} */ le) => {
     const count = total(`${name}_count`)
-    if (count === 0 || samples(`${name}_bucket`, le).length === 0) return null
+    if (count === 0 || samples(metricsText, `${name}_bucket`, le).length === 0) return null
     return +((count - total(`${name}_bucket`, le)) / count).toFixed(4)
   }
   const rounds = total('pullchat_wal_batch_records_count')
@@ -274,12 +314,14 @@ for (const sc of selected) {
   await stopProcess(server.proc)
   rmSync(dataDir, { recursive: true, force: true })
 
-  const row = { scenario: sc.name, what: sc.what, ceiling: withoutGrid(c), pullchat: withoutGrid(p), ratio: +(p.reqPerSec / c.reqPerSec).toFixed(3) }
+  const row = { scenario: sc.name, what: sc.what, ceiling: withoutGrid(c), pullchat: withoutGrid(p), ratio: +(p.reqPerSec / c.reqPerSec).toFixed(3), warmup: { ceiling: ceilingWarmup, pullchat: pullchatWarmup } }
   results.push(row)
-  const fmt = (/** @type {Measurement} */ r) => `${String(r.reqPerSec).padStart(7)} req/s  p50 ${r.latencyMsP50} ms  p99 ${r.latencyMsP99} ms  p99.9 ${r.latencyMsP999} ms  err ${r.errors}  non2xx ${r.non2xx}  cpu server ${r.serverCpuCores} gen ${r.generatorCpuCores}`
+  const fmt = (/** @type {Measurement} */ r) => `${String(r.reqPerSec).padStart(7)} req/s  p50 ${r.latencyMsP50} ms  p99 ${r.latencyMsP99} ms  p99.9 ${r.latencyMsP999} ms  err ${r.errors}  non2xx ${r.non2xx}  cpu server ${r.serverCpuCores} gen ${r.generatorCpuCores} other ${r.otherCpuCores} steal ${r.stealCores}`
   console.log(`\n${sc.name}: ${sc.what}`)
   console.log(`  ceiling   ${fmt(c)}`)
   console.log(`  pullchat  ${fmt(p)}`)
+  const warm = (/** @type {Awaited<ReturnType<typeof warmUp>>} */ w) => (w === null ? 'none' : `${w.reqPerSec} req/s, p99 ${w.latencyMsP99} ms`)
+  if (S.warmup > 0) console.log(`  warm-up, ${S.warmup} s, both servers at once, not counted: ceiling ${warm(ceilingWarmup)}; pullchat ${warm(pullchatWarmup)}`)
   console.log(`  ratio to ceiling: ${row.ratio}; pullchat answered by status: ${JSON.stringify(/** @type {any} */ (p).serverStatuses)}`)
   const pct = (/** @type {number | null} */ x) => (x === null ? '?' : `${(x * 100).toFixed(2)}%`)
   if (log !== null) console.log(`  pullchat's log: ${log.rounds} group-commit rounds of ${log.recordsPerRound} records, fdatasync ${log.fsyncMsMean} ms, oldest record's wait for its round ${log.oldestWaitMsMean} ms (means); fdatasyncs over 2 ms ${pct(log.fsyncOver2ms)}, over 4 ms ${pct(log.fsyncOver4ms)}, over 16 ms ${pct(log.fsyncOver16ms)}`)
