@@ -129,8 +129,11 @@ export function wrkScript(requests, summary = false) {
 }
 
 /** Exits with a message unless wrk is installed; `who` is the benchmark asking. */
+/** Whether wrk is on the PATH. */
+export const hasWrk = () => spawnSync('wrk', ['--version']).error === undefined
+
 export function requireWrk(/** @type {string} */ who) {
-  if (spawnSync('wrk', ['--version']).error === undefined) return
+  if (hasWrk()) return
   console.error(`${who} needs wrk (apt-get install wrk)`)
   process.exit(2)
 }

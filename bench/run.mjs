@@ -19,7 +19,7 @@
 //   npm run bench:full     15 s per measurement, 1M messages preloaded in 100k chats
 //
 // Settings (env): BENCH_CONNECTIONS (64), BENCH_DURATION (s), BENCH_PIPELINING (1),
-// BENCH_WORKERS (autocannon worker threads, 2), BENCH_GENERATOR (autocannon | wrk),
+// BENCH_WORKERS (autocannon worker threads, 2), BENCH_GENERATOR (wrk where installed, else autocannon),
 // BENCH_SCENARIOS (comma list of names), BENCH_SHARDS / BENCH_THREADS (pullchat's SHARDS and THREADS),
 // BENCH_ORDER (abba | sequential), BENCH_WARMUP (whole seconds of the scenario's load each server
 // gets before it is measured, not counted; 1, 0 for none).
@@ -31,7 +31,7 @@ import { tmpdir, cpus, loadavg } from 'node:os'
 import { join, resolve } from 'node:path'
 import autocannon from 'autocannon'
 import { renderChart } from './chart.mjs'
-import { BENCH_TEXT, DEFAULT_SHARDS, SERVER_NODE_FLAGS, HOT_CHAT, childrenCpuSeconds, cpuSeconds, joinedPercentile, machineCpuSeconds, root, runWrkAsync, spreadChats, startProcess, stopProcess, wrkScript, writeBenchStore } from './lib.mjs'
+import { BENCH_TEXT, DEFAULT_SHARDS, SERVER_NODE_FLAGS, HOT_CHAT, childrenCpuSeconds, cpuSeconds, hasWrk, joinedPercentile, machineCpuSeconds, root, runWrkAsync, spreadChats, startProcess, stopProcess, wrkScript, writeBenchStore } from './lib.mjs'
 
 const full = process.argv.includes('--full') || process.env.BENCH_MODE === 'full'
 const mode = full ? 'full' : 'quick'
@@ -41,7 +41,9 @@ const S = {
   duration: Number(env.BENCH_DURATION ?? (full ? 15 : 5)),
   pipelining: Number(env.BENCH_PIPELINING ?? 1),
   workers: Number(env.BENCH_WORKERS ?? 2),
-  generator: env.BENCH_GENERATOR ?? 'autocannon',
+  // wrk where it is installed: autocannon, a Node program, saturates before the ceiling does on
+  // two cores (the ceiling's rate is then the generator's), which flatters every ratio.
+  generator: env.BENCH_GENERATOR ?? (hasWrk() ? 'wrk' : 'autocannon'),
   shards: env.BENCH_SHARDS,
   threads: env.BENCH_THREADS,
   preloadMessages: full ? 1_000_000 : 200_000,
@@ -50,6 +52,7 @@ const S = {
   // Seconds of the scenario's load that each server gets, uncounted, before it is measured.
   warmup: Number(env.BENCH_WARMUP ?? 1),
 }
+if (S.generator !== 'wrk' && S.generator !== 'autocannon') throw new Error(`BENCH_GENERATOR must be wrk or autocannon, not ${S.generator}`)
 if (S.order !== 'abba' && S.order !== 'sequential') throw new Error(`BENCH_ORDER must be abba or sequential, not ${S.order}`)
 if (!(Number.isInteger(S.warmup) && S.warmup >= 0)) throw new Error(`BENCH_WARMUP must be a whole number of seconds (wrk takes no less), not ${env.BENCH_WARMUP}`)
 // wrk takes whole seconds.
@@ -92,7 +95,7 @@ const scenarios = [
   {
     name: 'many-connections',
     // wrk has no request budget: it runs for the duration like every other scenario.
-    what: `1000 connections${(env.BENCH_GENERATOR ?? 'autocannon') === 'wrk' ? '' : ', 20 requests each'}, pull limit 10`,
+    what: `1000 connections${S.generator === 'wrk' ? '' : ', 20 requests each'}, pull limit 10`,
     requests: [pull(`chat=${HOT_CHAT}&limit=10`)],
     connections: 1000,
     amount: 20_000,
@@ -241,6 +244,7 @@ async function preloadedStore(dataDir, shards) {
 
 const results = []
 console.log(`pullchat bench (${mode}): ${cpus().length} cores (${cpus()[0]?.model}), load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`)
+if (env.BENCH_GENERATOR === undefined && S.generator === 'autocannon') console.log('wrk not found (apt-get install wrk): autocannon, which saturates before the ceiling on a small machine; see "cpu ... gen" below')
 console.log(`generator ${S.generator}${S.generator === 'autocannon' ? ` (${S.workers} workers)` : ''}, ${S.connections} connections, pipelining ${S.pipelining}, ${S.order === 'abba' ? `each server measured twice for ${halfSeconds} s (ceiling, pullchat, pullchat, ceiling)` : `${S.duration} s per measurement`}`)
 for (const sc of selected) {
   const ceiling = await startProcess(['bench/ceiling.mjs', '0'], {})
