@@ -324,6 +324,11 @@ for (const sc of selected) {
   console.log(`\n${sc.name}: ${sc.what}`)
   console.log(`  ceiling   ${fmt(c)}`)
   console.log(`  pullchat  ${fmt(p)}`)
+  // The halves in the order they ran: a stall of the whole machine shows in both servers' halves
+  // at once (the ceiling has no log and no store).
+  const ph = /** @type {any} */ (p).halves
+  const ch = /** @type {any} */ (c).halves
+  if (ph !== undefined && ch !== undefined) console.log(`  p99 by half, in the order run (ceiling, pullchat, pullchat, ceiling): ${[ch[0], ph[0], ph[1], ch[1]].map((h) => h.latencyMsP99).join(', ')} ms`)
   const warm = (/** @type {Awaited<ReturnType<typeof warmUp>>} */ w) => (w === null ? 'none' : `${w.reqPerSec} req/s, p99 ${w.latencyMsP99} ms`)
   if (S.warmup > 0) console.log(`  warm-up, ${S.warmup} s, both servers at once, not counted: ceiling ${warm(ceilingWarmup)}; pullchat ${warm(pullchatWarmup)}`)
   console.log(`  ratio to ceiling: ${row.ratio}; pullchat answered by status: ${JSON.stringify(/** @type {any} */ (p).serverStatuses)}`)
