@@ -38,7 +38,7 @@ import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { DEFAULT_SHARDS, HOT_CHAT, SERVER_NODE_FLAGS, cpuSeconds, requireWrk, root, runWrk, spreadChats, startProcess, stopProcess, writeBenchStore, wrkPull, wrkScript, wrkSend } from './lib.mjs'
+import { DEFAULT_SHARDS, HOT_CHAT, SERVER_NODE_FLAGS, cpuSeconds, flushPendingWrites, requireWrk, root, runWrk, spreadChats, startProcess, stopProcess, writeBenchStore, wrkPull, wrkScript, wrkSend } from './lib.mjs'
 
 const env = process.env
 const specs = (env.COMPARE ?? 'THREADS=1;THREADS=2').split(';').map((s) => s.trim()).filter((s) => s !== '')
@@ -118,6 +118,7 @@ try {
     const dataDir = join(dir, `server-${started++}`)
     if (withStore) cpSync(/** @type {string} */ (stores.get(storeKey(s))), dataDir, { recursive: true })
     else mkdirSync(dataDir)
+    flushPendingWrites()
     const p = await startProcess([...s.nodeFlags, join(s.dir, 'dist', 'cluster.js')], { PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info', ...s.settings })
     procs.push(p.proc)
     if (env.COMPARE_DEBUG) console.log(`server ${started - 1}: ${s.name} on port ${p.port}, pid ${p.proc.pid}`)

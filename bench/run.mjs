@@ -31,7 +31,7 @@ import { tmpdir, cpus, loadavg } from 'node:os'
 import { join, resolve } from 'node:path'
 import autocannon from 'autocannon'
 import { renderChart } from './chart.mjs'
-import { BENCH_TEXT, DEFAULT_SHARDS, SERVER_NODE_FLAGS, HOT_CHAT, childrenCpuSeconds, cpuSeconds, hasWrk, joinedPercentile, machineCpuSeconds, root, runWrkAsync, spreadChats, startProcess, stopProcess, wrkScript, writeBenchStore } from './lib.mjs'
+import { BENCH_TEXT, DEFAULT_SHARDS, SERVER_NODE_FLAGS, HOT_CHAT, childrenCpuSeconds, cpuSeconds, flushPendingWrites, hasWrk, joinedPercentile, machineCpuSeconds, root, runWrkAsync, spreadChats, startProcess, stopProcess, wrkScript, writeBenchStore } from './lib.mjs'
 
 const full = process.argv.includes('--full') || process.env.BENCH_MODE === 'full'
 const mode = full ? 'full' : 'quick'
@@ -252,6 +252,8 @@ for (const sc of selected) {
   const shards = Number(S.shards ?? DEFAULT_SHARDS)
   if (sc.name.startsWith('pull') || sc.name.startsWith('mixed') || sc.name.startsWith('many')) await preloadedStore(dataDir, shards)
   const serverEnv = { PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn', ...(S.shards ? { SHARDS: S.shards } : {}), ...(S.threads ? { THREADS: S.threads } : {}) }
+  // Whatever was written before (npm install, the build, the store just copied) goes to disk now, not mid-measurement.
+  flushPendingWrites()
   const server = await startProcess([...SERVER_NODE_FLAGS, 'dist/cluster.js'], { ...serverEnv, LOG_LEVEL: 'info' })
   const [ceilingWarmup, pullchatWarmup] = await Promise.all([warmUp(ceiling.port, sc), warmUp(server.port, sc)])
   // The server's metrics are counted from its start: what it says of the measurement is the
