@@ -132,9 +132,9 @@ export function wrkScript(requests, summary = false) {
 /**
  * Writes the machine's dirty pages back now (sync(1)), so that the kernel does not write them back
  * in the middle of a measurement. After `npm install` some 400 MB wait ~30 s in the page cache,
- * and their writeback came in the first send scenarios of a fresh clone's bench: with ext4's
- * ordered journal a log's fdatasync waits for other files' data too, and those runs had p99s of
- * 11-17 ms (docs/performance.md, eleventh session). Here it takes well under a second.
+ * and their writeback came in the first send scenarios of a fresh clone's bench, whose p99s were
+ * then 11-17 ms: the log's fdatasyncs queue behind it (docs/performance.md, eleventh session).
+ * Here it takes well under a second.
  */
 export function flushPendingWrites() {
   spawnSync('sync')
