@@ -128,7 +128,6 @@ export function wrkScript(requests, summary = false) {
   return lua
 }
 
-/** Exits with a message unless wrk is installed; `who` is the benchmark asking. */
 /**
  * Writes the machine's dirty pages back now (sync(1)), so that the kernel does not write them back
  * in the middle of a measurement. After `npm install` some 400 MB wait ~30 s in the page cache,
@@ -143,6 +142,7 @@ export function flushPendingWrites() {
 /** Whether wrk is on the PATH. */
 export const hasWrk = () => spawnSync('wrk', ['--version']).error === undefined
 
+/** Exits with a message unless wrk is installed; `who` is the benchmark asking. */
 export function requireWrk(/** @type {string} */ who) {
   if (hasWrk()) return
   console.error(`${who} needs wrk (apt-get install wrk)`)
