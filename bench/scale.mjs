@@ -20,7 +20,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { DEFAULT_SHARDS, SERVER_NODE_FLAGS, HOT_CHAT, HOT_MESSAGES, requireWrk, root, runWrk, spreadChats, startProcess, stopProcess, writeBenchStore, wrkPull, wrkScript, wrkSend } from './lib.mjs'
+import { DEFAULT_SHARDS, SERVER_NODE_FLAGS, HOT_CHAT, HOT_MESSAGES, flushPendingWrites, requireWrk, root, runWrk, spreadChats, startProcess, stopProcess, writeBenchStore, wrkPull, wrkScript, wrkSend } from './lib.mjs'
 
 const env = process.env
 const rounds = Number(env.SCALE_ROUNDS ?? 7)
@@ -79,6 +79,8 @@ try {
   const small = await dataDir('small', {})
   const large = await dataDir('large', { messages, chats })
   const serverEnv = (/** @type {string} */ d) => ({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: d, LOG_LEVEL: 'info' })
+  // Whatever was written before (npm install, the build) goes to disk now, not mid-measurement.
+  flushPendingWrites()
   const a = await startProcess([...SERVER_NODE_FLAGS, 'dist/cluster.js'], serverEnv(small))
   servers.push(a)
   const b = await startProcess([...SERVER_NODE_FLAGS, 'dist/cluster.js'], serverEnv(large))
