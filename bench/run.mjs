@@ -143,20 +143,30 @@ async function loadAutocannon(port, sc, seconds, amount) {
   }
 }
 
-/** @param {number} port @param {Scenario} sc @param {number} seconds */
-async function loadWrk(port, sc, seconds) {
-  const dir = mkdtempSync(join(tmpdir(), 'pullchat-wrk-'))
-  const script = join(dir, 'reqs.lua')
+/** Each scenario's wrk script, written once (warm-ups and halves run the same requests), in one directory. */
+const wrkScripts = /** @type {Map<string, string>} */ (new Map())
+let wrkScriptDir = ''
+/** @param {Scenario} sc @returns {string} */
+function wrkScriptFor(sc) {
+  let script = wrkScripts.get(sc.name)
+  if (script !== undefined) return script
+  if (wrkScriptDir === '') wrkScriptDir = mkdtempSync(join(tmpdir(), 'pullchat-wrk-'))
+  script = join(wrkScriptDir, `${sc.name}.lua`)
   const reqs = sc.requests.map((r) => `wrk.format(${JSON.stringify(r.method)}, ${JSON.stringify(r.path)}, ${JSON.stringify(r.headers ?? {}).replace(/"([^"]+)":/g, '["$1"]=')}, ${r.body ? JSON.stringify(r.body) : 'nil'})`)
   writeFileSync(script, wrkScript(reqs, true))
+  wrkScripts.set(sc.name, script)
+  return script
+}
+
+/** @param {number} port @param {Scenario} sc @param {number} seconds */
+async function loadWrk(port, sc, seconds) {
+  const script = wrkScriptFor(sc)
   const conns = sc.connections ?? S.connections
   const t0 = performance.now()
   const cpu0 = childrenCpuSeconds()
   const { reqPerSec: rps, summary } = await runWrkAsync(port, script, { connections: conns, seconds, latency: true })
   const wall = (performance.now() - t0) / 1000
   const generatorCpuCores = +((childrenCpuSeconds() - cpu0) / wall).toFixed(2)
-  if (env.BENCH_KEEP_SCRIPTS) console.log(`wrk script kept: ${script}`)
-  else rmSync(dir, { recursive: true, force: true })
   const j = summary ?? /** @type {Partial<NonNullable<typeof summary>>} */ ({})
   return { reqPerSec: Math.round(rps), latencyMsP50: j.p50, latencyMsP99: j.p99, latencyMsP999: j.p999, errors: j.errors, timeouts: 0, non2xx: j.non2xx, requests: Math.round(rps * seconds), generatorCpuCores, seconds: +wall.toFixed(2), latencyGrid: j.q }
 }
@@ -283,9 +293,9 @@ for (const sc of selected) {
   /** The samples of `name` (one per shard), those of the histogram bucket `le` if given. */
   const samples = (/** @type {string} */ text, /** @type {string} */ name, /** @type {string | undefined} */ le = undefined) =>
     [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))].filter((m) => le === undefined || m[0].includes(`le="${le}"`))
+  const sum = (/** @type {string} */ text, /** @type {string} */ name, /** @type {string | undefined} */ le) => samples(text, name, le).reduce((n, m) => n + Number(m[1]), 0)
   /** Over the measurement: at its end, less before it. */
-  const total = (/** @type {string} */ name, /** @type {string | undefined} */ le = undefined) =>
-    [metricsText, metricsBefore].map((text) => samples(text, name, le).reduce((sum, m) => sum + Number(m[1]), 0)).reduce((end, start) => end - start)
+  const total = (/** @type {string} */ name, /** @type {string | undefined} */ le = undefined) => sum(metricsText, name, le) - sum(metricsBefore, name, le)
   /**
    * Of the observations of histogram `name`, the share over `le` seconds (one of its buckets'
    * bounds), or null if there are none or no bucket has that bound.
@@ -340,6 +350,10 @@ for (const sc of selected) {
   console.log(`  in pullchat's handlers (arrival to reply): requests over 5 ms ${pct(inServer.over5ms)}, over 25 ms ${pct(inServer.over25ms)}`)
 }
 if (storeTemplate !== '') rmSync(storeTemplate, { recursive: true, force: true })
+if (wrkScriptDir !== '') {
+  if (env.BENCH_KEEP_SCRIPTS) console.log(`wrk scripts kept: ${wrkScriptDir}`)
+  else rmSync(wrkScriptDir, { recursive: true, force: true })
+}
 
 mkdirSync(join(root, 'bench/results'), { recursive: true })
 const report = { mode, date: new Date().toISOString(), machine: { cores: cpus().length, model: cpus()[0]?.model, node: process.version }, settings: S, results }
