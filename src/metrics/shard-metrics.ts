@@ -8,10 +8,11 @@ import { BATCH_BUCKETS, FSYNC_BUCKETS_S, PREFIX } from './thread-registry.js'
 
 export interface ShardMetrics {
   /**
-   * After each group-commit round: records, bytes, the fdatasync time (0 when none), and how long
-   * the round's oldest record waited for it to begin.
+   * After each group-commit round: records, bytes, the fdatasync time as the shard saw it (0 when
+   * none), how long the round's oldest record waited for it to begin, and the fdatasync call's own
+   * time on the log's sync thread (undefined when unknown).
    */
-  walRound(records: number, bytes: number, fsyncMs: number, waitMs: number): void
+  walRound(records: number, bytes: number, fsyncMs: number, waitMs: number, callMs?: number): void
   recovered(records: number, seconds: number): void
 }
 
@@ -59,7 +60,16 @@ export function createShardMetrics(registry: Registry): ShardMetricsSet {
   const written = new SeriesCounter({ name: `${PREFIX}wal_bytes_total`, help: 'Bytes written to the log', registers: [registry] })
   const histogram = (name: string, help: string, buckets: number[]): SeriesHistogram =>
     new SeriesHistogram({ name: `${PREFIX}${name}`, help, buckets, registers: [registry] })
-  const fsync = histogram('wal_fsync_duration_seconds', 'Latency of the log\'s fdatasync calls', FSYNC_BUCKETS_S)
+  const fsync = histogram(
+    'wal_fsync_duration_seconds',
+    'Latency of the log\'s fdatasync calls as the shard sees them: from asking for one to its answer (the call on the sync thread and the hand-off to that thread and back)',
+    FSYNC_BUCKETS_S,
+  )
+  const fsyncCall = histogram(
+    'wal_fdatasync_call_seconds',
+    'The log\'s fdatasync calls alone, timed on the sync thread that makes them: the disk\'s part of wal_fsync_duration_seconds',
+    FSYNC_BUCKETS_S,
+  )
   const batch = histogram('wal_batch_records', 'Records per group-commit round', BATCH_BUCKETS)
   const wait = histogram(
     'wal_wait_seconds',
@@ -78,10 +88,11 @@ export function createShardMetrics(registry: Registry): ShardMetricsSet {
       const shardAppends = appends.labels(label)
       const shardBytes = written.labels(label)
       const shardFsync = fsync.labels(label)
+      const shardFsyncCall = fsyncCall.labels(label)
       const shardBatch = batch.labels(label)
       const shardWait = wait.labels(label)
       return {
-        walRound: (records, bytes, fsyncMs, waitMs) => {
+        walRound: (records, bytes, fsyncMs, waitMs, callMs) => {
           if (records > 0) {
             shardAppends.inc(records)
             shardBytes.inc(bytes)
@@ -89,6 +100,7 @@ export function createShardMetrics(registry: Registry): ShardMetricsSet {
             shardWait.observe(waitMs / 1000)
           }
           if (fsyncMs > 0) shardFsync.observe(fsyncMs / 1000)
+          if (callMs !== undefined) shardFsyncCall.observe(callMs / 1000)
         },
         recovered: (records, seconds) => {
           recoveryRecords.set(label, records)

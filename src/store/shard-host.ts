@@ -147,11 +147,13 @@ export function openShard(
       batchBytesMax: config.walBatchBytesMax,
       pendingBytesMax: config.walPendingBytesMax,
       fsync: config.fsync,
-      onRound: (records, bytes, fsyncMs, waitMs) => {
-        metrics.walRound(records, bytes, fsyncMs, waitMs)
+      onRound: (records, bytes, fsyncMs, waitMs, callMs) => {
+        metrics.walRound(records, bytes, fsyncMs, waitMs, callMs)
         if (fsyncMs > SLOW_FSYNC_MS && Date.now() - slowLoggedAt > 10_000) {
           slowLoggedAt = Date.now()
-          log.warn('slow fdatasync', { ms: Math.round(fsyncMs), records, bytes })
+          // callMs: the call alone, on the sync thread; the rest of ms is the hand-off (the threads
+          // not running), not the disk.
+          log.warn('slow fdatasync', { ms: Math.round(fsyncMs), callMs: callMs === undefined ? undefined : Math.round(callMs), records, bytes })
         }
       },
       beforeCallbacks: (records) => shard.readAheadDurable(records),

@@ -33,16 +33,28 @@ export interface SyncThreadData {
   readonly served: number
 }
 
-/** What the thread posts back per request: null, or the error fdatasyncSync threw. */
-export type SyncReply = null | { readonly code?: string; readonly errno?: number; readonly syscall?: string; readonly message: string }
+/**
+ * What the thread posts back per request: how long the fdatasync call took on the thread, in ms
+ * (the disk's part of a round, without the hand-off to the thread and back), or the error
+ * fdatasyncSync threw.
+ */
+export type SyncReply = number | SyncFailure
+/** A failed fdatasync, as the thread posts it (an Error's own fields do not survive postMessage). */
+export interface SyncFailure {
+  readonly code?: string
+  readonly errno?: number
+  readonly syscall?: string
+  readonly message: string
+}
 /** What the thread posts once, before it waits for its first request. */
 export const READY = 'ready'
 
-export type SyncCallback = (err: NodeJS.ErrnoException | null) => void
+/** `callMs`: how long the fdatasync call itself took on the thread (when it returned). */
+export type SyncCallback = (err: NodeJS.ErrnoException | null, callMs?: number) => void
 
 const THREAD_URL = new URL('./sync-thread-main.js', import.meta.url)
 
-function errnoError(reply: NonNullable<SyncReply>): NodeJS.ErrnoException {
+function errnoError(reply: SyncFailure): NodeJS.ErrnoException {
   const err: NodeJS.ErrnoException = new Error(reply.message)
   if (reply.code !== undefined) err.code = reply.code
   if (reply.errno !== undefined) err.errno = reply.errno
@@ -140,7 +152,8 @@ export class SyncThread {
     if (next !== undefined) this.post(next.fd)
     else if (this.stopping) this.end()
     else this.worker?.unref()
-    served.cb(reply === null ? null : errnoError(reply))
+    if (typeof reply === 'number') served.cb(null, reply)
+    else served.cb(errnoError(reply))
   }
 
   /** The thread is up (err null), or ended before it was: then it takes no more syncs. */

@@ -56,7 +56,8 @@ export type FsyncPolicy = { readonly kind: 'always' } | { readonly kind: 'interv
  */
 export interface WalIo {
   write(fd: number, buf: Buffer, position: number, cb: (err: NodeJS.ErrnoException | null, written: number) => void): void
-  fdatasync(fd: number, cb: (err: NodeJS.ErrnoException | null) => void): void
+  /** `callMs`, when the io can tell: how long the fdatasync call itself took, without any hand-off. */
+  fdatasync(fd: number, cb: (err: NodeJS.ErrnoException | null, callMs?: number) => void): void
 }
 
 export const realIo: WalIo = {
@@ -100,11 +101,13 @@ export interface WriterOptions {
   /** Called once with an error the log cannot continue after. */
   readonly onFatal: (err: Error) => void
   /**
-   * Called after each durable round with its record count, bytes, fdatasync time, and how long its
-   * oldest record waited in the buffer for the round to begin (records left over from a round
-   * capped by batchBytesMax count from that round's start).
+   * Called after each durable round with its record count, bytes, fdatasync time (from asking for
+   * it to its callback), how long its oldest record waited in the buffer for the round to begin
+   * (records left over from a round capped by batchBytesMax count from that round's start), and
+   * how long the fdatasync call itself took where it ran (`callMs`: on the sync thread; undefined
+   * when the io does not say, or no sync ran). The difference of the two is the hand-off.
    */
-  readonly onRound?: (records: number, bytes: number, fsyncMs: number, waitMs: number) => void
+  readonly onRound?: (records: number, bytes: number, fsyncMs: number, waitMs: number, callMs?: number) => void
   /**
    * A round's `records` appends are durable, and their callbacks, in append order, run next: a
    * caller that touches some state per record can read it ahead for all of them first.
@@ -380,7 +383,7 @@ export class WalWriter {
         return
       }
       const t0 = performance.now()
-      this.io.fdatasync(this.fd, (syncErr) => {
+      this.io.fdatasync(this.fd, (syncErr, callMs) => {
         if (syncErr !== null) {
           // Nothing the round carried is acknowledged; whether it reached the disk is unknown.
           this.inFlight = false
@@ -388,7 +391,7 @@ export class WalWriter {
           if (this.closing !== null) this.round()
           return
         }
-        this.opts.onRound?.(records.length, buf.length, performance.now() - t0, waitMs)
+        this.opts.onRound?.(records.length, buf.length, performance.now() - t0, waitMs, callMs)
         this.finishRound(cbs, null, segment)
       })
     })
@@ -444,12 +447,12 @@ export class WalWriter {
     this.dirtySinceSync = false
     const fd = this.fd
     const t0 = performance.now()
-    this.io.fdatasync(fd, (err) => {
+    this.io.fdatasync(fd, (err, callMs) => {
       // A roll or close() may have closed the fd before a busy sync thread ran this sync; they
       // fdatasync the segment themselves first. A closed (or meanwhile reused) fd is no error
       // then; EIO and the like always are.
       const fdGone = err !== null && (err.code === 'EBADF' || err.code === 'EINVAL') && (fd !== this.fd || this.closing !== null)
-      if (err === null) this.opts.onRound?.(0, 0, performance.now() - t0, 0)
+      if (err === null) this.opts.onRound?.(0, 0, performance.now() - t0, 0, callMs)
       else if (!fdGone) this.fatal(err)
     })
   }

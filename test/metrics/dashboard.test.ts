@@ -80,6 +80,7 @@ t.test('the areas the operator needs are all there', async (t) => {
     ['fsync p50', /histogram_quantile\(0\.5, [^\n]*pullchat_wal_fsync_duration_seconds_bucket/],
     ['fsync p99', /histogram_quantile\(0\.99, [^\n]*pullchat_wal_fsync_duration_seconds_bucket/],
     ['round wait p99', /histogram_quantile\(0\.99, [^\n]*pullchat_wal_wait_seconds_bucket/],
+    ['fdatasync call p99, on the sync thread', /histogram_quantile\(0\.99, [^\n]*pullchat_wal_fdatasync_call_seconds_bucket/],
     ['batch p50', /histogram_quantile\(0\.5, [^\n]*pullchat_wal_batch_records_bucket/],
     ['batch p99', /histogram_quantile\(0\.99, [^\n]*pullchat_wal_batch_records_bucket/],
     ['WAL appends/s', /rate\(pullchat_wal_appends_total\[1m\]\)/],

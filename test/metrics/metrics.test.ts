@@ -55,6 +55,7 @@ t.test('the exposition is valid Prometheus text, merged from every thread', asyn
     pullchat_wal_appends_total: 'counter',
     pullchat_wal_bytes_total: 'counter',
     pullchat_wal_fsync_duration_seconds: 'histogram',
+    pullchat_wal_fdatasync_call_seconds: 'histogram',
     pullchat_wal_batch_records: 'histogram',
     pullchat_wal_wait_seconds: 'histogram',
     pullchat_wal_segments: 'gauge',
@@ -199,6 +200,10 @@ t.test('counters move by exactly what was done, across 2 workers and 2 shards', 
     t.equal(delta('pullchat_wal_batch_records_sum', { shard: String(s) }), perShard[s], `shard ${s}: batch sizes add up to its appends`)
     t.equal(delta('pullchat_wal_fsync_duration_seconds_count', { shard: String(s) }), delta('pullchat_wal_batch_records_count', { shard: String(s) }), `shard ${s}: one fsync per round (FSYNC=always)`)
     t.equal(delta('pullchat_wal_wait_seconds_count', { shard: String(s) }), delta('pullchat_wal_batch_records_count', { shard: String(s) }), `shard ${s}: one wait observed per round`)
+    // The call alone, timed on the sync thread: one per round too, and part of what the shard saw.
+    const callSeconds = delta('pullchat_wal_fdatasync_call_seconds_sum', { shard: String(s) })
+    t.equal(delta('pullchat_wal_fdatasync_call_seconds_count', { shard: String(s) }), delta('pullchat_wal_fsync_duration_seconds_count', { shard: String(s) }), `shard ${s}: each fdatasync's call timed on its thread`)
+    t.ok(callSeconds > 0 && callSeconds <= delta('pullchat_wal_fsync_duration_seconds_sum', { shard: String(s) }), `shard ${s}: the calls (${callSeconds} s) are part of the fdatasyncs' time as the shard saw it`)
     t.equal(sumOf(m, 'pullchat_wal_segments', { shard: String(s) }), 1, `shard ${s}: one segment`)
     t.ok(sumOf(m, 'pullchat_wal_segment_bytes', { shard: String(s) }) > 0, `shard ${s}: the segment has bytes`)
   }

@@ -40,6 +40,25 @@ t.test('syncs are answered, in the order asked', async (t) => {
   t.same(order, Array.from({ length: 20 }, (_, i) => i), 'in order')
 })
 
+t.test('a sync is answered with how long the fdatasync call took on the thread, within the wait for it', async (t) => {
+  const fd = tempFile(t)
+  const thread = new SyncThread()
+  t.teardown(() => thread.stop())
+  await thread.ready()
+  for (let i = 0; i < 5; i++) {
+    writeSync(fd, Buffer.alloc(4096, i))
+    const t0 = performance.now()
+    const [err, callMs] = await new Promise<[NodeJS.ErrnoException | null, number | undefined]>((resolve) => thread.fdatasync(fd, (e, ms) => resolve([e, ms])))
+    const waitedMs = performance.now() - t0
+    t.equal(err, null)
+    t.type(callMs, 'number')
+    t.ok((callMs as number) > 0 && (callMs as number) <= waitedMs, `the call took ${callMs} ms of the ${waitedMs} ms waited`)
+  }
+  const [err, callMs] = await new Promise<[NodeJS.ErrnoException | null, number | undefined]>((resolve) => thread.fdatasync(2 ** 30, (e, ms) => resolve([e, ms])))
+  t.equal(err?.code, 'EBADF', 'a failed call')
+  t.equal(callMs, undefined, 'is answered without a time')
+})
+
 t.test('a failed fdatasync is answered with its errno error', async (t) => {
   const thread = new SyncThread()
   t.teardown(() => thread.stop())
