@@ -1,6 +1,7 @@
 // The body of a log's sync thread (sync-thread.ts): waits for a request in shared memory, runs
-// fdatasync, posts the result (how long the call took, or its error), until told to stop. It allocates next to nothing and runs no event
-// loop while it works: Atomics.wait blocks the thread between requests.
+// fdatasync, posts the result (how long the call took, or its error), until told to stop. It
+// allocates next to nothing and runs no event loop while it works: Atomics.wait blocks the thread
+// between requests.
 
 import { fdatasyncSync } from 'node:fs'
 import { performance } from 'node:perf_hooks' // the global is a getter, called on every use
