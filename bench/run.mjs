@@ -171,13 +171,16 @@ async function loadWrk(port, sc, seconds) {
   return { reqPerSec: Math.round(rps), latencyMsP50: j.p50, latencyMsP99: j.p99, latencyMsP999: j.p999, errors: j.errors, timeouts: 0, non2xx: j.non2xx, requests: Math.round(rps * seconds), generatorCpuCores, seconds: +wall.toFixed(2), latencyGrid: j.q }
 }
 
+/** The scenario's load for `seconds` from the chosen generator (`amount`: autocannon's request budget). @param {number} port @param {Scenario} sc @param {number} seconds @param {number | undefined} amount */
+const load = (port, sc, seconds, amount) => (S.generator === 'wrk' ? loadWrk(port, sc, seconds) : loadAutocannon(port, sc, seconds, amount))
+
 /** One measurement of `part` (1: the whole duration, 0.5: a half). @param {number} port @param {Scenario} sc @param {number | undefined} pid @param {number} part */
 async function measure(port, sc, pid, part) {
   const c0 = cpuSeconds(pid)
   const m0 = machineCpuSeconds()
   const seconds = part === 1 ? S.duration : halfSeconds
   const amount = sc.amount === undefined ? undefined : Math.round(sc.amount * part)
-  const r = S.generator === 'wrk' ? await loadWrk(port, sc, seconds) : await loadAutocannon(port, sc, seconds, amount)
+  const r = await load(port, sc, seconds, amount)
   const m1 = machineCpuSeconds()
   const serverCpuCores = +((cpuSeconds(pid) - c0) / r.seconds).toFixed(2)
   // What else ran meanwhile (the bench's own process outside the load, other programs), and what
@@ -200,7 +203,7 @@ async function measure(port, sc, pid, part) {
  */
 async function warmUp(port, sc) {
   if (S.warmup === 0) return null
-  const r = S.generator === 'wrk' ? await loadWrk(port, sc, S.warmup) : await loadAutocannon(port, sc, S.warmup, undefined)
+  const r = await load(port, sc, S.warmup, undefined)
   return { seconds: S.warmup, reqPerSec: r.reqPerSec, latencyMsP99: r.latencyMsP99, errors: r.errors, non2xx: r.non2xx }
 }
 
@@ -306,16 +309,17 @@ for (const sc of selected) {
     return +((count - total(`${name}_bucket`, le)) / count).toFixed(4)
   }
   const rounds = total('pullchat_wal_batch_records_count')
-  const syncs = total('pullchat_wal_fsync_duration_seconds_count')
+  /** The mean of histogram `name`'s observations, in ms (0 if none). */
+  const meanMs = (/** @type {string} */ name) => +((total(`${name}_sum`) / Math.max(1, total(`${name}_count`))) * 1000).toFixed(3)
   const fsyncOver = (/** @type {string} */ le) => shareOver('pullchat_wal_fsync_duration_seconds', le)
   const log = rounds === 0 ? null : {
     rounds,
     recordsPerRound: +(total('pullchat_wal_batch_records_sum') / rounds).toFixed(1),
-    fsyncMsMean: +((total('pullchat_wal_fsync_duration_seconds_sum') / Math.max(1, syncs)) * 1000).toFixed(3),
+    fsyncMsMean: meanMs('pullchat_wal_fsync_duration_seconds'),
     // The same fdatasyncs' calls alone, on the log's sync thread: the rest of fsyncMsMean is the
     // hand-off to that thread and back (threads waiting for a core), not the disk.
-    fsyncCallMsMean: +((total('pullchat_wal_fdatasync_call_seconds_sum') / Math.max(1, total('pullchat_wal_fdatasync_call_seconds_count'))) * 1000).toFixed(3),
-    oldestWaitMsMean: +((total('pullchat_wal_wait_seconds_sum') / Math.max(1, total('pullchat_wal_wait_seconds_count'))) * 1000).toFixed(3),
+    fsyncCallMsMean: meanMs('pullchat_wal_fdatasync_call_seconds'),
+    oldestWaitMsMean: meanMs('pullchat_wal_wait_seconds'),
     // The disk's tail, as the shard sees it (from handing the fdatasync over to its callback): a
     // send waits for the round in flight and then its own, so a round over 4 ms in every ~200
     // puts about 1% of sends over 4 ms, whatever the request path costs.
