@@ -24,13 +24,15 @@
 // BENCH_ORDER (abba | sequential), BENCH_WARMUP (whole seconds of the scenario's load each server
 // gets before it is measured, not counted; 1, 0 for none).
 // Results: bench/results/latest-<mode>.json, and bench/results/chart-<mode>.svg; with BENCH_OUT=<path>,
-// <path>.json and <path>.svg.
+// <path>.json and <path>.svg. At the end the run is judged against issue 5's targets
+// (bench/targets.mjs): printed, and kept as `targets` in the JSON. The exit code does not depend on it.
 
 import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir, cpus, loadavg } from 'node:os'
 import { join, resolve } from 'node:path'
 import autocannon from 'autocannon'
 import { renderChart } from './chart.mjs'
+import { formatVerdict, judgeTargets } from './targets.mjs'
 import { BENCH_TEXT, DEFAULT_SHARDS, SERVER_NODE_FLAGS, HOT_CHAT, childrenCpuSeconds, cpuSeconds, flushPendingWrites, hasWrk, joinedPercentile, machineCpuSeconds, root, runWrkAsync, spreadChats, startProcess, stopProcess, wrkScript, writeBenchStore } from './lib.mjs'
 
 const full = process.argv.includes('--full') || process.env.BENCH_MODE === 'full'
@@ -367,8 +369,10 @@ if (wrkScriptDir !== '') {
 
 mkdirSync(join(root, 'bench/results'), { recursive: true })
 const report = { mode, date: new Date().toISOString(), machine: { cores: cpus().length, model: cpus()[0]?.model, node: process.version }, settings: S, results }
+const targets = judgeTargets(report)
 const out = env.BENCH_OUT ?? `bench/results/latest-${mode}`
 const chart = env.BENCH_OUT ? `${out}.svg` : `bench/results/chart-${mode}.svg`
-writeFileSync(resolve(root, `${out}.json`), JSON.stringify(report, null, 2) + '\n')
+writeFileSync(resolve(root, `${out}.json`), JSON.stringify({ ...report, targets }, null, 2) + '\n')
 writeFileSync(resolve(root, chart), renderChart(report))
+console.log(`\n${formatVerdict(targets).join('\n')}`)
 console.log(`\nwrote ${out}.json and ${chart}`)
