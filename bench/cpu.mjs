@@ -5,7 +5,8 @@
 // Why this and not only profiles: per-thread --cpu-prof profiles sample wall-clock time, so a
 // thread that is runnable but preempted (two cores shared by five busy threads and the generator)
 // shows up as time in whatever it was doing, or as idle. /proc's user and system ticks count only
-// time on a CPU, and the involuntary context switches say how often a thread was preempted.
+// time on a CPU, and the involuntary context switches say how often a thread was preempted; how
+// long each thread waited for a CPU when it could have run comes from /proc's schedstat.
 //
 //   npm run build && node bench/cpu.mjs      (CPU_SCENARIO=pull-hot|pull-many|pull-missing-room|
 //                                            pull-missing-many|send|send-many, CPU_SECONDS=5,
@@ -80,10 +81,13 @@ async function measure(name, args, env) {
   const requestsDone = rps * seconds
   const threads = []
   for (const [tid, a] of after) {
-    const b = before.get(tid) ?? { user: 0, sys: 0, voluntary: 0, involuntary: 0 }
+    const b = before.get(tid) ?? { user: 0, sys: 0, voluntary: 0, involuntary: 0, waitNs: 0, slices: 0 }
     const user = (a.user - b.user) / 100
     const sys = (a.sys - b.sys) / 100
-    if (user + sys >= 0.05) threads.push({ tid, user, sys, voluntary: a.voluntary - b.voluntary, involuntary: a.involuntary - b.involuntary })
+    const slices = a.slices - b.slices
+    // Runnable but not running: woken (or preempted) and waiting for a core.
+    const waitedForCpu = { seconds: +((a.waitNs - b.waitNs) / 1e9).toFixed(3), usPerSlice: +((a.waitNs - b.waitNs) / 1e3 / slices).toFixed(1) }
+    if (user + sys >= 0.05) threads.push({ tid, user, sys, voluntary: a.voluntary - b.voluntary, involuntary: a.involuntary - b.involuntary, waitedForCpu })
   }
   threads.sort((x, y) => y.user + y.sys - (x.user + x.sys))
   const user = threads.reduce((s, t) => s + t.user, 0)
@@ -91,7 +95,10 @@ async function measure(name, args, env) {
   const us = (/** @type {number} */ s) => +((s / requestsDone) * 1e6).toFixed(1)
   const row = { name, reqPerSec: Math.round(rps), serverCores: +((user + sys) / wall).toFixed(2), generatorCores: +(gen / wall).toFixed(2), cpuUsPerRequest: { total: us(user + sys), user: us(user), sys: us(sys) }, threads }
   console.log(`${name}: ${row.reqPerSec} req/s, server ${row.serverCores} cores (${row.cpuUsPerRequest.total} µs CPU per request: ${row.cpuUsPerRequest.user} user, ${row.cpuUsPerRequest.sys} system), generator ${row.generatorCores} cores`)
-  for (const t of threads) console.log(`  thread ${t.tid}: user ${t.user.toFixed(2)} s, system ${t.sys.toFixed(2)} s, ${t.voluntary} voluntary and ${t.involuntary} involuntary context switches`)
+  for (const t of threads) {
+    const waited = Number.isNaN(t.waitedForCpu.seconds) ? '' : `; waited for a CPU ${t.waitedForCpu.seconds.toFixed(2)} s, ${t.waitedForCpu.usPerSlice} µs a time`
+    console.log(`  thread ${t.tid}: user ${t.user.toFixed(2)} s, system ${t.sys.toFixed(2)} s, ${t.voluntary} voluntary and ${t.involuntary} involuntary context switches${waited}`)
+  }
   return row
 }
 

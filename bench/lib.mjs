@@ -222,9 +222,11 @@ export function childrenCpuSeconds() {
 }
 
 /**
- * CPU ticks (1/100 s) and context switches of each thread of a process (Linux /proc), by thread id.
+ * CPU ticks (1/100 s) and context switches of each thread of a process (Linux /proc), by thread id,
+ * and from schedstat (where the kernel keeps it) the nanoseconds it spent runnable but waiting for a
+ * CPU (`waitNs`) and how many times it was put on one (`slices`).
  * @param {number | undefined} pid
- * @returns {Map<string, { user: number, sys: number, voluntary: number, involuntary: number }>}
+ * @returns {Map<string, { user: number, sys: number, voluntary: number, involuntary: number, waitNs: number, slices: number }>}
  */
 export function threadTicks(pid) {
   const out = new Map()
@@ -239,7 +241,13 @@ export function threadTicks(pid) {
       const f = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
       const status = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8')
       const ctxt = (/** @type {string} */ k) => Number(new RegExp(`^${k}_ctxt_switches:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0)
-      out.set(tid, { user: Number(f[11]), sys: Number(f[12]), voluntary: ctxt('voluntary'), involuntary: ctxt('nonvoluntary') })
+      let sched = [NaN, NaN, NaN]
+      try {
+        sched = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').trim().split(' ').map(Number)
+      } catch {
+        // a kernel without CONFIG_SCHED_INFO
+      }
+      out.set(tid, { user: Number(f[11]), sys: Number(f[12]), voluntary: ctxt('voluntary'), involuntary: ctxt('nonvoluntary'), waitNs: Number(sched[1]), slices: Number(sched[2]) })
     } catch {
       // the thread ended meanwhile
     }
