@@ -118,7 +118,7 @@ const OPTIONS: readonly OptionSpec[] = [
   { key: 'port', env: 'PORT', flag: 'port', help: 'TCP port to serve on (0 picks a free one)', parse: int(0, 65535) },
   { key: 'host', env: 'HOST', flag: 'host', help: 'address to bind', parse: nonEmpty },
   { key: 'dataDir', env: 'DATA_DIR', flag: 'data-dir', help: 'data directory', parse: nonEmpty },
-  { key: 'shards', env: 'SHARDS', flag: 'shards', help: "shards; fixed for a data directory (0 = auto: the directory's count, or for a new one, one per worker)", parse: int(0, 256) },
+  { key: 'shards', env: 'SHARDS', flag: 'shards', help: "shards; fixed for a data directory (0 = auto: the directory's count, or for a new one, one per core but one, whatever THREADS is)", parse: int(0, 256) },
   { key: 'threads', env: 'THREADS', flag: 'threads', help: 'worker threads, each serving HTTP and hosting shards (0 = auto)', parse: int(0, 256) },
   { key: 'bodyBytesMax', env: 'BODY_BYTES_MAX', flag: 'body-bytes-max', help: 'largest request body in bytes', parse: int(1024, 64 * 1024 * 1024) },
   { key: 'textBytesMax', env: 'TEXT_BYTES_MAX', flag: 'text-bytes-max', help: 'longest message text in UTF-8 bytes', parse: int(1, 16 * 1024 * 1024) },

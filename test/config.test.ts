@@ -1,4 +1,5 @@
 import t from 'tap'
+import { readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { ConfigError, DEFAULTS, autoShards, autoThreads, helpText, parseConfig, settleCounts } from '../src/config.js'
 
@@ -73,4 +74,23 @@ t.test('--help is reported and documents every env var', async (t) => {
   for (const env of ['PORT', 'HOST', 'DATA_DIR', 'SHARDS', 'THREADS', 'BODY_BYTES_MAX', 'LOG_LEVEL']) t.match(text, env)
   t.match(text, /--threads\s+THREADS\s+auto /)
   t.match(text, /--shards\s+SHARDS\s+auto /)
+})
+
+t.test("the README's configuration table is --help's list, row for row", async (t) => {
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
+  const unescape = (cell: string): string => cell.replace(/\\\|/g, '|').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/^`|`$/g, '')
+  const table = readme
+    .split('\n')
+    .filter((line) => line.startsWith('| `--'))
+    .map((line) => line.slice(2, -2).split(/ (?<!\\)\| /).map((cell) => unescape(cell.trim())))
+  const options = helpText()
+    .split('\n')
+    .filter((line) => line.startsWith('  --') && !line.startsWith('  --help'))
+    .map((line) => {
+      const m = /^ {2}(--\S+)\s+(\S+)\s+(\S+)\s+(.*)$/.exec(line)
+      if (m === null) throw new Error(`unexpected --help line: ${line}`)
+      return [m[1], m[2], m[3], m[4]]
+    })
+  t.ok(options.length >= 20, `--help lists the options (${options.length})`)
+  t.same(table, options)
 })

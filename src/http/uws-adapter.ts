@@ -136,7 +136,7 @@ export function createAdapter(
       inflight++
       dispatch(res, state, handler, { method, path, query, contentType, body: null })
       state.inHandler = false
-      // A request answered before the handler returned (a shard in this thread) needs no abort
+      // A request answered before the handler returned (an error, /ping) needs no abort
       // handler; one that will be answered later gets it now, before anything asynchronous runs.
       if (!state.answered) {
         res.onAborted(() => {

@@ -1,5 +1,5 @@
 // One prom-client registry per thread. Every metric is named `pullchat_...` in base units, and every
-// thread's series carry a `thread` label ("main", "http-0", "shard-1"), so that the merge in the
+// thread's series carry a `thread` label ("main", "worker-0"), so that the merge in the
 // main thread (AggregatorRegistry.aggregate) never sums one thread's gauges into another's. Chat
 // ids and user ids never appear in labels.
 

@@ -11,7 +11,7 @@
 // carries it is durable under the policy:
 //   always       after the fdatasync that covers it (the default)
 //   interval:N   after the write; a timer fdatasyncs every N ms (like Redis appendfsync everysec)
-//   unsafe-none  after the write; never synced except at close
+//   unsafe-none  after the write; synced only when a segment is sealed (roll) and at close
 //
 // Preallocation: rounds overwrite zeros the writer wrote ahead of them, not the end of the file.
 // An fdatasync after an append must also commit the file's new size through ext4's journal; one
