@@ -90,6 +90,7 @@ t.test('reading ahead for durable sends: the list of chats in the log follows th
   t.equal(answered, 3000)
   t.equal(landing(), 0, 'none waiting once all are answered')
   t.ok((s as unknown as { landing: unknown[] }).landing.length < 1100, 'the list is cut back as answers come')
+  t.equal(replies.length, 3000, 'every send answered')
   t.ok(replies.every((r) => r.code === 0), 'all stored')
   t.equal(s.pull({ chat: 'c3:d1', cursor: 0, limit: 1000, reverse: false }).count, 43, 'every message of a chat is there')
   s.readAheadDurable(5) // more than are waiting: reads what there is

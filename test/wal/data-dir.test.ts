@@ -100,8 +100,11 @@ t.test('lockDataDir: a stale lock (its process has exited) is taken over, and on
   t.equal(lockContent(dir).pid, process.pid, 'the lock is ours now')
   lock.release()
   t.notOk(existsSync(join(dir, LOCK_FILE)), 'release() removes the file')
+  const next = lockDataDir(dir)
   lock.release()
-  t.pass('a second release() is harmless')
+  t.ok(existsSync(join(dir, LOCK_FILE)), "a second release() leaves alone the lock taken since")
+  next.release()
+  t.notOk(existsSync(join(dir, LOCK_FILE)))
 })
 
 t.test('lockDataDir: a lock naming our own pid (a container restart) or unreadable is stale', async (t) => {

@@ -18,7 +18,7 @@ import t, { type Test } from 'tap'
 import { holds as holdsProperty } from '../helpers/fast-check.js'
 import { recoverStore } from '../../src/store/recover.js'
 import { ShardStore } from '../../src/store/shard-store.js'
-import { SEGMENT_HEADER_BYTES, WalCorruptError, encodeHeader, listSegments, readSegments, segmentName, type RecoveredLog } from '../../src/wal/index.js'
+import { SEGMENT_HEADER_BYTES, WalCorruptError, encodeHeader, listSegments, readSegments, realIo, segmentName, type RecoveredLog } from '../../src/wal/index.js'
 import {
   appendAll,
   assertStore,
@@ -688,7 +688,9 @@ t.test('property: any single damage is clean, a torn prefix, or a refusal, exact
       const dir = join(root, String(run++))
       mkdirSync(dir)
       try {
-        const opts = { segmentBytes, batchBytesMax }
+        // fdatasync through libuv rather than a sync thread per writer: under tap each thread boots
+        // the TypeScript loader (~0.7 s), which left time for a handful of cases. Recovery is the subject.
+        const opts = { segmentBytes, batchBytesMax, io: realIo }
         const written = messages(0, textBytes.length, (i) => textBytes[i] as number)
         await writeLog(dir, written, opts)
         const segs = layout(dir)

@@ -98,7 +98,7 @@ t.test('ready() resolves once the thread waits for requests, and rejects if it c
   await thread.ready() // and again at once
   t.equal(await sync(thread, tempFile(t)), null)
   const broken = new SyncThread(new URL('./fixtures/no-such-thread.js', import.meta.url))
-  await t.rejects(broken.ready(), 'a thread whose body cannot load')
+  await t.rejects(broken.ready(), { message: /Cannot find module .*no-such-thread\.js/ }, 'a thread whose body cannot load')
   t.equal((await sync(broken, tempFile(t)))?.code, 'ECANCELED', 'and it takes no sync')
 })
 

@@ -133,11 +133,14 @@ function readSampler(el: XmlNode, tree: XmlNode): Sampler {
       const field = str(child, 'Assertion.test_field')
       if (field !== 'Assertion.response_code' && field !== 'Assertion.response_data') throw new Error(`unsupported assertion field ${field}`)
       const strings = prop(child, 'Asserion.test_strings') // sic: JMeter's own spelling
+      const patterns = strings === undefined ? [] : kids(strings).map((s) => s.text)
+      // An assertion without a pattern would hold for any response: a plan that has one is wrong.
+      if (patterns.length === 0) throw new Error(`assertion ${JSON.stringify(child.attrs.testname ?? '')} has no pattern to test`)
       assertions.push({
         name: child.attrs.testname ?? '',
         field: field === 'Assertion.response_code' ? 'code' : 'body',
         type: Number(str(child, 'Assertion.test_type')),
-        patterns: strings === undefined ? [] : kids(strings).map((s) => s.text),
+        patterns,
       })
     } else if (child.name === 'RegexExtractor') {
       const template = str(child, 'RegexExtractor.template')
