@@ -1,22 +1,25 @@
 // @ts-check
 // `npm run profile`: flamegraphs of pullchat under load.
 //
-// pullchat does its work on worker threads (each an HTTP front end and its shards); 0x samples with V8's --prof, whose
-// log covers only the main isolate, where pullchat handles no requests. So 0x fits only half of
-// this job: PROFILER=0x gives its flamegraph of the main thread (start-up, metrics merging). The
-// default uses Node's --cpu-prof, which writes one profile per thread, and draws each as a
-// flamegraph SVG (bench/flame.mjs). 0x's -P cannot see uWS listening (it watches Node's `net`),
-// so either way this script starts the server on a known port and drives the load itself.
+// pullchat does its work on worker threads (each an HTTP front end and its shards). The default
+// uses Node's --cpu-prof, which writes one profile per thread, and draws each as a flamegraph SVG
+// (bench/flame.mjs). PROFILER=0x draws 0x's flamegraphs instead, one per thread: 0x samples with
+// V8's --prof, and its launcher keeps the log of one isolate (whichever it finds first: the main
+// thread's, where pullchat handles no requests), so this script runs the server with --prof itself,
+// which writes a log per isolate (every thread's), and renders each with `0x --visualize-only`.
+// 0x's -P cannot see uWS listening (it watches Node's `net`), so either way this script starts
+// the server on a known port and drives the load itself.
 //
 //   npm run profile     (PROFILE_SECONDS=10, PROFILE_KIND=pull|send, PROFILE_PORT=18999,
 //                        PROFILER=cpu-prof|0x, BENCH_GENERATOR=autocannon|wrk)
-// Output: bench/results/profile/ (thread-*.svg, thread-*.folded, *.cpuprofile; or 0x's files)
+// Output: bench/results/profile/ (thread-*.svg, thread-*.folded, *.cpuprofile; with 0x,
+// 0x-<thread>/flamegraph.html per thread)
 
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import autocannon from 'autocannon'
 import { flamegraphSvg, foldedStacks } from './flame.mjs'
 import { SERVER_NODE_FLAGS } from './lib.mjs'
@@ -32,9 +35,12 @@ rmSync(outDir, { recursive: true, force: true })
 mkdirSync(outDir, { recursive: true })
 
 const env = { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info' }
+// --prof writes isolate-<address>-<pid>-v8.log per isolate into the working directory.
+const logDir = join(dataDir, 'v8-logs')
+mkdirSync(logDir)
 const proc =
   profiler === '0x'
-    ? spawn(join(root, 'node_modules/.bin/0x'), ['--output-dir', outDir, '--', process.execPath, ...SERVER_NODE_FLAGS, 'dist/cluster.js'], { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'] })
+    ? spawn(process.execPath, ['--prof', ...SERVER_NODE_FLAGS, join(root, 'dist/cluster.js')], { cwd: logDir, env, stdio: ['ignore', 'pipe', 'inherit'] })
     : spawn(process.execPath, ['--cpu-prof', '--cpu-prof-dir', outDir, ...SERVER_NODE_FLAGS, 'dist/cluster.js'], { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'] })
 await new Promise((resolve, reject) => {
   let out = ''
@@ -62,6 +68,40 @@ const done = new Promise((r) => proc.once('exit', r))
 // One SIGINT: the server shuts down gracefully and Node writes each thread's profile on exit.
 proc.kill('SIGINT')
 await done
+
+/**
+ * Which of pullchat's threads an isolate's --prof log is from, by the code it compiled: a worker
+ * (HTTP and shards), a log's sync thread, a recovery helper, or the main thread.
+ * @param {string} log
+ */
+function threadOf(log) {
+  const dist = pathToFileURL(join(root, 'dist')).href
+  if (log.includes(`${dist}/store/recover-task.js`)) return 'recovery'
+  if (log.includes(`${dist}/wal/sync-thread-main.js`)) return 'wal-sync'
+  if (log.includes(`${dist}/worker.js`)) return 'worker'
+  if (log.includes(`${dist}/cluster.js`)) return 'main'
+  return 'thread'
+}
+
+if (profiler === '0x') {
+  const logs = readdirSync(logDir).filter((f) => /^isolate-.*-v8\.log$/.test(f)).sort()
+  if (logs.length === 0) throw new Error(`no --prof logs in ${logDir}`)
+  /** @type {Map<string, number>} */
+  const seen = new Map()
+  for (const f of logs) {
+    const text = readFileSync(join(logDir, f), 'utf8')
+    const thread = threadOf(text)
+    const n = seen.get(thread) ?? 0
+    seen.set(thread, n + 1)
+    const folder = join(outDir, `0x-${thread}-${n}`)
+    mkdirSync(folder)
+    renameSync(join(logDir, f), join(folder, f))
+    const ticks = text.split('\n').filter((line) => line.startsWith('tick,')).length
+    const r = spawnSync(join(root, 'node_modules/.bin/0x'), ['--visualize-only', folder], { cwd: root, encoding: 'utf8' })
+    if (r.status !== 0) throw new Error(`0x --visualize-only ${folder} failed: ${r.stderr}`)
+    console.log(`${folder}/flamegraph.html: ${thread} thread, ${ticks} samples`)
+  }
+}
 rmSync(dataDir, { recursive: true, force: true })
 
 if (profiler !== '0x') {
