@@ -13,10 +13,10 @@
 //   npm run profile     (PROFILE_SECONDS=10, PROFILE_KIND=pull|send, PROFILE_PORT=18999,
 //                        PROFILER=cpu-prof|0x, BENCH_GENERATOR=autocannon|wrk)
 // Output: bench/results/profile/ (thread-*.svg, thread-*.folded, *.cpuprofile; with 0x,
-// 0x-<thread>/flamegraph.html per thread)
+// 0x-<thread>-<n>/flamegraph.html per thread)
 
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
@@ -36,8 +36,7 @@ mkdirSync(outDir, { recursive: true })
 
 const env = { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info' }
 // --prof writes isolate-<address>-<pid>-v8.log per isolate into the working directory.
-const logDir = join(dataDir, 'v8-logs')
-mkdirSync(logDir)
+const logDir = mkdtempSync(join(tmpdir(), 'pullchat-prof-logs-'))
 const proc =
   profiler === '0x'
     ? spawn(process.execPath, ['--prof', ...SERVER_NODE_FLAGS, join(root, 'dist/cluster.js')], { cwd: logDir, env, stdio: ['ignore', 'pipe', 'inherit'] })
@@ -95,7 +94,7 @@ if (profiler === '0x') {
     seen.set(thread, n + 1)
     const folder = join(outDir, `0x-${thread}-${n}`)
     mkdirSync(folder)
-    renameSync(join(logDir, f), join(folder, f))
+    writeFileSync(join(folder, f), text)
     const ticks = text.split('\n').filter((line) => line.startsWith('tick,')).length
     const r = spawnSync(join(root, 'node_modules/.bin/0x'), ['--visualize-only', folder], { cwd: root, encoding: 'utf8' })
     if (r.status !== 0) throw new Error(`0x --visualize-only ${folder} failed: ${r.stderr}`)
@@ -103,6 +102,7 @@ if (profiler === '0x') {
   }
 }
 rmSync(dataDir, { recursive: true, force: true })
+rmSync(logDir, { recursive: true, force: true })
 
 if (profiler !== '0x') {
   const files = readdirSync(outDir).filter((f) => f.endsWith('.cpuprofile')).sort()
