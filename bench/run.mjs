@@ -257,6 +257,9 @@ async function preloadedStore(dataDir, shards) {
   cpSync(storeTemplate, dataDir, { recursive: true })
 }
 
+/** prom-client's event-loop monitor's interval (its default `eventLoopMonitoringPrecision`, 10 ms). */
+const EVENT_LOOP_MONITOR_S = 0.01
+
 const results = []
 console.log(`pullchat bench (${mode}): ${cpus().length} cores (${cpus()[0]?.model}), load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`)
 if (env.BENCH_GENERATOR === undefined && S.generator === 'autocannon') console.log('wrk not found (apt-get install wrk): autocannon, which saturates before the ceiling on a small machine; see "cpu ... gen" below')
@@ -339,6 +342,18 @@ for (const sc of selected) {
   // socket queues, the thread not running, the generator), not the request path or the log.
   const requests = 'pullchat_http_request_duration_seconds'
   Object.assign(p, { inServer: { requests: total(`${requests}_count`), over5ms: shareOver(requests, '0.005'), over25ms: shareOver(requests, '0.025') } })
+  // Whether the worker threads themselves stopped: prom-client's event-loop monitor (Node's
+  // monitorEventLoopDelay, a timer every 10 ms in each thread, reset by each scrape) over the
+  // measurement, the warm-up excluded. Each interval less the 10 ms it was due after is how late
+  // the thread's loop ran the timer: a long turn, a collection, the thread waiting for a core, the
+  // VM not run (a stall shorter than 10 ms can fall between two timers unseen). A tail that wrk
+  // sees and neither this nor the handlers' times show is in the sockets or the generator.
+  /** Worker threads' `pullchat_nodejs_eventloop_lag_<stat>_seconds`, less the monitor's interval, in ms: the largest over workers. */
+  const loopLate = (/** @type {string} */ stat) => {
+    const late = [...metricsText.matchAll(new RegExp(`^pullchat_nodejs_eventloop_lag_${stat}_seconds\\{thread="worker-\\d+"\\} (\\S+)$`, 'gm'))].map((m) => Number(m[1]) - EVENT_LOOP_MONITOR_S)
+    return metricsBefore === '' || late.length === 0 ? null : +(Math.max(0, ...late) * 1000).toFixed(2)
+  }
+  Object.assign(p, { workerLoopLateMs: { p99: loopLate('p99'), max: loopLate('max') } })
   await stopProcess(server.proc)
   rmSync(dataDir, { recursive: true, force: true })
 
@@ -359,7 +374,8 @@ for (const sc of selected) {
   const pct = (/** @type {number | null} */ x) => (x === null ? '?' : `${(x * 100).toFixed(2)}%`)
   if (log !== null) console.log(`  pullchat's log: ${log.rounds} group-commit rounds of ${log.recordsPerRound} records, fdatasync ${log.fsyncMsMean} ms (the call itself ${log.fsyncCallMsMean} ms), oldest record's wait for its round ${log.oldestWaitMsMean} ms (means); fdatasyncs over 2 ms ${pct(log.fsyncOver2ms)} (calls ${pct(log.fsyncCallOver2ms)}), over 4 ms ${pct(log.fsyncOver4ms)} (calls ${pct(log.fsyncCallOver4ms)}), over 16 ms ${pct(log.fsyncOver16ms)}`)
   const inServer = /** @type {any} */ (p).inServer
-  console.log(`  in pullchat's handlers (arrival to reply): requests over 5 ms ${pct(inServer.over5ms)}, over 25 ms ${pct(inServer.over25ms)}`)
+  const late = /** @type {any} */ (p).workerLoopLateMs
+  console.log(`  in pullchat's handlers (arrival to reply): requests over 5 ms ${pct(inServer.over5ms)}, over 25 ms ${pct(inServer.over25ms)}; the worker's event loop late by ${late.p99 ?? '?'} ms at p99, ${late.max ?? '?'} ms at most (a 10 ms timer)`)
 }
 if (storeTemplate !== '') rmSync(storeTemplate, { recursive: true, force: true })
 if (wrkScriptDir !== '') {
