@@ -29,6 +29,7 @@ const seconds = Number(process.env.PROFILE_SECONDS ?? 10)
 const kind = process.env.PROFILE_KIND ?? 'pull'
 const port = Number(process.env.PROFILE_PORT ?? 18999)
 const profiler = process.env.PROFILER ?? 'cpu-prof'
+if (profiler !== 'cpu-prof' && profiler !== '0x') throw new Error(`PROFILER=${profiler}: cpu-prof (the default) or 0x`)
 const dataDir = mkdtempSync(join(tmpdir(), 'pullchat-profile-'))
 const outDir = join(root, 'bench/results/profile')
 rmSync(outDir, { recursive: true, force: true })
@@ -36,7 +37,7 @@ mkdirSync(outDir, { recursive: true })
 
 const env = { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info' }
 // --prof writes isolate-<address>-<pid>-v8.log per isolate into the working directory.
-const logDir = mkdtempSync(join(tmpdir(), 'pullchat-prof-logs-'))
+const logDir = profiler === '0x' ? mkdtempSync(join(tmpdir(), 'pullchat-prof-logs-')) : ''
 const proc =
   profiler === '0x'
     ? spawn(process.execPath, ['--prof', ...SERVER_NODE_FLAGS, join(root, 'dist/cluster.js')], { cwd: logDir, env, stdio: ['ignore', 'pipe', 'inherit'] })
@@ -102,7 +103,7 @@ if (profiler === '0x') {
   }
 }
 rmSync(dataDir, { recursive: true, force: true })
-rmSync(logDir, { recursive: true, force: true })
+if (logDir !== '') rmSync(logDir, { recursive: true, force: true })
 
 if (profiler !== '0x') {
   const files = readdirSync(outDir).filter((f) => f.endsWith('.cpuprofile')).sort()
