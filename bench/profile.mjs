@@ -2,18 +2,19 @@
 // `npm run profile`: flamegraphs of pullchat under load.
 //
 // pullchat does its work on worker threads (each an HTTP front end and its shards). The default
-// uses Node's --cpu-prof, which writes one profile per thread, and draws each as a flamegraph SVG
-// (bench/flame.mjs). PROFILER=0x draws 0x's flamegraphs instead, one per thread: 0x samples with
-// V8's --prof, and its launcher keeps the log of one isolate (whichever it finds first: the main
-// thread's, where pullchat handles no requests), so this script runs the server with --prof itself,
-// which writes a log per isolate (every thread's), and renders each with `0x --visualize-only`.
+// draws 0x's flamegraphs, one per thread: 0x samples with V8's --prof, and its launcher keeps the
+// log of one isolate (whichever it finds first: the main thread's, where pullchat handles no
+// requests), so this script runs the server with --prof itself, which writes a log per isolate
+// (every thread's), and renders each with `0x --visualize-only`. PROFILER=cpu-prof uses Node's
+// --cpu-prof instead, which writes one profile per thread, and draws each as a flamegraph SVG
+// (bench/flame.mjs).
 // 0x's -P cannot see uWS listening (it watches Node's `net`), so either way this script starts
 // the server on a known port and drives the load itself.
 //
 //   npm run profile     (PROFILE_SECONDS=10, PROFILE_KIND=pull|send, PROFILE_PORT=18999,
-//                        PROFILER=cpu-prof|0x, BENCH_GENERATOR=autocannon|wrk)
-// Output: bench/results/profile/ (thread-*.svg, thread-*.folded, *.cpuprofile; with 0x,
-// 0x-<thread>-<n>/flamegraph.html per thread)
+//                        PROFILER=0x|cpu-prof, BENCH_GENERATOR=autocannon|wrk)
+// Output: bench/results/profile/ (0x-<thread>-<n>/flamegraph.html per thread; with cpu-prof,
+// thread-*.svg, thread-*.folded, *.cpuprofile)
 
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
@@ -28,8 +29,8 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const seconds = Number(process.env.PROFILE_SECONDS ?? 10)
 const kind = process.env.PROFILE_KIND ?? 'pull'
 const port = Number(process.env.PROFILE_PORT ?? 18999)
-const profiler = process.env.PROFILER ?? 'cpu-prof'
-if (profiler !== 'cpu-prof' && profiler !== '0x') throw new Error(`PROFILER=${profiler}: cpu-prof (the default) or 0x`)
+const profiler = process.env.PROFILER ?? '0x'
+if (profiler !== 'cpu-prof' && profiler !== '0x') throw new Error(`PROFILER=${profiler}: 0x (the default) or cpu-prof`)
 const dataDir = mkdtempSync(join(tmpdir(), 'pullchat-profile-'))
 const outDir = join(root, 'bench/results/profile')
 rmSync(outDir, { recursive: true, force: true })
