@@ -20,7 +20,7 @@
 //
 // Settings (env): BENCH_CONNECTIONS (64), BENCH_DURATION (s), BENCH_PIPELINING (1),
 // BENCH_WORKERS (autocannon worker threads, 2), BENCH_GENERATOR (wrk where installed, else autocannon),
-// BENCH_SCENARIOS (comma list of names), BENCH_SHARDS / BENCH_THREADS (pullchat's SHARDS and THREADS),
+// BENCH_SCENARIOS (comma list of names, run in that order), BENCH_SHARDS / BENCH_THREADS (pullchat's SHARDS and THREADS),
 // BENCH_ORDER (abba | sequential), BENCH_WARMUP (whole seconds of the scenario's load each server
 // gets before it is measured, not counted; 1, 0 for none).
 // Results: bench/results/latest-<mode>.json, and bench/results/chart-<mode>.svg; with BENCH_OUT=<path>,
@@ -103,8 +103,12 @@ const scenarios = [
     amount: 20_000,
   },
 ]
-const only = env.BENCH_SCENARIOS?.split(',')
-const selected = only ? scenarios.filter((s) => only.includes(s.name)) : scenarios
+// BENCH_SCENARIOS=a,b: those scenarios, in that order.
+const selected = (env.BENCH_SCENARIOS?.split(',') ?? scenarios.map((s) => s.name)).map((name) => {
+  const sc = scenarios.find((s) => s.name === name)
+  if (sc === undefined) throw new Error(`BENCH_SCENARIOS: no scenario ${name}; they are ${scenarios.map((s) => s.name).join(', ')}`)
+  return sc
+})
 
 // ---------------------------------------------------------------------------------------------
 // Processes
