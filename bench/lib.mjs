@@ -12,6 +12,22 @@ import { WalWriter, listSegments, shardDir } from '../dist/wal/index.js'
 import { autoShards } from '../dist/config.js'
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+
+/**
+ * Node flags for a benchmark's own process, which must not compete for the cores with the servers
+ * it measures. Left to itself V8 marks the harness's heap on four helper threads at once, and its
+ * memory reducer collects ~8 s after start whether or not anything allocates: a `perf sched` trace
+ * of a quick run found the bench process running ~113 ms on five threads inside pullchat's second
+ * half of the first scenario (docs/performance.md, fifteenth session).
+ */
+export const HARNESS_NODE_FLAGS = ['--single-threaded-gc', '--no-memory-reducer']
+
+/** Runs this script again under HARNESS_NODE_FLAGS, unless it already is, and exits with its status. */
+export function runAsQuietHarness() {
+  if (HARNESS_NODE_FLAGS.every((f) => process.execArgv.includes(f))) return
+  const r = spawnSync(process.execPath, [...process.execArgv, ...HARNESS_NODE_FLAGS, ...process.argv.slice(1)], { stdio: 'inherit' })
+  process.exit(r.status ?? 1)
+}
 /** The shard count the server gives a new data directory here (SHARDS=0, auto): preloaded stores match it. */
 export const DEFAULT_SHARDS = autoShards()
 /**

@@ -33,7 +33,9 @@ import { join, resolve } from 'node:path'
 import autocannon from 'autocannon'
 import { renderChart } from './chart.mjs'
 import { formatVerdict, judgeTargets } from './targets.mjs'
-import { BENCH_TEXT, DEFAULT_SHARDS, SERVER_NODE_FLAGS, HOT_CHAT, childrenCpuSeconds, cpuSeconds, flushPendingWrites, hasWrk, joinedPercentile, machineCpuSeconds, root, runWrkAsync, spreadChats, startProcess, stopProcess, wrkScript, writeBenchStore } from './lib.mjs'
+import { runAsQuietHarness, BENCH_TEXT, DEFAULT_SHARDS, SERVER_NODE_FLAGS, HOT_CHAT, childrenCpuSeconds, cpuSeconds, flushPendingWrites, hasWrk, joinedPercentile, machineCpuSeconds, root, runWrkAsync, spreadChats, startProcess, stopProcess, wrkScript, writeBenchStore } from './lib.mjs'
+
+runAsQuietHarness()
 
 const full = process.argv.includes('--full') || process.env.BENCH_MODE === 'full'
 const mode = full ? 'full' : 'quick'

@@ -20,7 +20,9 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { DEFAULT_SHARDS, SERVER_NODE_FLAGS, HOT_CHAT, HOT_MESSAGES, flushPendingWrites, requireWrk, root, runWrk, spreadChats, startProcess, stopProcess, writeBenchStore, wrkPull, wrkScript, wrkSend } from './lib.mjs'
+import { runAsQuietHarness, DEFAULT_SHARDS, SERVER_NODE_FLAGS, HOT_CHAT, HOT_MESSAGES, flushPendingWrites, requireWrk, root, runWrk, spreadChats, startProcess, stopProcess, writeBenchStore, wrkPull, wrkScript, wrkSend } from './lib.mjs'
+
+runAsQuietHarness()
 
 const env = process.env
 const rounds = Number(env.SCALE_ROUNDS ?? 7)
