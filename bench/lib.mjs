@@ -28,6 +28,7 @@ export function runAsQuietHarness() {
   const r = spawnSync(process.execPath, [...process.execArgv, ...HARNESS_NODE_FLAGS, ...process.argv.slice(1)], { stdio: 'inherit' })
   process.exit(r.status ?? 1)
 }
+
 /** The shard count the server gives a new data directory here (SHARDS=0, auto): preloaded stores match it. */
 export const DEFAULT_SHARDS = autoShards()
 /**

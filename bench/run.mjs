@@ -106,7 +106,7 @@ const scenarios = [
   },
 ]
 // BENCH_SCENARIOS=a,b: those scenarios, in that order.
-const selected = (env.BENCH_SCENARIOS?.split(',') ?? scenarios.map((s) => s.name)).map((name) => {
+const selected = env.BENCH_SCENARIOS === undefined ? scenarios : env.BENCH_SCENARIOS.split(',').map((name) => {
   const sc = scenarios.find((s) => s.name === name)
   if (sc === undefined) throw new Error(`BENCH_SCENARIOS: no scenario ${name}; they are ${scenarios.map((s) => s.name).join(', ')}`)
   return sc
@@ -356,7 +356,7 @@ for (const sc of selected) {
   // sees and neither this nor the handlers' times show is in the sockets or the generator.
   /** Worker threads' `pullchat_nodejs_eventloop_lag_<stat>_seconds`, less the monitor's interval, in ms: the largest over workers. */
   const loopLate = (/** @type {string} */ stat) => {
-    const late = [...metricsText.matchAll(new RegExp(`^pullchat_nodejs_eventloop_lag_${stat}_seconds\\{thread="worker-\\d+"\\} (\\S+)$`, 'gm'))].map((m) => Number(m[1]) - EVENT_LOOP_MONITOR_S)
+    const late = samples(metricsText, `pullchat_nodejs_eventloop_lag_${stat}_seconds`).filter((m) => m[0].includes('thread="worker-')).map((m) => Number(m[1]) - EVENT_LOOP_MONITOR_S)
     return metricsBefore === '' || late.length === 0 ? null : +(Math.max(0, ...late) * 1000).toFixed(2)
   }
   Object.assign(p, { workerLoopLateMs: { p99: loopLate('p99'), max: loopLate('max') } })
