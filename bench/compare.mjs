@@ -38,7 +38,9 @@ import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { DEFAULT_SHARDS, HOT_CHAT, SERVER_NODE_FLAGS, cpuSeconds, flushPendingWrites, requireWrk, root, runWrk, spreadChats, startProcess, stopProcess, writeBenchStore, wrkPull, wrkScript, wrkSend } from './lib.mjs'
+import { runAsQuietHarness, DEFAULT_SHARDS, HOT_CHAT, SERVER_NODE_FLAGS, cpuSeconds, flushPendingWrites, requireWrk, root, runWrk, spreadChats, startProcess, stopProcess, writeBenchStore, wrkPull, wrkScript, wrkSend } from './lib.mjs'
+
+runAsQuietHarness()
 
 const env = process.env
 const specs = (env.COMPARE ?? 'THREADS=1;THREADS=2').split(';').map((s) => s.trim()).filter((s) => s !== '')

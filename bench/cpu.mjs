@@ -24,7 +24,9 @@ import { spawn } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { DEFAULT_SHARDS, SERVER_NODE_FLAGS, HOT_CHAT, childrenCpuSeconds, requireWrk, runWrk, spreadChats, startProcess, stopProcess, threadTicks, writeBenchStore, wrkPull, wrkScript, wrkSend } from './lib.mjs'
+import { runAsQuietHarness, DEFAULT_SHARDS, SERVER_NODE_FLAGS, HOT_CHAT, childrenCpuSeconds, requireWrk, runWrk, spreadChats, startProcess, stopProcess, threadTicks, writeBenchStore, wrkPull, wrkScript, wrkSend } from './lib.mjs'
+
+runAsQuietHarness()
 
 const scenario = process.env.CPU_SCENARIO ?? 'pull-hot'
 const seconds = Number(process.env.CPU_SECONDS ?? 5)
