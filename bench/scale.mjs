@@ -11,7 +11,8 @@
 //   sends: a fresh store; durable sends to one chat, and durable sends over SCALE_CHATS chats (the
 //          warm-up creates them), both growing the same store.
 // Each round runs the five loads in a rotated order; the ratios are taken within each round and
-// the median over rounds is reported.
+// the median over rounds is reported. The target is read as a floor: the larger store (or the
+// more chats) may serve at most 10% less; serving more is not a miss, and the verdict says which.
 //
 //   npm run build && node bench/scale.mjs   (SCALE_ROUNDS=7 SCALE_SECONDS=3 SCALE_MESSAGES=1000000
 //                                            SCALE_CHATS=100000 BENCH_CONNECTIONS=64 BENCH_OUT, SHARDS;
@@ -131,7 +132,8 @@ try {
   console.log(`\n${connections} connections, ${rounds} rounds of ${seconds} s per load, ${cpus().length} cores (${cpus()[0]?.model.trim()})`)
   for (const l of loads) console.log(`  ${l.name.padEnd(11)} ${l.what}: median ${Math.round(median(results.map((r) => rate(r, l.name))))}/s`)
   for (const c of comparisons) {
-    console.log(`  ${c.name}: ${c.of} / ${c.to} = ${c.median} (median; rounds ${c.perRound.join(', ')}): ${c.withinTarget ? 'within' : 'NOT within'} ${TOLERANCE * 100}%`)
+    const verdict = !c.withinTarget ? `NOT held: more than ${TOLERANCE * 100}% lower` : c.median <= 1 + TOLERANCE ? `held: within ${TOLERANCE * 100}%` : `held: higher, by more than ${TOLERANCE * 100}%`
+    console.log(`  ${c.name}: ${c.of} / ${c.to} = ${c.median} (median; rounds ${c.perRound.join(', ')}): ${verdict}`)
   }
   const report = { date: new Date().toISOString(), machine: { cores: cpus().length, model: cpus()[0]?.model.trim() }, settings: { rounds, seconds, messages, chats, connections, shards }, loads: loads.map(({ name, what }) => ({ name, what })), rounds: results, comparisons }
   writeFileSync(`${out}.json`, JSON.stringify(report, null, 2) + '\n')
