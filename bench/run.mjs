@@ -11,9 +11,9 @@
 // Rates are the mean of the two halves, latency percentiles those of both halves' requests
 // together (lib.mjs, joinedPercentile), errors the sum. Each half is in the results (`halves`). BENCH_ORDER=sequential measures each once, ceiling first, as before.
 // Before that, both servers get the scenario's load for BENCH_WARMUP seconds, not counted
-// (warmUp). With each measurement come the CPU its server and the generator used, what else ran
-// on the machine meanwhile (`other`, +-0.03 is /proc's tick) and what the hypervisor took
-// (`steal`).
+// (warmUp). With each measurement come the CPU its server used (and of that, in the kernel) and
+// the generator's, what else ran on the machine meanwhile (`other`, +-0.03 is /proc's tick), what
+// the hypervisor took (`steal`) and what no one used (`idle`).
 //
 //   npm run bench          quick: 5 s per measurement, smaller preloads (under 2 minutes)
 //   npm run bench:full     15 s per measurement, 1M messages preloaded in 100k chats
@@ -33,7 +33,7 @@ import { join, resolve } from 'node:path'
 import autocannon from 'autocannon'
 import { renderChart } from './chart.mjs'
 import { formatVerdict, judgeTargets } from './targets.mjs'
-import { runAsQuietHarness, BENCH_TEXT, DEFAULT_SHARDS, SERVER_NODE_FLAGS, HOT_CHAT, childrenCpuSeconds, cpuSeconds, flushPendingWrites, hasWrk, joinedPercentile, machineCpuSeconds, root, runWrkAsync, spreadChats, startProcess, stopProcess, wrkScript, writeBenchStore } from './lib.mjs'
+import { runAsQuietHarness, BENCH_TEXT, DEFAULT_SHARDS, SERVER_NODE_FLAGS, HOT_CHAT, childrenCpuSeconds, cpuTimes, flushPendingWrites, hasWrk, joinedPercentile, machineCpuSeconds, root, runWrkAsync, spreadChats, startProcess, stopProcess, wrkScript, writeBenchStore } from './lib.mjs'
 
 runAsQuietHarness()
 
@@ -184,18 +184,25 @@ const load = (port, sc, seconds, amount) => (S.generator === 'wrk' ? loadWrk(por
 
 /** One measurement of `part` (1: the whole duration, 0.5: a half). @param {number} port @param {Scenario} sc @param {number | undefined} pid @param {number} part */
 async function measure(port, sc, pid, part) {
-  const c0 = cpuSeconds(pid)
+  const c0 = cpuTimes(pid)
   const m0 = machineCpuSeconds()
   const seconds = part === 1 ? S.duration : halfSeconds
   const amount = sc.amount === undefined ? undefined : Math.round(sc.amount * part)
   const r = await load(port, sc, seconds, amount)
   const m1 = machineCpuSeconds()
-  const serverCpuCores = +((cpuSeconds(pid) - c0) / r.seconds).toFixed(2)
+  const c1 = cpuTimes(pid)
+  const serverCpuCores = +((c1.user + c1.system - c0.user - c0.system) / r.seconds).toFixed(2)
+  // Of which in the kernel: a slow phase of the machine that makes a send dearer shows here
+  // whether it is the kernel's work (system calls, sockets, the hypervisor's part in them) or
+  // the JavaScript's that got slower.
+  const serverSysCores = +((c1.system - c0.system) / r.seconds).toFixed(2)
   // What else ran meanwhile (the bench's own process outside the load, other programs), and what
   // the hypervisor took: where a tail that neither the server nor the generator explains came from.
   const otherCpuCores = +((m1.busy - m0.busy) / r.seconds - serverCpuCores - r.generatorCpuCores).toFixed(2)
   const stealCores = +((m1.steal - m0.steal) / r.seconds).toFixed(2)
-  return { ...r, serverCpuCores, otherCpuCores, stealCores }
+  // What no one used: the cores' spare time (sends leave some: the log's rounds are waited for).
+  const idleCores = +((m1.idle - m0.idle) / r.seconds).toFixed(2)
+  return { ...r, serverCpuCores, serverSysCores, otherCpuCores, stealCores, idleCores }
 }
 
 /** @typedef {Awaited<ReturnType<typeof measure>>} Measurement */
@@ -244,8 +251,10 @@ function joinHalves(a, b) {
     generatorCpuCores: mean(a.generatorCpuCores, b.generatorCpuCores),
     seconds: +(a.seconds + b.seconds).toFixed(2),
     serverCpuCores: mean(a.serverCpuCores, b.serverCpuCores),
+    serverSysCores: mean(a.serverSysCores, b.serverSysCores),
     otherCpuCores: mean(a.otherCpuCores, b.otherCpuCores),
     stealCores: mean(a.stealCores, b.stealCores),
+    idleCores: mean(a.idleCores, b.idleCores),
     halves: [withoutGrid(a), withoutGrid(b)],
   }
 }
@@ -365,7 +374,7 @@ for (const sc of selected) {
 
   const row = { scenario: sc.name, what: sc.what, ceiling: withoutGrid(c), pullchat: withoutGrid(p), ratio: +(p.reqPerSec / c.reqPerSec).toFixed(3), warmup: { ceiling: ceilingWarmup, pullchat: pullchatWarmup } }
   results.push(row)
-  const fmt = (/** @type {Measurement} */ r) => `${String(r.reqPerSec).padStart(7)} req/s  p50 ${r.latencyMsP50} ms  p99 ${r.latencyMsP99} ms  p99.9 ${r.latencyMsP999} ms  err ${r.errors}  non2xx ${r.non2xx}  cpu server ${r.serverCpuCores} gen ${r.generatorCpuCores} other ${r.otherCpuCores} steal ${r.stealCores}`
+  const fmt = (/** @type {Measurement} */ r) => `${String(r.reqPerSec).padStart(7)} req/s  p50 ${r.latencyMsP50} ms  p99 ${r.latencyMsP99} ms  p99.9 ${r.latencyMsP999} ms  err ${r.errors}  non2xx ${r.non2xx}  cpu server ${r.serverCpuCores} (kernel ${r.serverSysCores}) gen ${r.generatorCpuCores} other ${r.otherCpuCores} steal ${r.stealCores} idle ${r.idleCores}`
   console.log(`\n${sc.name}: ${sc.what}`)
   console.log(`  ceiling   ${fmt(c)}`)
   console.log(`  pullchat  ${fmt(p)}`)
