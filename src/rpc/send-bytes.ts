@@ -18,7 +18,8 @@ export interface SendBytes {
   readonly senderTo: number
 }
 
-const utf8 = new TextDecoder()
+// ignoreBOM: a literal's leading U+FEFF is part of its string; the default decoder drops it as a BOM.
+const utf8 = new TextDecoder('utf-8', { ignoreBOM: true })
 
 /** The text and sender that `fields` spell. */
 export function sendStrings(fields: SendBytes): { text: string; sender: string } {

@@ -34,6 +34,8 @@ t.test('the common body is read, in any key order and spacing, ASCII or not', as
     ['{"chat":"a:b","text":"hi","sender":"a"}', { chat: 'a:b', text: 'hi', sender: 'a' }],
     [' \r\n\t{ "sender" : "b" ,\n"text":"x y","chat" :"b:a" } \n', { chat: 'b:a', text: 'x y', sender: 'b' }],
     ['{"chat":"sala","text":"héllo 😀 世界 \u2028 \u007f","sender":"łukasz"}', { chat: 'sala', text: 'héllo 😀 世界 \u2028 \u007f', sender: 'łukasz' }],
+    // A text or sender that starts with U+FEFF keeps it (a decoder left to its default drops it as a BOM).
+    ['{"chat":"a:b","text":"\ufeffhi","sender":"\ufeffa"}', { chat: 'a:b', text: '\ufeffhi', sender: '\ufeffa' }],
   ]
   // (Messages name cases by number: U+2028 in a message would break TAP's lines.)
   for (const [i, [body, want]] of cases.entries()) {
@@ -44,6 +46,7 @@ t.test('the common body is read, in any key order and spacing, ASCII or not', as
       continue
     }
     t.same({ chat: read.chat, sender: read.sender, text: sendStrings(read).text }, want, `case ${i}`)
+    t.equal(sendStrings(read).sender, want.sender, 'the sender literal decodes to the sender')
     t.equal(read.textBytes, Buffer.byteLength(want.text), 'textBytes is the text in UTF-8')
     t.equal(Buffer.from(bytes.subarray(read.textFrom, read.textTo)).toString(), JSON.stringify(want.text), 'the text literal is what JSON.stringify writes')
   }
