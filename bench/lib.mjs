@@ -3,7 +3,8 @@
 // writing a data directory of N messages in the real log format (fast: no HTTP, no fsync).
 
 import { spawn, spawnSync } from 'node:child_process'
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { closeSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { shardOf } from '../dist/rpc/index.js'
@@ -134,6 +135,17 @@ export function joinedPercentile(loads, p) {
  * `summary` prints a line `JSON{...}` at the end: p50/p99/p99.9 in ms, non-2xx, errors, and the
  * latency at each of LATENCY_GRID's percentiles (`q`, ms), from which two runs' latencies can be
  * joined (joinedPercentile).
+ *
+ * Run through runWrk (or runWrkAsync), wrk's threads start sending together. wrk sets up its
+ * threads one after another, each with its own copy of the script, starts each as soon as it is
+ * set up, and starts its clock only after the last: the requests the first thread completes while
+ * the second loads its script are counted, and the time is not. A script of 100k requests takes
+ * ~0.9 s to load, and the ceiling's rate came out at ~155k/s from it against ~125k/s from a script
+ * of one request (3 s loads, docs/performance.md, eighteenth session): a load over many chats
+ * looked faster than the same load over one. So each thread, before its first request, marks
+ * itself ready in a directory the harness names (wrk's script arguments: the directory and the
+ * thread count) and waits until every thread has: they start as wrk's clock does. Run by hand
+ * without the arguments, the script sends at once, as wrk would.
  * @param {string[]} requests @param {boolean} [summary]
  */
 export function wrkScript(requests, summary = false) {
@@ -143,8 +155,18 @@ export function wrkScript(requests, summary = false) {
   for (let k = 0; k < requests.length; k += WRK_CHUNK) chunks.push(`function() return {${requests.slice(k, k + WRK_CHUNK).join(',\n')}} end`)
   let lua =
     `local reqs = {}\nlocal chunks = {${chunks.join(',\n')}}\n` +
-    `init = function() for _, f in ipairs(chunks) do for _, r in ipairs(f()) do reqs[#reqs + 1] = r end end end\n` +
-    `local i = 0\nrequest = function() i = i % #reqs + 1 return reqs[i] end\n`
+    // setup() runs in wrk's main thread for each thread in turn, before the thread's init().
+    `local ffi = require("ffi")\nffi.cdef[[int usleep(unsigned int usec); unsigned long pthread_self(void);]]\n` +
+    `local count = 0\nsetup = function(thread) count = count + 1 thread:set("tid", count) end\n` +
+    `local barrier, threads, started, main = nil, 0, true, nil\n` +
+    // init() also runs on wrk's main thread, which calls the first thread's request() once to check
+    // it: that call must not wait.
+    `init = function(args)\n main = ffi.C.pthread_self()\n for _, f in ipairs(chunks) do for _, r in ipairs(f()) do reqs[#reqs + 1] = r end end\n` +
+    ` if args[1] ~= nil then barrier, threads, started = args[1], tonumber(args[2]), false end\nend\n` +
+    `local function ready(k) local f = io.open(barrier .. "/" .. k, "r") if f == nil then return false end f:close() return true end\n` +
+    `local function start()\n if ffi.C.pthread_self() == main then return end\n local f = assert(io.open(barrier .. "/" .. tid, "w")) f:close()\n` +
+    ` local k = 1\n while k <= threads do if ready(k) then k = k + 1 else ffi.C.usleep(200) end end\n started = true\nend\n` +
+    `local i = 0\nrequest = function() if not started then start() end i = i % #reqs + 1 return reqs[i] end\n`
   if (summary) {
     lua +=
       `local grid = {${LATENCY_GRID.join(',')}}\n` +
@@ -190,8 +212,13 @@ export const wrkSend = (/** @type {string} */ chat, /** @type {string} */ sender
  * @param {{ connections: number, seconds: number, latency?: boolean }} load
  */
 export function runWrk(port, script, load) {
-  const r = spawnSync('wrk', wrkArgs(port, script, load), { encoding: 'utf8' })
-  return wrkResult(r.stdout, r.stderr)
+  const barrier = mkdtempSync(join(tmpdir(), 'pullchat-wrk-'))
+  try {
+    const r = spawnSync('wrk', wrkArgs(port, script, load, barrier), { encoding: 'utf8' })
+    return wrkResult(r.stdout, r.stderr)
+  } finally {
+    rmSync(barrier, { recursive: true, force: true })
+  }
 }
 
 /**
@@ -201,18 +228,34 @@ export function runWrk(port, script, load) {
  */
 export function runWrkAsync(port, script, load) {
   return new Promise((resolve, reject) => {
-    const proc = spawn('wrk', wrkArgs(port, script, load), { stdio: ['ignore', 'pipe', 'pipe'] })
+    const barrier = mkdtempSync(join(tmpdir(), 'pullchat-wrk-'))
+    const done = () => rmSync(barrier, { recursive: true, force: true })
+    const proc = spawn('wrk', wrkArgs(port, script, load, barrier), { stdio: ['ignore', 'pipe', 'pipe'] })
     let stdout = ''
     let stderr = ''
     proc.stdout.on('data', (c) => (stdout += c))
     proc.stderr.on('data', (c) => (stderr += c))
-    proc.on('error', reject)
-    proc.on('close', () => resolve(wrkResult(stdout, stderr)))
+    proc.on('error', (err) => {
+      done()
+      reject(err)
+    })
+    proc.on('close', () => {
+      done()
+      resolve(wrkResult(stdout, stderr))
+    })
   })
 }
 
-/** @param {number} port @param {string} script @param {{ connections: number, seconds: number, latency?: boolean }} load */
-const wrkArgs = (port, script, { connections, seconds, latency = false }) => ['-t2', `-c${connections}`, `-d${seconds}s`, ...(latency ? ['--latency'] : []), '-s', script, `http://127.0.0.1:${port}`]
+// wrk's threads: two, as the ceiling needs (one saturates before it on this machine).
+const WRK_THREADS = 2
+
+/**
+ * wrk's arguments; after `--`, the script's (wrkScript): the directory in which its threads wait
+ * for each other, and how many there are.
+ * @param {number} port @param {string} script @param {{ connections: number, seconds: number, latency?: boolean }} load @param {string} barrier
+ */
+const wrkArgs = (port, script, { connections, seconds, latency = false }, barrier) =>
+  [`-t${WRK_THREADS}`, `-c${connections}`, `-d${seconds}s`, ...(latency ? ['--latency'] : []), '-s', script, `http://127.0.0.1:${port}`, '--', barrier, String(WRK_THREADS)]
 
 /**
  * @param {string} stdout @param {string} stderr
