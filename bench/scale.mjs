@@ -10,9 +10,17 @@
 //          turn, as live traffic interleaves them); pulls of the hot chat, and pulls over all chats;
 //   sends: a fresh store; durable sends to one chat, and durable sends over SCALE_CHATS chats (the
 //          warm-up creates them), both growing the same store.
-// Each round runs the five loads in a rotated order; the ratios are taken within each round and
+//   ceiling: bench/ceiling.mjs (bare uWS, fixed replies), under the same four scripts: what the
+//          generator itself makes of one chat against many. wrk on the same two cores serves a
+//          script of 100k distinct requests more slowly than one of a single request (~0.9 of its
+//          rate, eighteenth session), whoever answers; a server whose work does not depend on the
+//          chat shows that part alone.
+// Each round runs the nine loads in a rotated order; the ratios are taken within each round and
 // the median over rounds is reported. The target is read as a floor: the larger store (or the
 // more chats) may serve at most 10% less; serving more is not a miss, and the verdict says which.
+// The verdict is on pullchat's own rates; beside each chats comparison the script prints the
+// ceiling's ratio under the same two loads, and pullchat's divided by it (the part that is the
+// server's, not the generator's), without judging by it.
 //
 //   npm run build && node bench/scale.mjs   (SCALE_ROUNDS=7 SCALE_SECONDS=3 SCALE_MESSAGES=1000000
 //                                            SCALE_CHATS=100000 BENCH_CONNECTIONS=64 BENCH_OUT, SHARDS;
@@ -99,6 +107,8 @@ try {
   mkdirSync(sendDir)
   const c = await startProcess([...SERVER_NODE_FLAGS, 'dist/cluster.js'], serverEnv(sendDir))
   servers.push(c)
+  const ceiling = await startProcess(['bench/ceiling.mjs', '0'], {})
+  servers.push(ceiling)
 
   const loads = [
     { name: 'small-hot', what: `1 chat, ${HOT_MESSAGES} messages stored`, port: a.port, script: scripts.hot },
@@ -106,6 +116,10 @@ try {
     { name: 'large-many', what: `${chats} chats pulled, ${HOT_MESSAGES + messages} messages stored`, port: b.port, script: scripts.many },
     { name: 'send-one', what: 'durable sends to 1 chat', port: c.port, script: scripts.sendOne },
     { name: 'send-many', what: `durable sends over ${chats} chats`, port: c.port, script: scripts.sendMany },
+    { name: 'ceiling-hot', what: 'the ceiling, the hot chat\'s pulls', port: ceiling.port, script: scripts.hot },
+    { name: 'ceiling-many', what: `the ceiling, pulls over ${chats} chats`, port: ceiling.port, script: scripts.many },
+    { name: 'ceiling-send-one', what: 'the ceiling, sends to 1 chat', port: ceiling.port, script: scripts.sendOne },
+    { name: 'ceiling-send-many', what: `the ceiling, sends over ${chats} chats`, port: ceiling.port, script: scripts.sendMany },
   ]
   // Warm-up, not counted: each server's code paths compiled before the first measured round.
   for (const l of loads) load(l.port, l.script)
@@ -128,18 +142,33 @@ try {
   const rate = (/** @type {Record<string, { reqPerSec: number }>} */ round, /** @type {string} */ n) => round[n]?.reqPerSec ?? NaN
   const comparisons = [
     { name: `stored messages ${HOT_MESSAGES / 1000}k -> ${(HOT_MESSAGES + messages) / 1e6}M (one chat pulled)`, of: 'large-hot', to: 'small-hot' },
-    { name: `chats pulled 1 -> ${chats / 1000}k (same store)`, of: 'large-many', to: 'large-hot' },
-    { name: 'both', of: 'large-many', to: 'small-hot' },
-    { name: `durable sends, chats sent to 1 -> ${chats / 1000}k (same store)`, of: 'send-many', to: 'send-one' },
+    { name: `chats pulled 1 -> ${chats / 1000}k (same store)`, of: 'large-many', to: 'large-hot', ceiling: { of: 'ceiling-many', to: 'ceiling-hot' } },
+    { name: 'both', of: 'large-many', to: 'small-hot', ceiling: { of: 'ceiling-many', to: 'ceiling-hot' } },
+    { name: `durable sends, chats sent to 1 -> ${chats / 1000}k (same store)`, of: 'send-many', to: 'send-one', ceiling: { of: 'ceiling-send-many', to: 'ceiling-send-one' } },
   ].map((c) => {
     const perRound = results.map((round) => +(rate(round, c.of) / rate(round, c.to)).toFixed(3))
     const med = median(perRound)
-    return { ...c, perRound, median: +med.toFixed(3), withinTarget: holds(med) }
+    if (c.ceiling === undefined) return { ...c, perRound, median: +med.toFixed(3), withinTarget: holds(med) }
+    const { of, to } = c.ceiling
+    const ceilingPerRound = results.map((round) => +(rate(round, of) / rate(round, to)).toFixed(3))
+    // pullchat's ratio over the ceiling's, round by round: both ran the same two scripts.
+    const relativePerRound = perRound.map((r, i) => +(r / (ceilingPerRound[i] ?? NaN)).toFixed(3))
+    return {
+      ...c,
+      perRound,
+      median: +med.toFixed(3),
+      withinTarget: holds(med),
+      ceiling: { ...c.ceiling, perRound: ceilingPerRound, median: +median(ceilingPerRound).toFixed(3) },
+      againstCeiling: { perRound: relativePerRound, median: +median(relativePerRound).toFixed(3) },
+    }
   })
   console.log(`\n${connections} connections, ${rounds} rounds of ${seconds} s per load, ${cpus().length} cores (${cpus()[0]?.model.trim()})`)
   for (const l of loads) console.log(`  ${l.name.padEnd(11)} ${l.what}: median ${Math.round(median(results.map((r) => rate(r, l.name))))}/s`)
   for (const c of comparisons) {
     console.log(`  ${c.name}: ${c.of} / ${c.to} = ${c.median} (median; rounds ${c.perRound.join(', ')}): ${verdictOf(c.median)}`)
+    if (c.ceiling !== undefined && c.againstCeiling !== undefined) {
+      console.log(`    the ceiling under the same loads: ${c.ceiling.of} / ${c.ceiling.to} = ${c.ceiling.median}; pullchat's ratio over the ceiling's: ${c.againstCeiling.median} (median; rounds ${c.againstCeiling.perRound.join(', ')})`)
+    }
   }
   const report = { date: new Date().toISOString(), machine: { cores: cpus().length, model: cpus()[0]?.model.trim() }, settings: { rounds, seconds, messages, chats, connections, shards }, loads: loads.map(({ name, what }) => ({ name, what })), rounds: results, comparisons }
   writeFileSync(`${out}.json`, JSON.stringify(report, null, 2) + '\n')
