@@ -3,7 +3,7 @@
 // writing a data directory of N messages in the real log format (fast: no HTTP, no fsync).
 
 import { spawn, spawnSync } from 'node:child_process'
-import { closeSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { closeSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, watch, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -223,14 +223,31 @@ export function runWrk(port, script, load) {
 
 /**
  * runWrk without blocking this thread, for loads that run side by side (two servers warmed at once).
+ * `onStart(pid)`, if given, is called when wrk's threads are all ready and start sending (wrkScript's
+ * barrier, watched with inotify: nothing polls during the load), with wrk's pid: a measurement's
+ * window for CPU then excludes wrk's setup, in which the server has nothing to do.
  * @param {number} port @param {string} script @param {{ connections: number, seconds: number, latency?: boolean }} load
+ * @param {(pid: number) => void} [onStart]
  * @returns {Promise<ReturnType<typeof wrkResult>>}
  */
-export function runWrkAsync(port, script, load) {
+export function runWrkAsync(port, script, load, onStart) {
   return new Promise((resolve, reject) => {
     const barrier = mkdtempSync(join(tmpdir(), 'pullchat-wrk-'))
-    const done = () => rmSync(barrier, { recursive: true, force: true })
+    /** @type {import('node:fs').FSWatcher | null} */
+    let watcher = null
+    const done = () => {
+      watcher?.close()
+      rmSync(barrier, { recursive: true, force: true })
+    }
     const proc = spawn('wrk', wrkArgs(port, script, load, barrier), { stdio: ['ignore', 'pipe', 'pipe'] })
+    if (onStart !== undefined) {
+      watcher = watch(barrier, () => {
+        if (watcher === null || readdirSync(barrier).length < WRK_THREADS) return
+        watcher.close()
+        watcher = null
+        onStart(proc.pid ?? 0)
+      })
+    }
     let stdout = ''
     let stderr = ''
     proc.stdout.on('data', (c) => (stdout += c))

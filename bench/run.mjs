@@ -166,29 +166,49 @@ function wrkScriptFor(sc) {
   return script
 }
 
-/** @param {number} port @param {Scenario} sc @param {number} seconds */
-async function loadWrk(port, sc, seconds) {
+/**
+ * `start` is called as wrk's threads start sending (lib.mjs, wrkScript): the window of `seconds`
+ * (and the generator's CPU) runs from then, not from wrk's start, whose setup (loading a copy of
+ * the script per thread, ~0.1-0.5 s for 10k-20k requests) leaves the server idle.
+ * @param {number} port @param {Scenario} sc @param {number} seconds @param {() => void} start
+ */
+async function loadWrk(port, sc, seconds, start) {
   const script = wrkScriptFor(sc)
   const conns = sc.connections ?? S.connections
-  const t0 = performance.now()
+  let t0 = performance.now()
   const cpu0 = childrenCpuSeconds()
-  const { reqPerSec: rps, summary } = await runWrkAsync(port, script, { connections: conns, seconds, latency: true })
+  let setupCpu = 0
+  const { reqPerSec: rps, summary } = await runWrkAsync(port, script, { connections: conns, seconds, latency: true }, (pid) => {
+    t0 = performance.now()
+    const w = cpuTimes(pid)
+    setupCpu = Number.isNaN(w.user + w.system) ? 0 : w.user + w.system
+    start()
+  })
   const wall = (performance.now() - t0) / 1000
-  const generatorCpuCores = +((childrenCpuSeconds() - cpu0) / wall).toFixed(2)
+  const generatorCpuCores = +((childrenCpuSeconds() - cpu0 - setupCpu) / wall).toFixed(2)
   const j = summary ?? /** @type {Partial<NonNullable<typeof summary>>} */ ({})
   return { reqPerSec: Math.round(rps), latencyMsP50: j.p50, latencyMsP99: j.p99, latencyMsP999: j.p999, errors: j.errors, timeouts: 0, non2xx: j.non2xx, requests: Math.round(rps * seconds), generatorCpuCores, seconds: +wall.toFixed(2), latencyGrid: j.q }
 }
 
-/** The scenario's load for `seconds` from the chosen generator (`amount`: autocannon's request budget). @param {number} port @param {Scenario} sc @param {number} seconds @param {number | undefined} amount */
-const load = (port, sc, seconds, amount) => (S.generator === 'wrk' ? loadWrk(port, sc, seconds) : loadAutocannon(port, sc, seconds, amount))
+/** The scenario's load for `seconds` from the chosen generator (`amount`: autocannon's request budget); `start` is called as the load starts. @param {number} port @param {Scenario} sc @param {number} seconds @param {number | undefined} amount @param {() => void} [start] */
+const load = (port, sc, seconds, amount, start = () => {}) => {
+  if (S.generator === 'wrk') return loadWrk(port, sc, seconds, start)
+  start()
+  return loadAutocannon(port, sc, seconds, amount)
+}
 
 /** One measurement of `part` (1: the whole duration, 0.5: a half). @param {number} port @param {Scenario} sc @param {number | undefined} pid @param {number} part */
 async function measure(port, sc, pid, part) {
-  const c0 = cpuTimes(pid)
-  const m0 = machineCpuSeconds()
+  // From when the load starts (wrk's threads all set up): load() calls `start` then.
+  let c0 = cpuTimes(pid)
+  let m0 = machineCpuSeconds()
+  const start = () => {
+    c0 = cpuTimes(pid)
+    m0 = machineCpuSeconds()
+  }
   const seconds = part === 1 ? S.duration : halfSeconds
   const amount = sc.amount === undefined ? undefined : Math.round(sc.amount * part)
-  const r = await load(port, sc, seconds, amount)
+  const r = await load(port, sc, seconds, amount, start)
   const m1 = machineCpuSeconds()
   const c1 = cpuTimes(pid)
   const serverCpuCores = +((c1.user + c1.system - c0.user - c0.system) / r.seconds).toFixed(2)
