@@ -12,9 +12,9 @@
 //          warm-up creates them), both growing the same store.
 //   ceiling: bench/ceiling.mjs (bare uWS, fixed replies), under the same four scripts: what the
 //          generator itself makes of one chat against many. wrk on the same two cores serves a
-//          script of 100k distinct requests more slowly than one of a single request (~0.9 of its
-//          rate, eighteenth session), whoever answers; a server whose work does not depend on the
-//          chat shows that part alone.
+//          script of 100k distinct requests more slowly than one of a single request (0.90-0.98
+//          of its rate in the eighteenth session's measurements), whoever answers; a server whose
+//          work does not depend on the chat shows that part alone.
 // Each round runs the nine loads in a rotated order; the ratios are taken within each round and
 // the median over rounds is reported. The target is read as a floor: the larger store (or the
 // more chats) may serve at most 10% less; serving more is not a miss, and the verdict says which.
