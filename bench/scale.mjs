@@ -140,24 +140,23 @@ try {
   }
 
   const rate = (/** @type {Record<string, { reqPerSec: number }>} */ round, /** @type {string} */ n) => round[n]?.reqPerSec ?? NaN
+  /** `of`'s rate over `to`'s, in each round. @param {string} of @param {string} to */
+  const ratios = (of, to) => results.map((round) => +(rate(round, of) / rate(round, to)).toFixed(3))
   const comparisons = [
     { name: `stored messages ${HOT_MESSAGES / 1000}k -> ${(HOT_MESSAGES + messages) / 1e6}M (one chat pulled)`, of: 'large-hot', to: 'small-hot' },
     { name: `chats pulled 1 -> ${chats / 1000}k (same store)`, of: 'large-many', to: 'large-hot', ceiling: { of: 'ceiling-many', to: 'ceiling-hot' } },
     { name: 'both', of: 'large-many', to: 'small-hot', ceiling: { of: 'ceiling-many', to: 'ceiling-hot' } },
     { name: `durable sends, chats sent to 1 -> ${chats / 1000}k (same store)`, of: 'send-many', to: 'send-one', ceiling: { of: 'ceiling-send-many', to: 'ceiling-send-one' } },
   ].map((c) => {
-    const perRound = results.map((round) => +(rate(round, c.of) / rate(round, c.to)).toFixed(3))
+    const perRound = ratios(c.of, c.to)
     const med = median(perRound)
-    if (c.ceiling === undefined) return { ...c, perRound, median: +med.toFixed(3), withinTarget: holds(med) }
-    const { of, to } = c.ceiling
-    const ceilingPerRound = results.map((round) => +(rate(round, of) / rate(round, to)).toFixed(3))
+    const judged = { ...c, perRound, median: +med.toFixed(3), withinTarget: holds(med) }
+    if (c.ceiling === undefined) return judged
+    const ceilingPerRound = ratios(c.ceiling.of, c.ceiling.to)
     // pullchat's ratio over the ceiling's, round by round: both ran the same two scripts.
     const relativePerRound = perRound.map((r, i) => +(r / (ceilingPerRound[i] ?? NaN)).toFixed(3))
     return {
-      ...c,
-      perRound,
-      median: +med.toFixed(3),
-      withinTarget: holds(med),
+      ...judged,
       ceiling: { ...c.ceiling, perRound: ceilingPerRound, median: +median(ceilingPerRound).toFixed(3) },
       againstCeiling: { perRound: relativePerRound, median: +median(relativePerRound).toFixed(3) },
     }
@@ -166,7 +165,7 @@ try {
   for (const l of loads) console.log(`  ${l.name.padEnd(11)} ${l.what}: median ${Math.round(median(results.map((r) => rate(r, l.name))))}/s`)
   for (const c of comparisons) {
     console.log(`  ${c.name}: ${c.of} / ${c.to} = ${c.median} (median; rounds ${c.perRound.join(', ')}): ${verdictOf(c.median)}`)
-    if (c.ceiling !== undefined && c.againstCeiling !== undefined) {
+    if ('againstCeiling' in c) {
       console.log(`    the ceiling under the same loads: ${c.ceiling.of} / ${c.ceiling.to} = ${c.ceiling.median}; pullchat's ratio over the ceiling's: ${c.againstCeiling.median} (median; rounds ${c.againstCeiling.perRound.join(', ')})`)
     }
   }
