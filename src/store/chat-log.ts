@@ -37,7 +37,8 @@ import { copyBytes } from '../bytes.js'
 import { Errors, PullchatError } from '../errors.js'
 import { Arena, ORDER_CHUNK, orderFor } from './arena.js'
 import { QUOTE, jsonKeeps } from '../json-bytes.js'
-import { CHAT_KEY, messageJson, recordPrefix } from './message-record.js'
+import { CHAT_KEY, RecordPrefixes, encodeSend, encodeSendBytes, messageJson } from './message-record.js'
+import type { SendBytes } from '../rpc/send-bytes.js'
 
 /** Messages one chat holds at most (33.5M). */
 export const CHAT_MESSAGES_MAX = 2 ** 25
@@ -59,6 +60,12 @@ const ENTRY_BYTES = 16
 const OPEN_BRACKET = 0x5b // [
 const CLOSE_BRACKET = 0x5d // ]
 const COMMA = 0x2c // ,
+
+/**
+ * The record prefixes of the chats of this thread's shards (they are never dropped: a chat, once
+ * made, stays in its store). One per thread, as a shard's chats live in one thread.
+ */
+const PREFIXES = new RecordPrefixes()
 
 export interface Page {
   /** The page's messages as a JSON array, in the order asked for. */
@@ -307,7 +314,9 @@ export class ChatLog {
   private unstored = 0
   /** Messages this chat holds at most. */
   readonly messagesMax: number
-  private prefix: Buffer | undefined = undefined
+  /** Where this chat's record prefix is in PREFIXES (-1: not written yet), and where it ends. */
+  private prefixFrom = -1
+  private prefixTo = 0
 
   /**
    * `arena` holds the extents; a shard's chats share one. `owner`: its store, told when the first
@@ -405,10 +414,19 @@ export class ChatLog {
     return messageJson(this.chat, sender, text, sendTime)
   }
 
-  /** What every log record of this chat starts with (message-record.ts), made on the first send. */
-  recordPrefix(): Buffer {
-    this.prefix ??= recordPrefix(this.chat)
-    return this.prefix
+  /**
+   * The log record of a send to this chat (message-record.ts: encodeSend, encodeSendBytes), from the
+   * chat's record prefix, written into PREFIXES on its first send.
+   */
+  encodeSend(sendTime: number, message: { readonly text: string; readonly sender: string } | SendBytes): Buffer {
+    if (this.prefixFrom < 0) {
+      this.prefixFrom = PREFIXES.add(this.chat)
+      this.prefixTo = PREFIXES.used
+    }
+    const prefix = PREFIXES.bytes
+    return 'bytes' in message
+      ? encodeSendBytes(prefix, this.prefixFrom, this.prefixTo, sendTime, message)
+      : encodeSend(prefix, this.prefixFrom, this.prefixTo, sendTime, message.text, message.sender)
   }
 
   /** Appends a message. `sendTime` must be greater than every stored one. */

@@ -65,33 +65,78 @@ const SEND_TIME_KEY = Buffer.from(',"send_time":')
 
 /**
  * What every version 2 record of a chat starts with (its send_time's 8 bytes left to fill): the
- * version, the chat id's length and bytes, and `{"chat":<the id as JSON>,"text":`. A chat makes it
- * once (ChatLog.recordPrefix) and encodeSend copies it into each of its records.
+ * version, the chat id's length and bytes, and `{"chat":<the id as JSON>,"text":`. A chat's is
+ * written once, into its thread's RecordPrefixes, and encodeSend copies it into each record.
  */
 export function recordPrefix(chat: string): Buffer {
-  const chatBytes = Buffer.byteLength(chat)
-  if (chatBytes > CHAT_BYTES_MAX) throw new RangeError(`chat id of ${chatBytes} bytes does not fit a record`)
-  const head = `{"chat":${JSON.stringify(chat)},"text":`
-  const out = Buffer.alloc(HEADER_BYTES + chatBytes + Buffer.byteLength(head))
-  out[0] = VERSION_2
-  out.writeUInt16LE(chatBytes, 9)
-  out.write(chat, HEADER_BYTES)
-  out.write(head, HEADER_BYTES + chatBytes)
+  const out = Buffer.alloc(recordPrefixBytes(chat))
+  writeRecordPrefix(chat, out, 0)
   return out
 }
 
+const prefixHead = (chat: string): string => `{"chat":${JSON.stringify(chat)},"text":`
+
+/** The length of the chat's record prefix; throws a RangeError for an id too long for a record. */
+function recordPrefixBytes(chat: string): number {
+  const chatBytes = Buffer.byteLength(chat)
+  if (chatBytes > CHAT_BYTES_MAX) throw new RangeError(`chat id of ${chatBytes} bytes does not fit a record`)
+  return HEADER_BYTES + chatBytes + Buffer.byteLength(prefixHead(chat))
+}
+
+function writeRecordPrefix(chat: string, out: Buffer, at: number): void {
+  const chatBytes = Buffer.byteLength(chat)
+  out[at] = VERSION_2
+  out.fill(0, at + 1, at + 9)
+  out.writeUInt16LE(chatBytes, at + 9)
+  out.write(chat, at + HEADER_BYTES)
+  out.write(prefixHead(chat), at + HEADER_BYTES + chatBytes)
+}
+
 /**
- * The version 2 record encodeMessage makes, byte for byte, from the chat's recordPrefix: the send
- * path's encoder. It writes the JSON's pieces straight into the record, send_time's digits by hand
- * (src/digits.ts), instead of building the object's string and then copying it.
+ * Chats' record prefixes side by side in one buffer, each written once and kept: a chat knows its
+ * own by where it starts and ends. A Buffer of its own per chat was two objects on V8's heap (the
+ * view and its ArrayBuffer) that every mark-compact visited, 180 bytes a chat: with 100k chats
+ * sent to, a sixth of the worker's heap (docs/performance.md).
  */
-export function encodeSend(prefix: Buffer, sendTime: number, text: string, sender: string): Buffer {
+export class RecordPrefixes {
+  /** The prefixes; a larger buffer replaces it as they grow, so read it after add(). */
+  bytes: Buffer = Buffer.allocUnsafeSlow(16 * 1024)
+  private end = 0
+
+  /** Bytes of prefixes written. */
+  get used(): number {
+    return this.end
+  }
+
+  /** Writes the chat's prefix; returns where it starts (it ends at `used`). */
+  add(chat: string): number {
+    const n = recordPrefixBytes(chat)
+    if (this.end + n > this.bytes.length) {
+      const bytes = Buffer.allocUnsafeSlow(Math.max(2 * this.bytes.length, this.end + n))
+      this.bytes.copy(bytes, 0, 0, this.end)
+      this.bytes = bytes
+    }
+    const at = this.end
+    writeRecordPrefix(chat, this.bytes, at)
+    this.end += n
+    return at
+  }
+}
+
+/**
+ * The version 2 record encodeMessage makes, byte for byte, from the chat's record prefix, the bytes
+ * `prefix[from, to)` (recordPrefix, RecordPrefixes): the send path's encoder. It writes the JSON's
+ * pieces straight into the record, send_time's digits by hand (src/digits.ts), instead of building
+ * the object's string and then copying it.
+ */
+export function encodeSend(prefix: Uint8Array, from: number, to: number, sendTime: number, text: string, sender: string): Buffer {
   const textJson = JSON.stringify(text)
   const senderJson = JSON.stringify(sender)
   const textBytes = Buffer.byteLength(textJson)
-  const out = startRecord(prefix, sendTime, textBytes, Buffer.byteLength(senderJson))
-  out.write(textJson, prefix.length)
-  const at = prefix.length + textBytes + SENDER_KEY.length
+  const out = startRecord(prefix, from, to, sendTime, textBytes, Buffer.byteLength(senderJson))
+  const n = to - from
+  out.write(textJson, n)
+  const at = n + textBytes + SENDER_KEY.length
   endRecord(out, at + out.write(senderJson, at), sendTime)
   return out
 }
@@ -101,22 +146,25 @@ export function encodeSend(prefix: Buffer, sendTime: number, text: string, sende
  * (src/rpc/send-bytes.ts): the literals are JSON.stringify's output already, so they are copied as
  * they are, and the record is the one encodeSend makes of the strings they spell.
  */
-export function encodeSendBytes(prefix: Buffer, sendTime: number, fields: SendBytes): Buffer {
+export function encodeSendBytes(prefix: Uint8Array, from: number, to: number, sendTime: number, fields: SendBytes): Buffer {
   const { bytes, textFrom, textTo, senderFrom, senderTo } = fields
-  const out = startRecord(prefix, sendTime, textTo - textFrom, senderTo - senderFrom)
-  copyRange(bytes, textFrom, textTo, out, prefix.length)
-  endRecord(out, copyRange(bytes, senderFrom, senderTo, out, prefix.length + (textTo - textFrom) + SENDER_KEY.length), sendTime)
+  const out = startRecord(prefix, from, to, sendTime, textTo - textFrom, senderTo - senderFrom)
+  const n = to - from
+  copyRange(bytes, textFrom, textTo, out, n)
+  endRecord(out, copyRange(bytes, senderFrom, senderTo, out, n + (textTo - textFrom) + SENDER_KEY.length), sendTime)
   return out
 }
 
 // A send's record with everything but the text's and the sender's JSON in place: the chat's
-// prefix, the send_time, and `,"sender":` after the text's `textBytes`. endRecord finishes it.
-function startRecord(prefix: Buffer, sendTime: number, textBytes: number, senderBytes: number): Buffer {
-  const out = Buffer.allocUnsafe(prefix.length + textBytes + SENDER_KEY.length + senderBytes + SEND_TIME_KEY.length + uintDigits(sendTime) + 1)
-  // TypedArray.set, not Buffer.copy: copy() makes a view of its source per call (docs/performance.md).
-  out.set(prefix, 0)
+// prefix (prefix[from, to)), the send_time, and `,"sender":` after the text's `textBytes`.
+// endRecord finishes it.
+function startRecord(prefix: Uint8Array, from: number, to: number, sendTime: number, textBytes: number, senderBytes: number): Buffer {
+  const n = to - from
+  const out = Buffer.allocUnsafe(n + textBytes + SENDER_KEY.length + senderBytes + SEND_TIME_KEY.length + uintDigits(sendTime) + 1)
+  copyRange(prefix, from, to, out, 0)
   out.writeDoubleLE(sendTime, 1)
-  out.set(SENDER_KEY, prefix.length + textBytes)
+  // TypedArray.set, not Buffer.copy: copy() makes a view of its source per call (docs/performance.md).
+  out.set(SENDER_KEY, n + textBytes)
   return out
 }
 

@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks'
 import { Errors, PullchatError } from '../errors.js'
 import { CODE_OK, type Message, type PullRequest, type PullResponse, type SendBytes, type SendRequest, type SendResponse, type ShardService } from '../rpc/index.js'
 import { WalBackpressureError, WalStoppedError, WalSyncError, type AppendCallback } from '../wal/index.js'
-import { encodeSend, encodeSendBytes, jsonOffset } from './message-record.js'
+import { jsonOffset } from './message-record.js'
 import { ShardStore } from './shard-store.js'
 import { ChatLog, type PageScratch } from './chat-log.js'
 
@@ -85,8 +85,7 @@ export class Shard implements ShardService {
   // to the log; stores the message and answers when the log says it is durable.
   private logSend(chat: string, log: ChatLog, sendTime: number, message: Message | SendBytes, reply: (res: SendResponse) => void): void {
     try {
-      const prefix = log.recordPrefix()
-      const record = 'bytes' in message ? encodeSendBytes(prefix, sendTime, message) : encodeSend(prefix, sendTime, message.text, message.sender)
+      const record = log.encodeSend(sendTime, message)
       const jsonFrom = jsonOffset(record)
       this.log.append(record, (err) => {
         this.landed++

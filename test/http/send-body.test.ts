@@ -168,7 +168,7 @@ t.test('a body of the three fields without escapes is always read here, and its 
       assert.ok(read !== null, 'read here')
       assert.deepEqual({ chat: read.chat, sender: read.sender, text: sendStrings(read).text }, fields)
       const prefix = recordPrefix(fields.chat)
-      assert.deepEqual(encodeSendBytes(prefix, sendTime, read), encodeSend(prefix, sendTime, fields.text, fields.sender))
+      assert.deepEqual(encodeSendBytes(prefix, 0, prefix.length, sendTime, read), encodeSend(prefix, 0, prefix.length, sendTime, fields.text, fields.sender))
       return true
     }),
     { numRuns: 1000 },

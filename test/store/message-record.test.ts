@@ -6,7 +6,7 @@ import fc from 'fast-check'
 import t from 'tap'
 import { holds } from '../helpers/fast-check.js'
 import { ChatLog } from '../../src/store/chat-log.js'
-import { CHAT_ID_FROM, decodeMessage, encodeMessage, encodeMessageV1, encodeSend, messageRecordChecker, readStoredMessage, recordPrefix, storedJsonFrom } from '../../src/store/message-record.js'
+import { CHAT_ID_FROM, RecordPrefixes, decodeMessage, encodeMessage, encodeMessageV1, encodeSend, messageRecordChecker, readStoredMessage, recordPrefix, storedJsonFrom } from '../../src/store/message-record.js'
 import { ShardStore, recoverStore } from '../../src/store/index.js'
 import { appendAll, messages, openWriter } from '../wal/helpers.js'
 
@@ -33,13 +33,37 @@ t.test('version 2 round-trips any message, and its JSON is what a pull serves', 
       assert.deepEqual(JSON.parse(json), { chat: m.chat, text: m.text, sender: m.sender, send_time: m.sendTime })
       // The stored JSON is JSON.stringify's, byte for byte (what a pull page concatenates).
       assert.equal(json, JSON.stringify({ chat: m.chat, text: m.text, sender: m.sender, send_time: m.sendTime }))
-      // The send path's encoder (a chat's cached prefix, pieces written in place) makes the same bytes.
+      // The send path's encoder (a chat's prefix written once, pieces written in place) makes the same bytes.
       const log = new ChatLog(m.chat)
-      assert.deepEqual(encodeSend(log.recordPrefix(), m.sendTime, m.text, m.sender), record, 'encodeSend')
-      assert.equal(log.recordPrefix(), log.recordPrefix(), 'the prefix is made once')
-      assert.deepEqual(encodeSend(recordPrefix(m.chat), m.sendTime, m.text, m.sender), record, 'encodeSend again: the prefix is not changed by use')
+      assert.deepEqual(log.encodeSend(m.sendTime, m), record, 'the chat\'s encoder')
+      assert.deepEqual(log.encodeSend(m.sendTime, m), record, 'again: its prefix is not changed by use')
+      const prefix = recordPrefix(m.chat)
+      assert.deepEqual(encodeSend(prefix, 0, prefix.length, m.sendTime, m.text, m.sender), record, 'encodeSend')
       assert.deepEqual(decodeMessage(encodeMessageV1(m.chat, m.sender, m.text, m.sendTime)), { ...m }, 'version 1 too')
     }),
+  ),
+)
+
+t.test('record prefixes side by side: each stays its chat\'s as the buffer grows, and encodes its records', (t) =>
+  holds(
+    t,
+    fc.property(fc.array(message, { minLength: 1, maxLength: 60 }), fc.integer({ min: 0, max: 200 }), (ms, longIds) => {
+      const prefixes = new RecordPrefixes()
+      // Long ids (a few KiB each) make the buffer grow past its first 16 KiB.
+      const chats = ms.map((m, i) => (i < longIds ? m.chat.repeat(Math.ceil(400 / m.chat.length)) : m.chat))
+      const ranges = chats.map((chat) => {
+        const from = prefixes.add(chat)
+        return [from, prefixes.used] as const
+      })
+      ms.forEach((m, i) => {
+        const [from, to] = ranges[i] as readonly [number, number]
+        const chat = chats[i] as string
+        assert.deepEqual(prefixes.bytes.subarray(from, to), recordPrefix(chat), 'its bytes')
+        assert.deepEqual(encodeSend(prefixes.bytes, from, to, m.sendTime, m.text, m.sender), encodeMessage(chat, m.sender, m.text, m.sendTime), 'its records')
+      })
+      assert.equal(prefixes.used, chats.reduce((n, chat) => n + recordPrefix(chat).length, 0), 'nothing between them')
+    }),
+    { numRuns: 200 },
   ),
 )
 
