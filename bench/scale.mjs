@@ -76,12 +76,16 @@ async function dataDir(name, what) {
   return d
 }
 
-/** @param {number} port @param {string} script */
-function load(port, script) {
+/** @param {{ name: string, port: number, script: string }} l */
+function load({ name, port, script }) {
   const { reqPerSec: rps, summary: s, output } = runWrk(port, script, { connections, seconds })
-  if (!Number.isFinite(rps) || s === null) throw new Error(`wrk failed:\n${output}`)
-  // A load that got errors or non-2xx answers measured something other than what it names.
-  if (s.errors !== 0 || s.non2xx !== 0) throw new Error(`wrk saw ${s.errors} errors and ${s.non2xx} non-2xx answers`)
+  if (!Number.isFinite(rps) || s === null) throw new Error(`${name}: wrk failed:\n${output}`)
+  // A load that got errors or non-2xx answers measured something other than what it names. wrk's
+  // own line says which errors (a timeout is an answer that took over 2 s).
+  if (s.errors !== 0 || s.non2xx !== 0) {
+    const kinds = /Socket errors:.*/.exec(output)?.[0] ?? ''
+    throw new Error(`${name}: wrk saw ${s.errors} errors and ${s.non2xx} non-2xx answers ${kinds}`)
+  }
   return { reqPerSec: Math.round(rps), p99: s.p99 }
 }
 
@@ -122,7 +126,7 @@ try {
     { name: 'ceiling-send-many', what: `the ceiling, sends over ${chats} chats`, port: ceiling.port, script: scripts.sendMany },
   ]
   // Warm-up, not counted: each server's code paths compiled before the first measured round.
-  for (const l of loads) load(l.port, l.script)
+  for (const l of loads) load(l)
 
   /** @type {Record<string, { reqPerSec: number, p99: number }>[]} */
   const results = []
@@ -132,7 +136,7 @@ try {
     for (let k = 0; k < loads.length; k++) {
       const l = loads[(r + k) % loads.length]
       if (l === undefined) continue
-      round[l.name] = load(l.port, l.script)
+      round[l.name] = load(l)
     }
     results.push(round)
     const f = (/** @type {string} */ n) => `${n} ${round[n]?.reqPerSec}/s`
