@@ -95,8 +95,8 @@ function writeRecordPrefix(chat: string, out: Buffer, at: number): void {
 /**
  * Chats' record prefixes side by side in one buffer, each written once and kept: a chat knows its
  * own by where it starts and ends. A Buffer of its own per chat was two objects on V8's heap (the
- * view and its ArrayBuffer) that every mark-compact visited, 180 bytes a chat: with 100k chats
- * sent to, a sixth of the worker's heap (docs/performance.md).
+ * view and its ArrayBuffer) that every mark-compact visited, ~180 bytes a chat: with 100k chats
+ * sent to, about a third of the worker's heap (docs/performance.md, nineteenth session).
  */
 export class RecordPrefixes {
   /** The prefixes; a larger buffer replaces it as they grow, so read it after add(). */
