@@ -69,27 +69,15 @@ const SEND_TIME_KEY = Buffer.from(',"send_time":')
  * written once, into its thread's RecordPrefixes, and encodeSend copies it into each record.
  */
 export function recordPrefix(chat: string): Buffer {
-  const out = Buffer.alloc(recordPrefixBytes(chat))
-  writeRecordPrefix(chat, out, 0)
-  return out
-}
-
-const prefixHead = (chat: string): string => `{"chat":${JSON.stringify(chat)},"text":`
-
-/** The length of the chat's record prefix; throws a RangeError for an id too long for a record. */
-function recordPrefixBytes(chat: string): number {
   const chatBytes = Buffer.byteLength(chat)
   if (chatBytes > CHAT_BYTES_MAX) throw new RangeError(`chat id of ${chatBytes} bytes does not fit a record`)
-  return HEADER_BYTES + chatBytes + Buffer.byteLength(prefixHead(chat))
-}
-
-function writeRecordPrefix(chat: string, out: Buffer, at: number): void {
-  const chatBytes = Buffer.byteLength(chat)
-  out[at] = VERSION_2
-  out.fill(0, at + 1, at + 9)
-  out.writeUInt16LE(chatBytes, at + 9)
-  out.write(chat, at + HEADER_BYTES)
-  out.write(prefixHead(chat), at + HEADER_BYTES + chatBytes)
+  const head = `{"chat":${JSON.stringify(chat)},"text":`
+  const out = Buffer.alloc(HEADER_BYTES + chatBytes + Buffer.byteLength(head))
+  out[0] = VERSION_2
+  out.writeUInt16LE(chatBytes, 9)
+  out.write(chat, HEADER_BYTES)
+  out.write(head, HEADER_BYTES + chatBytes)
+  return out
 }
 
 /**
@@ -110,15 +98,16 @@ export class RecordPrefixes {
 
   /** Writes the chat's prefix; returns where it starts (it ends at `used`). */
   add(chat: string): number {
-    const n = recordPrefixBytes(chat)
-    if (this.end + n > this.bytes.length) {
-      const bytes = Buffer.allocUnsafeSlow(Math.max(2 * this.bytes.length, this.end + n))
-      this.bytes.copy(bytes, 0, 0, this.end)
+    // Made on its own and copied in: once per chat, on its first send.
+    const prefix = recordPrefix(chat)
+    if (this.end + prefix.length > this.bytes.length) {
+      const bytes = Buffer.allocUnsafeSlow(Math.max(2 * this.bytes.length, this.end + prefix.length))
+      bytes.set(this.bytes.subarray(0, this.end))
       this.bytes = bytes
     }
     const at = this.end
-    writeRecordPrefix(chat, this.bytes, at)
-    this.end += n
+    this.bytes.set(prefix, at)
+    this.end += prefix.length
     return at
   }
 }
