@@ -35,6 +35,8 @@ export interface Config {
   readonly retentionMs: number
   readonly retentionBytes: number
   readonly metricsPort: number
+  /** Bytes of memory each worker thread writes at start-up for its shards' messages (0: none; README "Memory"). */
+  readonly storePrefaultBytes: number
 }
 
 export function formatFsync(p: FsyncPolicy): string {
@@ -75,6 +77,7 @@ export const DEFAULTS: Config = Object.freeze({
   retentionMs: 0, // 0 = keep messages forever
   retentionBytes: 0, // 0 = no limit on log bytes per shard
   metricsPort: 0, // 0 = /metrics only on the service port
+  storePrefaultBytes: 0, // 0 = the store's memory is written for the first time as messages arrive
 })
 
 export class ConfigError extends Error {
@@ -135,6 +138,7 @@ const OPTIONS: readonly OptionSpec[] = [
   { key: 'retentionMs', env: 'RETENTION_MS', flag: 'retention-ms', help: 'drop sealed segments older than this, ms (0 = never)', parse: int(0, Number.MAX_SAFE_INTEGER) },
   { key: 'metricsPort', env: 'METRICS_PORT', flag: 'metrics-port', help: 'also serve /metrics on this port (0 = only on PORT)', parse: int(0, 65535) },
   { key: 'retentionBytes', env: 'RETENTION_BYTES', flag: 'retention-bytes', help: 'drop oldest sealed segments above this many log bytes per shard (0 = no limit)', parse: int(0, Number.MAX_SAFE_INTEGER) },
+  { key: 'storePrefaultBytes', env: 'STORE_PREFAULT_BYTES', flag: 'store-prefault-bytes', help: "memory each worker thread writes at start-up for its shards' messages, in bytes (0 = none; see README \"Memory\")", parse: int(0, 2 ** 40) },
 ]
 
 // Options of earlier releases that no longer exist: naming them is an error that says what replaced

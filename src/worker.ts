@@ -22,7 +22,7 @@ import { createFrontEnd, type Backend } from './http/index.js'
 import { createLogger, errorFields } from './log.js'
 import { answerCollect, createHttpMetrics, createShardMetrics, createThreadRegistry } from './metrics/index.js'
 import { InProcessClient, ShardClient, ShardEndpoint, shardOf, type ShardCaller } from './rpc/index.js'
-import { openShard, retains, scanShards, type HostedShard } from './store/index.js'
+import { CHUNK_BYTES, openShard, prefaultChunks, retains, scanShards, type HostedShard } from './store/index.js'
 
 export interface WorkerData {
   readonly index: number
@@ -64,6 +64,13 @@ for (const [i, scan] of scanShards(config.dataDir, data.shards, retains(config))
   hosted.set(s, openShard(s, config, createLogger(`shard-${s}`, config.logLevel), shardMetrics, onFatal, await scan))
 }
 const recoveryMs = performance.now() - recoveryStart
+// STORE_PREFAULT_BYTES: memory for the shards' messages written now, before serving, rather than
+// page by page under load (README "Memory").
+if (config.storePrefaultBytes > 0) {
+  const t0 = performance.now()
+  const chunks = prefaultChunks(config.storePrefaultBytes)
+  log.info('store memory written ahead', { bytes: chunks * CHUNK_BYTES, ms: Math.round(performance.now() - t0) })
+}
 
 // One caller per shard: the shard itself when this worker hosts it, a client of the RPC channel
 // otherwise (wired by the cluster with 'shard-port').

@@ -18,6 +18,8 @@ t.test('env vars, then flags, later wins', async (t) => {
   t.equal(config.shards, 4)
   t.equal(config.threads, 3)
   t.equal(config.logLevel, 'warn')
+  t.equal(parseConfig(['--store-prefault-bytes', '1048576'], {}).config.storePrefaultBytes, 1 << 20)
+  t.equal(parseConfig([], { STORE_PREFAULT_BYTES: '0' }).config.storePrefaultBytes, 0)
 })
 
 t.test('bad values name the option', async (t) => {
@@ -27,6 +29,7 @@ t.test('bad values name the option', async (t) => {
   t.throws(() => parseConfig(['--port'], {}), new ConfigError('--port needs a value'))
   t.throws(() => parseConfig(['stray'], {}), new ConfigError('unexpected argument "stray" (see --help)'))
   t.throws(() => parseConfig([], { LOG_LEVEL: 'loud' }), /LOG_LEVEL must be one of/)
+  t.throws(() => parseConfig([], { STORE_PREFAULT_BYTES: '9999999999999' }), /STORE_PREFAULT_BYTES must be between 0 and 1099511627776/)
   t.throws(() => parseConfig([], { PULL_LIMIT_DEFAULT: '50', PULL_LIMIT_MAX: '20' }), /must not exceed/)
 })
 

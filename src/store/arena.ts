@@ -1,5 +1,6 @@
 // A shard's memory for chats' extents (chat-log.ts): blocks of 2^k bytes, 256 B to 1 MiB, carved
-// out of 1 MiB chunks by a buddy allocator, and blocks larger than a chunk on their own.
+// out of 1 MiB chunks by a buddy allocator, and blocks larger than a chunk on their own. A new
+// chunk is one written ahead at start-up when there is one (prefaultChunks), else new memory.
 //
 // Why a buddy allocator: a chat's extent moves to a block twice its size when it fills, and chats
 // written in turn all grow at about the same time. With plain size classes, the blocks they leave
@@ -21,6 +22,28 @@ export const ORDER_CHUNK = 20 // 1 MiB
 export const CHUNK_BYTES = 1 << ORDER_CHUNK
 const UNITS = CHUNK_BYTES >> ORDER_MIN
 const OWN_ALIGN = 4096
+
+// Chunks written once ahead of need (prefaultChunks), which arenas take before asking the system
+// for new ones. One list per thread: a thread's shards share it.
+const spare: Buffer[] = []
+
+/**
+ * Allocates chunks of `bytes` in all (rounded up to whole chunks) and writes every byte of them,
+ * so that the arenas of this thread take their first chunks with every page already in memory.
+ * Why: the first write to a page of new memory is a page fault, and on a virtual machine whose
+ * host hands memory back and forth (the reference machine: ~10 µs a page, and fdatasyncs slower
+ * while it happens) the store pays it while serving, all at once when many chats move to larger
+ * extents together (docs/performance.md, twentieth session). Returns the number of chunks.
+ */
+export function prefaultChunks(bytes: number): number {
+  assert(Number.isSafeInteger(bytes) && bytes >= 0)
+  const n = Math.ceil(bytes / CHUNK_BYTES)
+  for (let i = 0; i < n; i++) spare.push(Buffer.allocUnsafeSlow(CHUNK_BYTES).fill(0))
+  return n
+}
+
+/** Bytes of prefaulted chunks that no arena of this thread has taken yet. */
+export const spareBytes = (): number => spare.length * CHUNK_BYTES
 
 /** The order of the smallest block of at least `bytes` (at least ORDER_MIN); above ORDER_CHUNK for a block of its own. */
 export function orderFor(bytes: number): number {
@@ -111,7 +134,7 @@ export class Arena {
     let slot: number
     let offset: number
     if (this.headSlot[o] === 0) {
-      slot = this.newSlot(Buffer.allocUnsafeSlow(CHUNK_BYTES), new Uint8Array(UNITS))
+      slot = this.newSlot(spare.pop() ?? Buffer.allocUnsafeSlow(CHUNK_BYTES), new Uint8Array(UNITS))
       offset = 0
     } else {
       slot = (this.headSlot[o] as number) - 1

@@ -1,11 +1,11 @@
 // The arena's buddy allocator: blocks never overlap, freed neighbours merge, and a chunk free as a
-// whole is released.
+// whole is released; chunks written ahead (prefaultChunks) are taken before new memory.
 
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
 import t from 'tap'
 import { holds } from '../helpers/fast-check.js'
-import { Arena, CHUNK_BYTES, ORDER_CHUNK, ORDER_MIN, orderFor } from '../../src/store/arena.js'
+import { Arena, CHUNK_BYTES, ORDER_CHUNK, ORDER_MIN, orderFor, prefaultChunks, spareBytes } from '../../src/store/arena.js'
 
 t.test('orderFor: the smallest block that holds the bytes', async (t) => {
   t.equal(orderFor(1), ORDER_MIN)
@@ -127,4 +127,26 @@ t.test('join: arenas exported by other threads become one, their slots renumbere
   arena.free(bLoc.slot + 2, bLoc.offset, ORDER_MIN)
   t.equal(arena.held, 0)
   t.equal(arena.used, 0)
+})
+
+t.test('prefaultChunks: arenas take the chunks written ahead first, then new memory', async (t) => {
+  t.equal(spareBytes(), 0, 'none until asked for')
+  t.equal(prefaultChunks(0), 0)
+  t.equal(prefaultChunks(CHUNK_BYTES + 1), 2, 'whole chunks, rounded up')
+  t.equal(spareBytes(), 2 * CHUNK_BYTES)
+  const a = new Arena()
+  a.alloc(ORDER_CHUNK + 1, CHUNK_BYTES + 4096)
+  t.equal(spareBytes(), 2 * CHUNK_BYTES, 'a block larger than a chunk is one of its own')
+  a.alloc(ORDER_MIN)
+  t.equal(spareBytes(), CHUNK_BYTES, "the arena's first chunk was one written ahead")
+  const chunk = a.bufs[a.slot] as Buffer
+  t.equal(chunk.length, CHUNK_BYTES)
+  t.ok(chunk.every((b) => b === 0), 'written with zeros')
+  const b = new Arena()
+  b.alloc(ORDER_CHUNK)
+  t.equal(spareBytes(), 0, 'another arena of the thread takes the next')
+  b.alloc(ORDER_CHUNK)
+  t.equal(b.held, 2 * CHUNK_BYTES, 'none left: a new chunk from the system')
+  t.equal(spareBytes(), 0)
+  t.throws(() => prefaultChunks(-1))
 })
