@@ -22,7 +22,7 @@ import { createFrontEnd, type Backend } from './http/index.js'
 import { createLogger, errorFields } from './log.js'
 import { answerCollect, createHttpMetrics, createShardMetrics, createThreadRegistry } from './metrics/index.js'
 import { InProcessClient, ShardClient, ShardEndpoint, shardOf, type ShardCaller } from './rpc/index.js'
-import { CHUNK_BYTES, openShard, prefaultChunks, retains, scanShards, type HostedShard } from './store/index.js'
+import { CHUNK_BYTES, openShard, prefaultChunks, retains, scanShards, spareBytes, type HostedShard } from './store/index.js'
 
 export interface WorkerData {
   readonly index: number
@@ -53,7 +53,7 @@ if (parentPort === null) throw new Error('worker.ts must run in a worker thread'
 const control = parentPort
 
 const registry = createThreadRegistry(name)
-const shardMetrics = createShardMetrics(registry)
+const shardMetrics = createShardMetrics(registry, spareBytes)
 const hosted = new Map<number, HostedShard>()
 const onFatal = (exitCode: number, message: string): void => control.postMessage({ type: 'fatal', exitCode, message })
 // Every hosted shard's log is scanned at once on helper threads; each is applied here as its scan

@@ -34,7 +34,11 @@ interface HostedSeries {
   readonly segments: () => { count: number; bytes: number }
 }
 
-export function createShardMetrics(registry: Registry): ShardMetricsSet {
+/**
+ * `spareBytes`: the thread's memory written ahead at start-up (STORE_PREFAULT_BYTES) and not yet
+ * taken by its shards, one series for the thread.
+ */
+export function createShardMetrics(registry: Registry, spareBytes: () => number = () => 0): ShardMetricsSet {
   const labelNames = ['shard'] as const
   const hosted: HostedSeries[] = []
   const gauge = (name: string, help: string, read: (h: HostedSeries) => number): void => {
@@ -52,6 +56,14 @@ export function createShardMetrics(registry: Registry): ShardMetricsSet {
   gauge('store_messages', 'Messages held, by shard', (h) => h.stats().messages)
   gauge('store_message_bytes', 'Bytes of message JSON held, by shard', (h) => h.stats().jsonBytes)
   gauge('store_allocated_bytes', 'Bytes allocated for messages and chats\' indexes, by shard', (h) => h.stats().bytes)
+  new Gauge({
+    name: `${PREFIX}store_prefault_spare_bytes`,
+    help: 'Bytes of the memory this thread wrote ahead at start-up (STORE_PREFAULT_BYTES) that its shards have not taken yet',
+    registers: [registry],
+    collect() {
+      this.set(spareBytes())
+    },
+  })
   gauge('wal_segments', 'Log segment files, by shard', (h) => h.segments().count)
   gauge('wal_segment_bytes', 'Bytes in log segment files, by shard', (h) => h.segments().bytes)
 

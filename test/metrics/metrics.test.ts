@@ -52,6 +52,7 @@ t.test('the exposition is valid Prometheus text, merged from every thread', asyn
     pullchat_store_messages: 'gauge',
     pullchat_store_message_bytes: 'gauge',
     pullchat_store_allocated_bytes: 'gauge',
+    pullchat_store_prefault_spare_bytes: 'gauge',
     pullchat_wal_appends_total: 'counter',
     pullchat_wal_bytes_total: 'counter',
     pullchat_wal_fsync_duration_seconds: 'histogram',
@@ -263,4 +264,17 @@ t.test('METRICS_PORT serves the same exposition on its own port, and nothing els
   t.equal(sumOf(m, 'pullchat_http_requests_total', { route: '/metrics' }), 0, 'scrapes on the metrics port are not service requests')
   const other = await request(metricsPort, '/api/send')
   t.equal(other.status, 404, 'only /metrics is served on the metrics port')
+})
+
+t.test('STORE_PREFAULT_BYTES: the worker writes its chunks before serving, and its shard takes them first', async (t) => {
+  const MIB = 1 << 20
+  const { port } = await startServer(t, { shards: 1, threads: 1, storePrefaultBytes: 3 * MIB - 1 })
+  const spare = async (): Promise<number> => sumOf((await scrape(port)).m, 'pullchat_store_prefault_spare_bytes', { thread: 'worker-0' })
+  t.equal(await spare(), 3 * MIB, 'three chunks written (rounded up), none taken by an empty store')
+  const headers = { 'Content-Type': 'application/json' }
+  const sent = await request(port, '/api/send', { method: 'POST', headers, body: JSON.stringify({ chat: 'a:b', text: 'first', sender: 'a' }), agent: fresh })
+  t.equal(sent.status, 200)
+  t.equal(await spare(), 2 * MIB, "the store's first chunk was one of them")
+  const page = await request(port, '/api/pull?chat=a:b', { agent: fresh })
+  t.same(page.json.messages.map((m: { text: string }) => m.text), ['first'], 'and holds the message')
 })
