@@ -35,7 +35,7 @@ export interface Config {
   readonly retentionMs: number
   readonly retentionBytes: number
   readonly metricsPort: number
-  /** Bytes of memory each worker thread writes at start-up for its shards' messages (0: none; README "Memory"). */
+  /** Bytes of memory each worker thread that hosts shards writes at start-up for their messages (0: none; README "Memory"). */
   readonly storePrefaultBytes: number
 }
 
@@ -138,7 +138,7 @@ const OPTIONS: readonly OptionSpec[] = [
   { key: 'retentionMs', env: 'RETENTION_MS', flag: 'retention-ms', help: 'drop sealed segments older than this, ms (0 = never)', parse: int(0, Number.MAX_SAFE_INTEGER) },
   { key: 'metricsPort', env: 'METRICS_PORT', flag: 'metrics-port', help: 'also serve /metrics on this port (0 = only on PORT)', parse: int(0, 65535) },
   { key: 'retentionBytes', env: 'RETENTION_BYTES', flag: 'retention-bytes', help: 'drop oldest sealed segments above this many log bytes per shard (0 = no limit)', parse: int(0, Number.MAX_SAFE_INTEGER) },
-  { key: 'storePrefaultBytes', env: 'STORE_PREFAULT_BYTES', flag: 'store-prefault-bytes', help: "memory each worker thread writes at start-up for its shards' messages, in bytes (0 = none; see README \"Memory\")", parse: int(0, 2 ** 40) },
+  { key: 'storePrefaultBytes', env: 'STORE_PREFAULT_BYTES', flag: 'store-prefault-bytes', help: "memory each worker thread that hosts shards writes at start-up for their messages, in bytes (0 = none; see README \"Memory\")", parse: int(0, 2 ** 40) },
 ]
 
 // Options of earlier releases that no longer exist: naming them is an error that says what replaced

@@ -65,8 +65,8 @@ for (const [i, scan] of scanShards(config.dataDir, data.shards, retains(config))
 }
 const recoveryMs = performance.now() - recoveryStart
 // STORE_PREFAULT_BYTES: memory for the shards' messages written now, before serving, rather than
-// page by page under load (README "Memory").
-if (config.storePrefaultBytes > 0) {
+// page by page under load (README "Memory"); not in a worker that hosts no shard.
+if (config.storePrefaultBytes > 0 && data.shards.length > 0) {
   const t0 = performance.now()
   const chunks = prefaultChunks(config.storePrefaultBytes)
   log.info('store memory written ahead', { bytes: chunks * CHUNK_BYTES, ms: Math.round(performance.now() - t0) })

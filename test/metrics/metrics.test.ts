@@ -278,3 +278,11 @@ t.test('STORE_PREFAULT_BYTES: the worker writes its chunks before serving, and i
   const page = await request(port, '/api/pull?chat=a:b', { agent: fresh })
   t.same(page.json.messages.map((m: { text: string }) => m.text), ['first'], 'and holds the message')
 })
+
+t.test('STORE_PREFAULT_BYTES: a worker that hosts no shard writes nothing ahead', async (t) => {
+  const { port } = await startServer(t, { shards: 1, threads: 2, storePrefaultBytes: 1 << 20 })
+  const { m } = await scrape(port)
+  t.equal(sumOf(m, 'pullchat_store_prefault_spare_bytes', { thread: 'worker-0' }), 1 << 20, 'worker-0 hosts shard 0')
+  t.equal(samplesOf(m, 'pullchat_store_prefault_spare_bytes', { thread: 'worker-1' }).length, 1, 'worker-1 reports the gauge')
+  t.equal(sumOf(m, 'pullchat_store_prefault_spare_bytes', { thread: 'worker-1' }), 0, 'and has nothing ahead: it only serves HTTP')
+})
