@@ -7,8 +7,9 @@
 // 2. fdatasync of 8 KiB appends on one thread for FAULT_SECONDS, alone, then while another thread writes
 //    fresh memory page by page (in 1 MiB chunks it keeps): each call's median and 90th percentile.
 // On the reference machine (a 2-core virtual machine whose host takes freed memory back) a first
-// write cost ~10 µs a page and the fdatasyncs were ~20-35% slower while another thread faulted
-// (docs/performance.md, twentieth session); on most hosts a fault is well under a microsecond.
+// write cost 1.6 to ~10 µs a page, depending on what had been freed before, and the fdatasyncs'
+// median was x0.88-1.34 of theirs alone (docs/performance.md, twentieth session); on bare metal a
+// fault is typically well under a microsecond.
 //
 //   node bench/faults.mjs     (PAGES_MB=256 FAULT_SECONDS=3; writes a scratch file in the OS's temp dir)
 

@@ -31,9 +31,9 @@ const spare: Buffer[] = []
  * Allocates chunks of `bytes` in all (rounded up to whole chunks) and writes every byte of them,
  * so that the arenas of this thread take their first chunks with every page already in memory.
  * Why: the first write to a page of new memory is a page fault, and on a virtual machine whose
- * host hands memory back and forth (the reference machine: ~10 µs a page, and fdatasyncs slower
- * while it happens) the store pays it while serving, all at once when many chats move to larger
- * extents together (docs/performance.md, twentieth session). Returns the number of chunks.
+ * host hands memory back and forth (the reference machine: up to ~10 µs a page, and fdatasyncs
+ * often slower while it happens) the store pays it while serving, all at once when many chats move
+ * to larger extents together (docs/performance.md, twentieth session). Returns the number of chunks.
  */
 export function prefaultChunks(bytes: number): number {
   assert(Number.isSafeInteger(bytes) && bytes >= 0)
