@@ -22,7 +22,7 @@ import { createFrontEnd, type Backend } from './http/index.js'
 import { createLogger, errorFields } from './log.js'
 import { answerCollect, createHttpMetrics, createShardMetrics, createThreadRegistry } from './metrics/index.js'
 import { InProcessClient, ShardClient, ShardEndpoint, shardOf, type ShardCaller } from './rpc/index.js'
-import { CHUNK_BYTES, openShard, prefaultChunks, retains, scanShards, spareBytes, type HostedShard } from './store/index.js'
+import { openShard, prefaultChunks, retains, scanShards, spareBytes, type HostedShard } from './store/index.js'
 
 export interface WorkerData {
   readonly index: number
@@ -68,8 +68,8 @@ const recoveryMs = performance.now() - recoveryStart
 // page by page under load (README "Memory"); not in a worker that hosts no shard.
 if (config.storePrefaultBytes > 0 && data.shards.length > 0) {
   const t0 = performance.now()
-  const chunks = prefaultChunks(config.storePrefaultBytes)
-  log.info('store memory written ahead', { bytes: chunks * CHUNK_BYTES, ms: Math.round(performance.now() - t0) })
+  prefaultChunks(config.storePrefaultBytes)
+  log.info('store memory written ahead', { bytes: spareBytes(), ms: Math.round(performance.now() - t0) })
 }
 
 // One caller per shard: the shard itself when this worker hosts it, a client of the RPC channel

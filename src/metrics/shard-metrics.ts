@@ -38,7 +38,7 @@ interface HostedSeries {
  * `spareBytes`: the thread's memory written ahead at start-up (STORE_PREFAULT_BYTES) and not yet
  * taken by its shards, one series for the thread.
  */
-export function createShardMetrics(registry: Registry, spareBytes: () => number = () => 0): ShardMetricsSet {
+export function createShardMetrics(registry: Registry, spareBytes: () => number): ShardMetricsSet {
   const labelNames = ['shard'] as const
   const hosted: HostedSeries[] = []
   const gauge = (name: string, help: string, read: (h: HostedSeries) => number): void => {

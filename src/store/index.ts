@@ -2,7 +2,7 @@
 // the shard's arena (chat-log.ts, arena.ts), found through an open-addressing table (shard-store.ts).
 export { ChatLog, type Page } from './chat-log.js'
 export { ShardStore, type StoreStats } from './shard-store.js'
-export { CHUNK_BYTES, prefaultChunks, spareBytes } from './arena.js'
+export { prefaultChunks, spareBytes } from './arena.js'
 export { Shard, nowUs, NO_LOG, type MessageLog } from './shard.js'
 export { recoverStore, scanShard, scanSegments, joinScans, wholeScan, applyScan, type Recovery, type ShardScan, type JoinedScan } from './recover.js'
 export { encodeMessage, encodeMessageV1, decodeMessage, readStoredMessage, messageJson, messageRecordChecker, type MessageRecord } from './message-record.js'
