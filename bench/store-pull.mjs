@@ -10,7 +10,10 @@
 //   index   and the send_times of its first and tenth messages (ChatLog.timeAt);
 //   pull    the whole page (ShardStore.pull: the table's row, the extent, the bytes copied out);
 //   batched pulls in batches of STORE_BATCH (32), the store reading ahead for each batch first
-//           (ShardStore.prefetch), as the server does for the pulls of one event-loop turn.
+//           (ShardStore.prefetch), as the server does for the pulls of one event-loop turn; and
+//           that figure in parts: the read-ahead, the pulls after it, and the same batch's pulls
+//           made again (not part of `batched`: what its pulls cost once their bytes are in cache,
+//           so the difference from the first time is what bringing their pages from memory costs).
 // and what a cache miss costs here: one load after another over 4 MB (cache) and 256 MB (memory),
 // and loads that do not wait for each other over 256 MB.
 //
@@ -82,16 +85,29 @@ function time(/** @type {(id: string) => void} */ step, /** @type {boolean} */ m
 // first (ShardStore.prefetch: what the in-process transport does once per turn of the event loop).
 const BATCH = Number(env.STORE_BATCH ?? 32)
 
-/** ns per pull, in batches of BATCH, to the hot chat or over every chat in turn. */
+/**
+ * ns per pull, in batches of BATCH, to the hot chat or over every chat in turn: in all (read-ahead
+ * and pulls), and in parts: the read-ahead, the pulls, and the same pulls made again at once.
+ */
 function timeBatched(/** @type {boolean} */ many) {
   const batch = new Array(BATCH)
-  const t0 = process.hrtime.bigint()
+  let ahead = 0n
+  let first = 0n
+  let again = 0n
   for (let i = 0; i < OPS; i += BATCH) {
     for (let k = 0; k < BATCH; k++) batch[k] = fresh(many ? (ids[(i + k) % ids.length] ?? HOT_CHAT) : HOT_CHAT)
+    const t0 = process.hrtime.bigint()
     sink += store.prefetch(batch, BATCH)
+    const t1 = process.hrtime.bigint()
     for (let k = 0; k < BATCH; k++) sink += store.pull(batch[k], 0, 10, false, scratch).json.length
+    const t2 = process.hrtime.bigint()
+    for (let k = 0; k < BATCH; k++) sink += store.pull(batch[k], 0, 10, false, scratch).json.length
+    again += process.hrtime.bigint() - t2
+    ahead += t1 - t0
+    first += t2 - t1
   }
-  return Number(process.hrtime.bigint() - t0) / OPS
+  const per = (/** @type {bigint} */ ns) => Number(ns) / OPS
+  return { all: per(ahead + first), ahead: per(ahead), pulls: per(first), again: per(again) }
 }
 
 /** ns per load: a chase through `bytes` of memory (each load's address from the one before), or independent loads. */
@@ -123,8 +139,9 @@ const median = (/** @type {number[]} */ xs) => {
   return s.length % 2 === 1 ? (s[m] ?? NaN) : ((s[m - 1] ?? NaN) + (s[m] ?? NaN)) / 2
 }
 
+const BATCH_PARTS = /** @type {const} */ (['ahead', 'pulls', 'again'])
 /** @type {Record<string, { hot: number[], many: number[] }>} */
-const samples = Object.fromEntries([...Object.keys(steps), 'batched'].map((k) => [k, { hot: [], many: [] }]))
+const samples = Object.fromEntries([...Object.keys(steps), 'batched', ...BATCH_PARTS.map((p) => `batched.${p}`)].map((k) => [k, { hot: [], many: [] }]))
 for (let r = 0; r < rounds + 1; r++) {
   for (const [name, step] of Object.entries(steps)) {
     const hot = time(step, false)
@@ -138,8 +155,12 @@ for (let r = 0; r < rounds + 1; r++) {
   const hot = timeBatched(false)
   const many = timeBatched(true)
   if (r > 0) {
-    samples.batched?.hot.push(hot)
-    samples.batched?.many.push(many)
+    samples.batched?.hot.push(hot.all)
+    samples.batched?.many.push(many.all)
+    for (const p of BATCH_PARTS) {
+      samples[`batched.${p}`]?.hot.push(hot[p])
+      samples[`batched.${p}`]?.many.push(many[p])
+    }
   }
 }
 // The flat layout, simulated (see the top of this file). Region of a chat: [id length][id bytes]
@@ -257,7 +278,8 @@ const mem = { cacheDependent: memory(4 << 20, true), memoryDependent: memory(256
 const result = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, { hotNs: Math.round(median(v.hot)), manyNs: Math.round(median(v.many)) }]))
 console.log(`store of ${HOT_MESSAGES} messages in the hot chat and ${messages} in ${chats} chats (${grouped ? 'grouped' : 'interleaved'}), ${cpus()[0]?.model.trim()}`)
 console.log(`ns per request, median of rounds (each step includes the ones above it; batched: pulls in batches of ${BATCH}, read ahead first):`)
-for (const [k, v] of Object.entries(result)) console.log(`  ${k.padEnd(7)} hot chat ${String(v.hotNs).padStart(5)}   over ${chats} chats ${String(v.manyNs).padStart(5)}`)
+const PART_NAMES = { 'batched.ahead': '  of which the read-ahead', 'batched.pulls': '  and the pulls after it', 'batched.again': 'the same pulls again (bytes in cache)' }
+for (const [k, v] of Object.entries(result)) console.log(`  ${(PART_NAMES[/** @type {keyof typeof PART_NAMES} */ (k)] ?? k).padEnd(37)} hot chat ${String(v.hotNs).padStart(5)}   over ${chats} chats ${String(v.manyNs).padStart(5)}`)
 const flatResult = { hotNs: Math.round(median(flat.hot)), manyNs: Math.round(median(flat.many)) }
 console.log(`  flat layout, simulated (not the store's): pull: hot chat ${String(flatResult.hotNs).padStart(5)}   over ${chats} chats ${String(flatResult.manyNs).padStart(5)}`)
 console.log(`memory: a load that waits for the one before, within 4 MB ${mem.cacheDependent.toFixed(0)} ns, within 256 MB ${mem.memoryDependent.toFixed(0)} ns; loads that do not wait, within 256 MB ${mem.memoryIndependent.toFixed(0)} ns each`)
