@@ -2,8 +2,10 @@
 // What a pull costs in the store alone, for one hot chat against many cold ones, and what this
 // machine's memory makes the floor. No HTTP, no threads: one ShardStore in this process.
 //
-// bench:scale puts pulls over 100k chats at 1.02-1.06 of pulls of one chat (0.84-0.86 before pulls
-// were batched, 0.70 before the store kept each chat in extents; docs/performance.md). This says
+// bench:scale puts pulls over 100k chats at 0.91-0.93 of pulls of one chat (twenty-first session;
+// it gave 1.02-1.06 until wrk's two threads were started together, in the eighteenth, and less
+// still before pulls were batched and before the store kept each chat in extents;
+// docs/performance.md). This says
 // what the store's part of a pull costs, step by step (lookup and index build on each other; pull
 // is the store's own, whole; batched is pull as the server makes it under load):
 //   lookup  the chat's log by id (the shard's table, then its ChatLog);
