@@ -90,6 +90,7 @@ t.test('the areas the operator needs are all there', async (t) => {
     ['messages held by shard', /sum by \(shard\) \(pullchat_store_messages\)/],
     ['chats by shard', /sum by \(shard\) \(pullchat_store_chats\)/],
     ['memory by shard', /sum by \(shard\) \(pullchat_store_allocated_bytes\)/],
+    ['memory written ahead by thread', /sum by \(thread\) \(pullchat_store_prefault_spare_bytes\)/],
     ['RPC in flight by shard', /sum by \(shard\) \(pullchat_rpc_inflight_requests\)/],
     ['RPC p99 by shard', /histogram_quantile\(0\.99, sum by \(le, shard\) \(rate\(pullchat_rpc_roundtrip_seconds_bucket/],
     ['shard restarts', /pullchat_shard_restarts_total/],

@@ -163,8 +163,9 @@ t.test('every dashboard query returns data from a real Prometheus scraping a loa
   const dash = loadDashboard()
   const queries = allQueries(dash)
   t.ok(queries.length >= 30, `${queries.length} dashboard queries`)
-  // Series that are legitimately 0 on a healthy server: restarts, the RPC queue at rest, 5xx.
-  const mayBeZero = /restarts_total|rpc_inflight_requests|status=~"5\.\."/
+  // Series that are legitimately 0 on a healthy server: restarts, the RPC queue at rest, 5xx,
+  // memory written ahead (STORE_PREFAULT_BYTES is 0 by default).
+  const mayBeZero = /restarts_total|rpc_inflight_requests|status=~"5\.\."|prefault_spare_bytes/
   const now = Date.now() / 1000
   for (const q of queries) {
     const where = `${q.panel} [${q.refId}]: ${q.expr}`
@@ -197,6 +198,12 @@ t.test('every dashboard query returns data from a real Prometheus scraping a loa
   t.equal(chatsHeld.reduce((a, b) => a + b, 0), recoveryChats.length + chats.length, 'chats held')
   const lag = await query(promPort, byTitle('Event-loop lag p99 by thread'), now)
   t.same((lag.result as Sample[]).map((s) => s.metric.thread).sort(), ['main', 'worker-0', 'worker-1'], 'event-loop lag for every thread')
+  const spare = await query(promPort, byTitle('Memory held by shard', 'C'), now)
+  t.same(
+    (spare.result as Sample[]).map((x) => [x.metric.thread, Number(x.value[1])]).sort(),
+    [['worker-0', 0], ['worker-1', 0]],
+    'memory written ahead: a series per worker thread, 0 by default',
+  )
   const rss = values(await query(promPort, byTitle('Process RSS'), now))
   t.equal(rss.length, 1, 'one RSS series for the one process (not one per thread)')
   t.same(values(await query(promPort, byTitle('Restarts by shard and worker (1h)', 'A'), now)), [0, 0], 'no shard restarted, one series per shard')
