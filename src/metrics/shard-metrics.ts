@@ -35,8 +35,8 @@ interface HostedSeries {
 }
 
 /**
- * `spareBytes`: the thread's memory written ahead at start-up (STORE_PREFAULT_BYTES) and not yet
- * taken by its shards, one series for the thread.
+ * `spareBytes`: the thread's memory written ahead at start-up (STORE_PREFAULT_BYTES), or freed
+ * whole by its shards and kept since, that they do not hold now; one series for the thread.
  */
 export function createShardMetrics(registry: Registry, spareBytes: () => number): ShardMetricsSet {
   const labelNames = ['shard'] as const
@@ -58,7 +58,7 @@ export function createShardMetrics(registry: Registry, spareBytes: () => number)
   gauge('store_allocated_bytes', 'Bytes allocated for messages and chats\' indexes, by shard', (h) => h.stats().bytes)
   new Gauge({
     name: `${PREFIX}store_prefault_spare_bytes`,
-    help: 'Bytes of the memory this thread wrote ahead at start-up (STORE_PREFAULT_BYTES) that its shards have not taken yet',
+    help: 'Bytes of memory written ahead (STORE_PREFAULT_BYTES at start-up, then chunks freed and kept up to that) that this thread\'s shards do not hold now',
     registers: [registry],
     collect() {
       this.set(spareBytes())

@@ -1,6 +1,8 @@
 // A shard's memory for chats' extents (chat-log.ts): blocks of 2^k bytes, 256 B to 1 MiB, carved
 // out of 1 MiB chunks by a buddy allocator, and blocks larger than a chunk on their own. A new
-// chunk is one written ahead at start-up when there is one (prefaultChunks), else new memory.
+// chunk is one written ahead at start-up when there is one (prefaultChunks), else new memory; a
+// chunk freed whole goes back among those written ahead while they are fewer than start-up wrote,
+// else to the system.
 //
 // Why a buddy allocator: a chat's extent moves to a block twice its size when it fills, and chats
 // written in turn all grow at about the same time. With plain size classes, the blocks they leave
@@ -24,8 +26,10 @@ const UNITS = CHUNK_BYTES >> ORDER_MIN
 const OWN_ALIGN = 4096
 
 // Chunks written once ahead of need (prefaultChunks), which arenas take before asking the system
-// for new ones. One list per thread: a thread's shards share it.
+// for new ones, and chunks freed whole since, kept while there are fewer than `spareMax`. One list
+// per thread: a thread's shards share it.
 const spare: Buffer[] = []
+let spareMax = 0
 
 /**
  * Allocates chunks of `bytes` in all (rounded up to whole chunks) and writes every byte of them,
@@ -39,10 +43,11 @@ export function prefaultChunks(bytes: number): number {
   assert(Number.isSafeInteger(bytes) && bytes >= 0)
   const n = Math.ceil(bytes / CHUNK_BYTES)
   for (let i = 0; i < n; i++) spare.push(Buffer.allocUnsafeSlow(CHUNK_BYTES).fill(0))
+  spareMax += n
   return n
 }
 
-/** Bytes of prefaulted chunks that no arena of this thread has taken yet. */
+/** Bytes of chunks written ahead (prefaulted, or freed whole since and kept) that no arena of this thread holds. */
 export const spareBytes = (): number => spare.length * CHUNK_BYTES
 
 /** The order of the smallest block of at least `bytes` (at least ORDER_MIN); above ORDER_CHUNK for a block of its own. */
@@ -172,8 +177,14 @@ export class Arena {
       at = Math.min(at, buddy)
       o++
     }
-    if (o === ORDER_CHUNK) this.releaseSlot(slot, CHUNK_BYTES)
-    else this.link(slot, at, o)
+    if (o === ORDER_CHUNK) {
+      // Its pages are in memory already: kept for the next chunk this thread needs, as many as
+      // start-up wrote ahead (STORE_PREFAULT_BYTES), so that retention and moves do not hand
+      // memory back only to fault it in again.
+      const buf = this.bufs[slot] as Buffer
+      this.releaseSlot(slot, CHUNK_BYTES)
+      if (spare.length < spareMax) spare.push(buf)
+    } else this.link(slot, at, o)
   }
 
   // Free lists are doubly linked through the blocks' first 16 bytes: next's slot + 1 and offset,

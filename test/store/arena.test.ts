@@ -1,5 +1,6 @@
 // The arena's buddy allocator: blocks never overlap, freed neighbours merge, and a chunk free as a
-// whole is released; chunks written ahead (prefaultChunks) are taken before new memory.
+// whole is released; chunks written ahead (prefaultChunks) are taken before new memory, and chunks
+// freed whole are kept among them up to as many as were written ahead.
 
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
@@ -149,4 +150,21 @@ t.test('prefaultChunks: arenas take the chunks written ahead first, then new mem
   t.equal(b.held, 2 * CHUNK_BYTES, 'none left: a new chunk from the system')
   t.equal(spareBytes(), 0)
   t.throws(() => prefaultChunks(-1))
+
+  // Two chunks were written ahead: chunks freed whole go back among them, up to two.
+  const first = b.bufs[0] as Buffer
+  b.free(0, 0, ORDER_CHUNK)
+  t.equal(spareBytes(), CHUNK_BYTES, 'a chunk freed whole is kept, written, for the next')
+  t.equal(b.held, CHUNK_BYTES, 'and no longer held by its arena')
+  a.free(a.slot, a.offset, ORDER_MIN)
+  t.equal(spareBytes(), 2 * CHUNK_BYTES, 'as many as were written ahead')
+  b.free(1, 0, ORDER_CHUNK)
+  t.equal(spareBytes(), 2 * CHUNK_BYTES, 'no more: the third goes back to the system')
+  t.equal(b.held, 0)
+  const c = new Arena()
+  c.alloc(ORDER_MIN)
+  t.equal(spareBytes(), CHUNK_BYTES, 'a new arena takes a kept chunk')
+  c.alloc(ORDER_CHUNK)
+  t.equal(spareBytes(), 0)
+  t.ok([chunk, first].includes(c.bufs[0] as Buffer) && [chunk, first].includes(c.bufs[1] as Buffer) && c.bufs[0] !== c.bufs[1], 'the very chunks freed before')
 })
