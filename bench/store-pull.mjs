@@ -141,9 +141,11 @@ const median = (/** @type {number[]} */ xs) => {
   return s.length % 2 === 1 ? (s[m] ?? NaN) : ((s[m - 1] ?? NaN) + (s[m] ?? NaN)) / 2
 }
 
-const BATCH_PARTS = /** @type {const} */ (['ahead', 'pulls', 'again'])
+// timeBatched's parts, and how the report names them.
+const BATCH_PARTS = /** @type {const} */ ({ ahead: '  of which the read-ahead', pulls: '  and the pulls after it', again: 'the same pulls again (bytes in cache)' })
+const partNames = new Map(Object.entries(BATCH_PARTS).map(([p, label]) => [`batched.${p}`, label]))
 /** @type {Record<string, { hot: number[], many: number[] }>} */
-const samples = Object.fromEntries([...Object.keys(steps), 'batched', ...BATCH_PARTS.map((p) => `batched.${p}`)].map((k) => [k, { hot: [], many: [] }]))
+const samples = Object.fromEntries([...Object.keys(steps), 'batched', ...partNames.keys()].map((k) => [k, { hot: [], many: [] }]))
 for (let r = 0; r < rounds + 1; r++) {
   for (const [name, step] of Object.entries(steps)) {
     const hot = time(step, false)
@@ -159,7 +161,7 @@ for (let r = 0; r < rounds + 1; r++) {
   if (r > 0) {
     samples.batched?.hot.push(hot.all)
     samples.batched?.many.push(many.all)
-    for (const p of BATCH_PARTS) {
+    for (const p of /** @type {(keyof typeof BATCH_PARTS)[]} */ (Object.keys(BATCH_PARTS))) {
       samples[`batched.${p}`]?.hot.push(hot[p])
       samples[`batched.${p}`]?.many.push(many[p])
     }
@@ -280,8 +282,7 @@ const mem = { cacheDependent: memory(4 << 20, true), memoryDependent: memory(256
 const result = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, { hotNs: Math.round(median(v.hot)), manyNs: Math.round(median(v.many)) }]))
 console.log(`store of ${HOT_MESSAGES} messages in the hot chat and ${messages} in ${chats} chats (${grouped ? 'grouped' : 'interleaved'}), ${cpus()[0]?.model.trim()}`)
 console.log(`ns per request, median of rounds (each step includes the ones above it; batched: pulls in batches of ${BATCH}, read ahead first):`)
-const PART_NAMES = { 'batched.ahead': '  of which the read-ahead', 'batched.pulls': '  and the pulls after it', 'batched.again': 'the same pulls again (bytes in cache)' }
-for (const [k, v] of Object.entries(result)) console.log(`  ${(PART_NAMES[/** @type {keyof typeof PART_NAMES} */ (k)] ?? k).padEnd(37)} hot chat ${String(v.hotNs).padStart(5)}   over ${chats} chats ${String(v.manyNs).padStart(5)}`)
+for (const [k, v] of Object.entries(result)) console.log(`  ${(partNames.get(k) ?? k).padEnd(37)} hot chat ${String(v.hotNs).padStart(5)}   over ${chats} chats ${String(v.manyNs).padStart(5)}`)
 const flatResult = { hotNs: Math.round(median(flat.hot)), manyNs: Math.round(median(flat.many)) }
 console.log(`  flat layout, simulated (not the store's): pull: hot chat ${String(flatResult.hotNs).padStart(5)}   over ${chats} chats ${String(flatResult.manyNs).padStart(5)}`)
 console.log(`memory: a load that waits for the one before, within 4 MB ${mem.cacheDependent.toFixed(0)} ns, within 256 MB ${mem.memoryDependent.toFixed(0)} ns; loads that do not wait, within 256 MB ${mem.memoryIndependent.toFixed(0)} ns each`)
