@@ -201,12 +201,26 @@ export function requireWrk(/** @type {string} */ who) {
   process.exit(2)
 }
 
-/** A `wrk.format(...)` expression for `GET /api/pull?<query>`. */
-export const wrkPull = (/** @type {string} */ query) => `wrk.format("GET", "/api/pull?${query}")`
+/**
+ * An X-Request-Id header for wrk.format's table (pullchat and the ceiling ignore it): what makes a
+ * script's requests to one chat distinct strings, so that wrk walks as many of them as a script
+ * over many chats (bench/scale.mjs).
+ */
+const requestIdHeader = (/** @type {string} */ id) => `["X-Request-Id"]="${id}"`
 
-/** A `wrk.format(...)` expression for a `POST /api/send` of the bench text to `chat` by `sender`. */
-export const wrkSend = (/** @type {string} */ chat, /** @type {string} */ sender) =>
-  `wrk.format("POST", "/api/send", {["Content-Type"]="application/json"}, ${JSON.stringify(JSON.stringify({ chat, text: BENCH_TEXT, sender }))})`
+/** `n` request ids of one width: "0", ..., or "00000" to "99999" for 100k. */
+export const requestIds = (/** @type {number} */ n) => Array.from({ length: n }, (_, i) => String(i).padStart(String(n - 1).length, '0'))
+
+/** A `wrk.format(...)` expression for `GET /api/pull?<query>`, with `id` as its X-Request-Id if given. */
+export const wrkPull = (/** @type {string} */ query, /** @type {string | undefined} */ id = undefined) =>
+  id === undefined ? `wrk.format("GET", "/api/pull?${query}")` : `wrk.format("GET", "/api/pull?${query}", {${requestIdHeader(id)}})`
+
+/**
+ * A `wrk.format(...)` expression for a `POST /api/send` of the bench text to `chat` by `sender`,
+ * with `id` as its X-Request-Id if given.
+ */
+export const wrkSend = (/** @type {string} */ chat, /** @type {string} */ sender, /** @type {string | undefined} */ id = undefined) =>
+  `wrk.format("POST", "/api/send", {["Content-Type"]="application/json"${id === undefined ? '' : `, ${requestIdHeader(id)}`}}, ${JSON.stringify(JSON.stringify({ chat, text: BENCH_TEXT, sender }))})`
 
 /**
  * Runs wrk (two threads) with a Lua script against 127.0.0.1:`port`. Returns its requests per
