@@ -213,7 +213,7 @@ export const requestIds = (/** @type {number} */ n) => Array.from({ length: n },
 
 /** A `wrk.format(...)` expression for `GET /api/pull?<query>`, with `id` as its X-Request-Id if given. */
 export const wrkPull = (/** @type {string} */ query, /** @type {string | undefined} */ id = undefined) =>
-  id === undefined ? `wrk.format("GET", "/api/pull?${query}")` : `wrk.format("GET", "/api/pull?${query}", {${requestIdHeader(id)}})`
+  `wrk.format("GET", "/api/pull?${query}"${id === undefined ? '' : `, {${requestIdHeader(id)}}`})`
 
 /**
  * A `wrk.format(...)` expression for a `POST /api/send` of the bench text to `chat` by `sender`,

@@ -17,7 +17,8 @@
 // script of 100k distinct requests more slowly than one of a single request, whoever answers (the
 // ceiling at 0.87-0.96 of its one-request rate, twenty-second session); until then the one-chat
 // scripts were a single request, and that part of every chats ratio was the generator's, not the
-// server's. A server whose work does not depend on the chat (the ceiling) now shows ~1 (0.97-1.05).
+// server's. A server whose work does not depend on the chat (the ceiling) now shows ~1 (0.93-1.03
+// in the twenty-second session's runs).
 // Each round runs the nine loads in a rotated order; the ratios are taken within each round and
 // the median over rounds is reported. The target is read as a floor: the larger store (or the
 // more chats) may serve at most 10% less; serving more is not a miss, and the verdict says which.
