@@ -370,6 +370,19 @@ export const HOT_MESSAGES = 1000
 export const benchChat = (/** @type {number} */ c) => `u${c}:u${c + 1}`
 
 /**
+ * The one chat of bench/scale.mjs's chats comparisons: a direct chat of the shape of the `chats`
+ * many chats' ids (`benchChat`: most of them `u<d>:u<d>` with as many digits as `chats - 1` has),
+ * and none of them (its numbers have leading zeros): `u00000:u00001` by `u00000` for 100k chats.
+ * So the one chat and the many differ in how many they are, not in their ids' length or kind
+ * (HOT_CHAT is shorter and has no members, and a page of its messages is ~10 bytes a message smaller).
+ */
+export function oneChatLike(/** @type {number} */ chats) {
+  const digits = Math.max(2, String(Math.max(chats - 1, 0)).length)
+  const sender = `u${'0'.repeat(digits)}`
+  return { chat: `${sender}:u${'1'.padStart(digits, '0')}`, sender }
+}
+
+/**
  * `n` chat ids (by default every one of the `chats`) in a stride prime to the chat count, so that
  * consecutive requests go to chats far apart, for loads over many chats.
  */
@@ -378,17 +391,18 @@ export function spreadChats(/** @type {number} */ chats, n = chats) {
 }
 
 /**
- * The benchmarks' store: the hot chat's `hotMessages`, then `messages` more over `chats` chats
- * (`benchChat`), written in turn as live traffic interleaves them, or with `grouped` one chat after
- * another (each chat's messages next to each other). Send times end an hour ago.
+ * The benchmarks' store: the hot chat's `hotMessages` (HOT_CHAT's by 'loader', unless `hot` names
+ * another chat and its sender), then `messages` more over `chats` chats (`benchChat`), written in
+ * turn as live traffic interleaves them, or with `grouped` one chat after another (each chat's
+ * messages next to each other). Send times end an hour ago.
  * @param {string} dataDir @param {number} shards
- * @param {{ hotMessages?: number, messages?: number, chats?: number, grouped?: boolean }} [what]
+ * @param {{ hotMessages?: number, messages?: number, chats?: number, grouped?: boolean, hot?: { chat: string, sender: string } }} [what]
  */
-export function writeBenchStore(dataDir, shards, { hotMessages = HOT_MESSAGES, messages = 0, chats = 1, grouped = false } = {}) {
+export function writeBenchStore(dataDir, shards, { hotMessages = HOT_MESSAGES, messages = 0, chats = 1, grouped = false, hot = { chat: HOT_CHAT, sender: 'loader' } } = {}) {
   const t0 = Date.now() * 1000 - 3_600_000_000
   const perChat = Math.ceil(messages / chats)
   return writeDataDir(dataDir, shards, hotMessages + messages, (i) => {
-    if (i < hotMessages) return [HOT_CHAT, 'loader', BENCH_TEXT, t0 + i]
+    if (i < hotMessages) return [hot.chat, hot.sender, BENCH_TEXT, t0 + i]
     const k = i - hotMessages
     const c = grouped ? Math.floor(k / perChat) : k % chats
     return [benchChat(c), `u${c}`, BENCH_TEXT, t0 + i]

@@ -4,14 +4,19 @@
 //
 // `npm run bench` measures the hot chat and the many chats minutes apart, and this machine's
 // throughput drifts by more than 10% in that time, so its two figures cannot settle a 10% question.
-// Here the loads alternate, round after round, against three servers that run side by side:
+// Here the loads alternate, round after round, against four servers that run side by side:
 //   small: a store of 1k messages, all in one chat; pulls of that chat;
 //   large: the same chat plus SCALE_MESSAGES messages in SCALE_CHATS chats (10 each, written in
-//          turn, as live traffic interleaves them); pulls of the hot chat, and pulls over all chats;
+//          turn, as live traffic interleaves them); pulls of the one chat, and pulls over all chats;
 //   sends: a fresh store; durable sends to one chat, and durable sends over SCALE_CHATS chats (the
 //          warm-up creates them), both growing the same store.
 //   ceiling: bench/ceiling.mjs (bare uWS, fixed replies), under the same four scripts: what the
 //          generator itself makes of one chat against many.
+// The one chat is a direct chat shaped as the many chats' ids are (lib.mjs, oneChatLike:
+// `u00000:u00001` for 100k chats), so that the two sides differ in how many chats they pull or send
+// to, not in the ids' length or kind. Until the twenty-third session it was the quick bench's hot
+// chat, `hot`: shorter, without members, its pages ~10 bytes a message smaller (pulled side by side
+// from one store, the direct chat ran at ~0.99 of `hot`, rounds 0.94-1.04; docs/performance.md).
 // Every script cycles through SCALE_CHATS distinct requests; in the one-chat scripts they differ
 // only in an X-Request-Id header, which both servers ignore. wrk on the same two cores serves a
 // script of 100k distinct requests more slowly than one of a single request, whoever answers (the
@@ -34,7 +39,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { runAsQuietHarness, DEFAULT_SHARDS, SERVER_NODE_FLAGS, HOT_CHAT, HOT_MESSAGES, flushPendingWrites, requestIds, requireWrk, root, runWrk, spreadChats, startProcess, stopProcess, writeBenchStore, wrkPull, wrkScript, wrkSend } from './lib.mjs'
+import { runAsQuietHarness, DEFAULT_SHARDS, SERVER_NODE_FLAGS, HOT_MESSAGES, flushPendingWrites, oneChatLike, requestIds, requireWrk, root, runWrk, spreadChats, startProcess, stopProcess, writeBenchStore, wrkPull, wrkScript, wrkSend } from './lib.mjs'
 
 runAsQuietHarness()
 
@@ -74,16 +79,17 @@ const scripts = {
 // (see the top). The many-chat scripts: every chat, each request to a chat far from the previous one's.
 const ids = requestIds(chats)
 const spread = spreadChats(chats)
-writeFileSync(scripts.hot, wrkScript(ids.map((id) => wrkPull(`chat=${HOT_CHAT}&limit=10`, id)), true))
+const one = oneChatLike(chats)
+writeFileSync(scripts.hot, wrkScript(ids.map((id) => wrkPull(`chat=${one.chat}&limit=10`, id)), true))
 writeFileSync(scripts.many, wrkScript(spread.map((chat, i) => wrkPull(`chat=${chat}&limit=10`, ids[i])), true))
-writeFileSync(scripts.sendOne, wrkScript(ids.map((id) => wrkSend(HOT_CHAT, 'loader', id)), true))
+writeFileSync(scripts.sendOne, wrkScript(ids.map((id) => wrkSend(one.chat, one.sender, id)), true))
 writeFileSync(scripts.sendMany, wrkScript(spread.map((chat, i) => wrkSend(chat, chat.split(':')[0] ?? chat, ids[i])), true))
 
 /** @param {string} name @param {{ messages?: number, chats?: number }} what */
 async function dataDir(name, what) {
   const d = join(dir, name)
   mkdirSync(d)
-  await writeBenchStore(d, shards, what)
+  await writeBenchStore(d, shards, { ...what, hot: one })
   return d
 }
 
@@ -108,7 +114,7 @@ const median = (/** @type {number[]} */ xs) => {
 
 const servers = []
 try {
-  console.log(`preloading: ${HOT_MESSAGES} messages in one chat; and those plus ${messages} in ${chats} chats`)
+  console.log(`preloading: ${HOT_MESSAGES} messages in one chat (${one.chat}); and those plus ${messages} in ${chats} chats`)
   const small = await dataDir('small', {})
   const large = await dataDir('large', { messages, chats })
   const serverEnv = (/** @type {string} */ d) => ({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: d, LOG_LEVEL: 'info' })
@@ -124,6 +130,14 @@ try {
   servers.push(c)
   const ceiling = await startProcess(['bench/ceiling.mjs', '0'], {})
   servers.push(ceiling)
+  // What the pull loads name, checked once before them: a full page of the one chat from both
+  // stores, and of one of the many chats from the large one (a page of nothing is served faster).
+  for (const [port, chat] of [[a.port, one.chat], [b.port, one.chat], [b.port, spread[0]]]) {
+    const res = await fetch(`http://127.0.0.1:${port}/api/pull?chat=${chat}&limit=10`)
+    const page = /** @type {{ messages?: { chat: string }[] }} */ (await res.json())
+    const got = page.messages?.filter((m) => m.chat === chat).length
+    if (res.status !== 200 || got !== 10) throw new Error(`pulling ${chat} gave ${res.status} and ${got} of its messages, not 10`)
+  }
 
   const loads = [
     { name: 'small-hot', what: `1 chat, ${HOT_MESSAGES} messages stored`, port: a.port, script: scripts.hot },
@@ -131,7 +145,7 @@ try {
     { name: 'large-many', what: `${chats} chats pulled, ${HOT_MESSAGES + messages} messages stored`, port: b.port, script: scripts.many },
     { name: 'send-one', what: 'durable sends to 1 chat', port: c.port, script: scripts.sendOne },
     { name: 'send-many', what: `durable sends over ${chats} chats`, port: c.port, script: scripts.sendMany },
-    { name: 'ceiling-hot', what: 'the ceiling, the hot chat\'s pulls', port: ceiling.port, script: scripts.hot },
+    { name: 'ceiling-hot', what: 'the ceiling, the one chat\'s pulls', port: ceiling.port, script: scripts.hot },
     { name: 'ceiling-many', what: `the ceiling, pulls over ${chats} chats`, port: ceiling.port, script: scripts.many },
     { name: 'ceiling-send-one', what: 'the ceiling, sends to 1 chat', port: ceiling.port, script: scripts.sendOne },
     { name: 'ceiling-send-many', what: `the ceiling, sends over ${chats} chats`, port: ceiling.port, script: scripts.sendMany },
