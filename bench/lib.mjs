@@ -391,6 +391,27 @@ export function spreadChats(/** @type {number} */ chats, n = chats) {
 }
 
 /**
+ * bench/scale.mjs's loads as wrk requests (`wrk.format` expressions), each `chats` distinct
+ * requests, request i with X-Request-Id i (one width): the one chat's (oneChatLike) as many
+ * strings as the many chats', so that wrk does the same work for both (bench/scale.mjs, at the
+ * top). The many chats' loads: every chat, each request to a chat far from the previous one's
+ * (spreadChats), sent by the chat's first member.
+ */
+export function scaleLoads(/** @type {number} */ chats) {
+  const ids = requestIds(chats)
+  const spread = spreadChats(chats)
+  const one = oneChatLike(chats)
+  return {
+    one,
+    spread,
+    hot: ids.map((id) => wrkPull(`chat=${one.chat}&limit=10`, id)),
+    many: spread.map((chat, i) => wrkPull(`chat=${chat}&limit=10`, ids[i])),
+    sendOne: ids.map((id) => wrkSend(one.chat, one.sender, id)),
+    sendMany: spread.map((chat, i) => wrkSend(chat, chat.split(':')[0] ?? chat, ids[i])),
+  }
+}
+
+/**
  * The benchmarks' store: the hot chat's `hotMessages` (HOT_CHAT's by 'loader', unless `hot` names
  * another chat and its sender), then `messages` more over `chats` chats (`benchChat`), written in
  * turn as live traffic interleaves them, or with `grouped` one chat after another (each chat's

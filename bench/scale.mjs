@@ -39,7 +39,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { runAsQuietHarness, DEFAULT_SHARDS, SERVER_NODE_FLAGS, HOT_MESSAGES, flushPendingWrites, oneChatLike, requestIds, requireWrk, root, runWrk, spreadChats, startProcess, stopProcess, writeBenchStore, wrkPull, wrkScript, wrkSend } from './lib.mjs'
+import { runAsQuietHarness, DEFAULT_SHARDS, SERVER_NODE_FLAGS, HOT_MESSAGES, flushPendingWrites, requireWrk, root, runWrk, scaleLoads, startProcess, stopProcess, writeBenchStore, wrkScript } from './lib.mjs'
 
 runAsQuietHarness()
 
@@ -74,16 +74,10 @@ const scripts = {
   sendOne: join(dir, 'send-one.lua'),
   sendMany: join(dir, 'send-many.lua'),
 }
-// Every script is SCALE_CHATS distinct requests, request i with X-Request-Id i (one width): the
-// one-chat scripts as many strings as the many-chat ones, so that wrk does the same work for both
-// (see the top). The many-chat scripts: every chat, each request to a chat far from the previous one's.
-const ids = requestIds(chats)
-const spread = spreadChats(chats)
-const one = oneChatLike(chats)
-writeFileSync(scripts.hot, wrkScript(ids.map((id) => wrkPull(`chat=${one.chat}&limit=10`, id)), true))
-writeFileSync(scripts.many, wrkScript(spread.map((chat, i) => wrkPull(`chat=${chat}&limit=10`, ids[i])), true))
-writeFileSync(scripts.sendOne, wrkScript(ids.map((id) => wrkSend(one.chat, one.sender, id)), true))
-writeFileSync(scripts.sendMany, wrkScript(spread.map((chat, i) => wrkSend(chat, chat.split(':')[0] ?? chat, ids[i])), true))
+// Every script is SCALE_CHATS distinct requests (lib.mjs, scaleLoads; test/bench/wrk-scripts.test.ts
+// runs them through wrk).
+const { one, spread, ...requests } = scaleLoads(chats)
+for (const [name, file] of Object.entries(scripts)) writeFileSync(file, wrkScript(requests[/** @type {keyof typeof scripts} */ (name)], true))
 
 /** @param {string} name @param {{ messages?: number, chats?: number }} what */
 async function dataDir(name, what) {
