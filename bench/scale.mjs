@@ -15,8 +15,10 @@
 // The one chat is a direct chat shaped as the many chats' ids are (lib.mjs, oneChatLike:
 // `u00000:u00001` for 100k chats), so that the two sides differ in how many chats they pull or send
 // to, not in the ids' length or kind. Until the twenty-third session it was the quick bench's hot
-// chat, `hot`: shorter, without members, its pages ~10 bytes a message smaller (pulled side by side
-// from one store, the direct chat ran at ~0.99 of `hot`, rounds 0.94-1.04; docs/performance.md).
+// chat, `hot`: a room, shorter, its pages ~10 bytes a message smaller, and served faster (pulled
+// side by side from one store, the direct chat at 0.98-0.99 of `hot`; in this script's own runs,
+// alternated between the two, pulls over 100k chats at 0.90-0.92 of `hot` and 0.95-0.96 of the
+// direct chat, the many chats' rate the same: docs/performance.md, twenty-third session).
 // Every script cycles through SCALE_CHATS distinct requests; in the one-chat scripts they differ
 // only in an X-Request-Id header, which both servers ignore. wrk on the same two cores serves a
 // script of 100k distinct requests more slowly than one of a single request, whoever answers (the
