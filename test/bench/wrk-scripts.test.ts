@@ -6,16 +6,14 @@
 // where wrk is not installed (.ci/run installs it).
 
 import t, { type Test } from 'tap'
-import { spawnSync } from 'node:child_process'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 // @ts-expect-error: the bench is JavaScript with JSDoc types, outside the compiled sources
-import { BENCH_TEXT, requestIds, runWrkAsync, scaleLoads, wrkScript } from '../../bench/lib.mjs'
+import { BENCH_TEXT, hasWrk, requestIds, runWrkAsync, scaleLoads, wrkScript } from '../../bench/lib.mjs'
 
-const hasWrk = spawnSync('wrk', ['--version']).error === undefined
-const skip = hasWrk ? false : 'wrk not found (apt-get install wrk)'
+const skip = hasWrk() ? false : 'wrk not found (apt-get install wrk)'
 
 interface Seen {
   readonly method: string
